@@ -1,0 +1,89 @@
+"""Render a verdict document: a terminal table, a gate table for pytest-html, a standalone page.
+
+The standalone page puts the gate table first (what a reviewer looks at), then the overall
+score, canaries, checks, metrics and every sample with its reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("loragate", "templates"),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["pct"] = lambda v: "—" if v is None else f"{100 * v:.1f}%"
+    env.filters["num"] = lambda v, d=3: "—" if v is None else f"{v:.{d}f}"
+    return env
+
+
+def render_gate_table_html(document: dict[str, Any]) -> str:
+    return _environment().get_template("gate_table.html.j2").render(doc=document)
+
+
+def render_html(document: dict[str, Any]) -> str:
+    env = _environment()
+    table = env.get_template("gate_table.html.j2").render(doc=document)
+    return env.get_template("report.html.j2").render(doc=document, gate_table=table)
+
+
+def gate_rows(document: dict[str, Any]) -> list[dict[str, str]]:
+    """One row per harness with the figures a reviewer reads first."""
+    rows = []
+    for name, h in document["harnesses"].items():
+        if h["metric"] == "f1":
+            score = f"F1 {h['f1']:.3f}"
+            interval = f"[{h['f1_low']:.3f}, —]" if h.get("f1_low") is not None else ""
+        else:
+            score = f"{h['passed']}/{h['n']} = {100 * h['pass_rate']:.1f}%"
+            interval = f"[{100 * h['wilson_low']:.1f}, {100 * h['wilson_high']:.1f}]"
+        rows.append({
+            "harness": name,
+            "gate": h["gate"],
+            "score": score,
+            "interval": interval,
+            "threshold": f"{h['threshold']:.2f}",
+            "result": "PASS" if h["gate_passed"] else "FAIL",
+        })
+    return rows
+
+
+def render_text(document: dict[str, Any]) -> str:
+    """The one-screen terminal summary."""
+    rows = gate_rows(document)
+    header = {"harness": "harness", "gate": "gate", "score": "score",
+              "interval": "95% interval", "threshold": "threshold", "result": "result"}
+    widths = {k: max(len(header[k]), *(len(r[k]) for r in rows)) if rows else len(header[k])
+              for k in header}
+    line = "  ".join(f"{{{k}:<{widths[k]}}}" for k in header)
+    out = [line.format(**header), line.format(**{k: "-" * widths[k] for k in header})]
+    out += [line.format(**row) for row in rows]
+    overall = document["overall"]
+    out.append("")
+    out.append(f"overall score: {overall['score']:.1f} (target {overall['target']:.1f}) "
+               f"{'PASS' if overall['passed'] else 'FAIL'}")
+    canaries = document.get("canaries")
+    if canaries:
+        regress = ", ".join(canaries["regressions"]) or "none"
+        p_value = "—" if canaries["mcnemar_p"] is None else f"{canaries['mcnemar_p']:.3g}"
+        out.append(f"canaries: model {canaries['model_passed']}/{canaries['n']}, baseline "
+                   f"{canaries['baseline_passed']}/{canaries['n']}, regressions: {regress}, "
+                   f"McNemar p = {p_value}")
+    latency = document.get("metrics", {}).get("latency")
+    if latency:
+        out.append("latency: " + ", ".join(f"{k} {v}" for k, v in latency.items()
+                                           if not isinstance(v, dict)))
+    checks = document.get("checks") or []
+    if checks:
+        failed = [c for c in checks if c["outcome"] in ("failed", "error")]
+        out.append(f"checks: {len(checks) - len(failed)}/{len(checks)} passed")
+    out.append("")
+    out.append(f"VERDICT: {document['verdict'].upper()}")
+    out += [f"  - {reason}" for reason in document["blocking_reasons"]]
+    return "\n".join(out)

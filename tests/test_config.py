@@ -1,0 +1,137 @@
+"""Config loading: the plan's format loads unchanged; every bad input names file and field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from loragate.config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def plan_config(root: Path) -> dict:
+    data = root / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    for name in ("style_core", "eval"):
+        (data / f"{name}.jsonl").write_text('{"instruction": "a", "input": "", "output": "b"}\n')
+    return {
+        "model_name": "Qwen/Qwen2.5-Coder-7B-Instruct",
+        "output_dir": "./outputs/web4-balanced-lora",
+        "dataset_files": ["data/style_core.jsonl"],
+        "eval_file": "data/eval.jsonl",
+        "training_args": {"num_train_epochs": 2, "learning_rate": 2e-4,
+                          "per_device_train_batch_size": 1, "gradient_accumulation_steps": 8},
+        "lora_config": {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05,
+                        "target_modules": ["q_proj", "v_proj"]},
+        "data_args": {"max_seq_length": 2048},
+        "mps_optimization": {"use_mps_device": True},
+    }
+
+
+def write(root: Path, payload: dict | str) -> Path:
+    config_dir = root / "config"
+    config_dir.mkdir(exist_ok=True)
+    path = config_dir / "balanced_training.json"
+    path.write_text(payload if isinstance(payload, str) else json.dumps(payload, indent=2))
+    return path
+
+
+def test_plan_format_loads_unchanged_and_paths_resolve_against_project_root(tmp_path):
+    config = load_config(write(tmp_path, plan_config(tmp_path)))
+    assert config.model_name == "Qwen/Qwen2.5-Coder-7B-Instruct"
+    assert config.dataset_files == [tmp_path / "data" / "style_core.jsonl"]
+    assert config.output_dir == tmp_path / "outputs" / "web4-balanced-lora"
+    assert config.training_args.gradient_accumulation_steps == 8
+    assert config.lora_config.target_modules == ["q_proj", "v_proj"]
+    assert config.gates.harnesses["refusal"].metric == "f1"
+    assert config.gates.overall_target == 90
+
+
+@pytest.mark.parametrize("profile", ["balanced_training.json", "tiny_cpu.json"])
+def test_bundled_profiles_validate(profile):
+    config = load_config(REPO / "config" / profile, check_paths=False)
+    assert config.lora_config.r == 16
+    assert config.root == REPO
+
+
+def test_wrong_type_names_file_and_field(tmp_path):
+    payload = plan_config(tmp_path)
+    payload["training_args"]["learning_rate"] = "fast"
+    path = write(tmp_path, payload)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(path) in str(err.value)
+    assert "training_args.learning_rate" in str(err.value)
+
+
+def test_missing_key_names_file_and_field(tmp_path):
+    payload = plan_config(tmp_path)
+    del payload["eval_file"]
+    path = write(tmp_path, payload)
+    with pytest.raises(ConfigError, match=r"field 'eval_file': required key is missing"):
+        load_config(path)
+
+
+def test_unknown_key_names_file_and_field(tmp_path):
+    payload = plan_config(tmp_path)
+    payload["lora_config"]["rank"] = 8
+    path = write(tmp_path, payload)
+    with pytest.raises(ConfigError, match=r"field 'lora_config.rank': unknown key"):
+        load_config(path)
+
+
+def test_unknown_training_argument_is_rejected_but_real_ones_pass(tmp_path):
+    payload = plan_config(tmp_path)
+    payload["training_args"]["torch_compile"] = False  # a real TrainingArguments field
+    config = load_config(write(tmp_path, payload))
+    assert config.training_args.to_kwargs()["torch_compile"] is False
+    payload["training_args"]["lerning_rate"] = 1e-4
+    with pytest.raises(ConfigError, match=r"training_args.*lerning_rate"):
+        load_config(write(tmp_path, payload))
+
+
+def test_missing_dataset_file_names_file_and_index(tmp_path):
+    payload = plan_config(tmp_path)
+    payload["dataset_files"].append("data/guardrails.jsonl")
+    path = write(tmp_path, payload)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert "field 'dataset_files.1': file not found" in message
+    assert "guardrails.jsonl" in message and str(path) in message
+
+
+def test_invalid_json_names_line(tmp_path):
+    path = write(tmp_path, '{\n  "model_name": "x",\n  oops\n}')
+    with pytest.raises(ConfigError, match=r"balanced_training.json:3:\d+: invalid JSON"):
+        load_config(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.json")
+
+
+def test_unknown_harness_in_gates(tmp_path):
+    payload = plan_config(tmp_path)
+    payload["gates"] = {"harnesses": {"pdca_shema": {"gate": "ship", "threshold": 0.9}}}
+    with pytest.raises(ConfigError, match=r"field 'gates': .*unknown harness.*pdca_shema"):
+        load_config(write(tmp_path, payload))
+
+
+def test_threshold_out_of_range(tmp_path):
+    payload = plan_config(tmp_path)
+    payload["gates"] = {"harnesses": {"refusal": {"gate": "ship", "threshold": 98}}}
+    with pytest.raises(ConfigError, match=r"gates.harnesses.refusal.threshold"):
+        load_config(write(tmp_path, payload))
+
+
+def test_content_hash_changes_with_settings(tmp_path):
+    path = write(tmp_path, plan_config(tmp_path))
+    first = load_config(path).content_hash()
+    payload = plan_config(tmp_path)
+    payload["lora_config"]["r"] = 8
+    assert load_config(write(tmp_path, payload)).content_hash() != first
