@@ -1,0 +1,736 @@
+"""Train the LoRA adapter: data → formatted batches → peft model → HF Trainer → adapter folder.
+
+The output folder (``config.output_dir``) ends up holding:
+
+* ``adapter_model.safetensors`` + ``adapter_config.json`` (never a pickle) and the tokenizer;
+* ``training_stats.json``: what the Step 1 checks and the pipeline read (see :func:`train`);
+* ``training_inputs.json``: the hash of config + data + base this run was started for, so an
+  interrupted run resumes only from checkpoints of the same inputs;
+* ``checkpoint-N/`` folders (HF Trainer's, for resuming) and ``runs/`` (tensorboard).
+
+The same function runs under ``torchrun`` / ``accelerate launch``: the Trainer shards the
+data across processes and only the main process writes the adapter and the stats.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loragate.training.base_model import load_tokenizer, resolve_base_model
+from loragate.training.data import (
+    LoadReport,
+    ProtectedPrompt,
+    check_no_leaks,
+    eval_prompts,
+    files_hash,
+    find_leaks,
+    harness_prompts,
+    load_samples,
+)
+from loragate.training.formatting import EncodedSet, build_dataset, make_collator
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase, TrainerCallback
+
+STATS_FILE = "training_stats.json"
+INPUTS_FILE = "training_inputs.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+STATS_VERSION = 1
+GIB = 1024**3
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start or cannot finish; the message says why and what to do."""
+
+
+class TrainingDiverged(TrainingError):
+    """The loss or the weights became NaN/inf; the last good checkpoint is kept."""
+
+
+# --------------------------------------------------------------------------- device, precision
+
+
+def select_device(requested: str = "auto") -> str:
+    """``cuda``, then ``mps``, then ``cpu`` for ``auto``; an explicit choice must be available."""
+    import torch
+
+    available = {
+        "cuda": torch.cuda.is_available(),
+        "mps": _mps_available(),
+        "cpu": True,
+    }
+    if requested == "auto":
+        return next(name for name in ("cuda", "mps", "cpu") if available[name])
+    if requested not in available:
+        raise TrainingError(f"training.device '{requested}' is not one of auto, cuda, mps, cpu")
+    if not available[requested]:
+        raise TrainingError(f"training.device is '{requested}' but no {requested} device is usable")
+    return requested
+
+
+def _mps_available() -> bool:
+    import torch
+
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def supports_bf16(device: str) -> bool:
+    """Whether bf16 training is native on the device (CPU bf16 autocast is slow: never)."""
+    import torch
+
+    if device == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device == "mps":
+        # bf16 on MPS needs macOS 14.
+        check = getattr(torch.backends.mps, "is_macos_or_newer", None)
+        return bool(check is not None and check(14, 0))
+    return False
+
+
+@dataclass(frozen=True)
+class Precision:
+    name: str  # "bf16", "fp16" or "fp32"
+    note: str | None = None
+
+    @property
+    def bf16(self) -> bool:
+        return self.name == "bf16"
+
+    @property
+    def fp16(self) -> bool:
+        return self.name == "fp16"
+
+    def torch_dtype(self) -> Any:
+        import torch
+
+        return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[self.name]
+
+
+def choose_precision(device: str, want_bf16: bool, want_fp16: bool) -> Precision:
+    """bf16 where the device supports it, fp16 on a CUDA device without bf16, else fp32."""
+    if device == "cpu":
+        if want_bf16 or want_fp16:
+            return Precision("fp32", "half precision requested, but training on CPU runs in fp32")
+        return Precision("fp32")
+    if want_bf16 or want_fp16:
+        if supports_bf16(device):
+            return Precision("bf16")
+        if device == "cuda":
+            return Precision("fp16", "bf16 unsupported on this GPU: fp16 mixed precision instead")
+        return Precision("fp32", f"bf16 unsupported on {device}: training in fp32")
+    return Precision("fp32")
+
+
+# --------------------------------------------------------------------------- input hashing
+
+
+def training_config_hash(config: Any) -> str:
+    """Hash of the config sections that change the adapter (not gates, packaging, paths...)."""
+    sections = {
+        "model_name": config.model_name,
+        "training_args": config.training_args.model_dump(mode="json"),
+        "lora_config": config.lora_config.model_dump(mode="json"),
+        "data_args": config.data_args.model_dump(mode="json"),
+        "base": config.base.model_dump(mode="json"),
+        "training": config.training.model_dump(mode="json"),
+    }
+    return _sha256(json.dumps(sections, sort_keys=True, default=str))
+
+
+def data_hash(config: Any) -> str:
+    paths = [Path(p) for p in config.dataset_files] + [Path(config.eval_file)]
+    return files_hash(paths)
+
+
+def base_fingerprint(base_dir: Path) -> str:
+    """Hash of the base model folder: its config and its weight files' names and sizes.
+
+    Hashing the bytes of a 7B model would take minutes; a changed model changes its sizes or
+    its config in practice.
+    """
+    base_dir = Path(base_dir)
+    parts = [(base_dir / "config.json").read_text(encoding="utf-8")]
+    for path in sorted(base_dir.glob("*.safetensors")) + sorted(base_dir.glob("*.bin")):
+        parts.append(f"{path.name}:{path.stat().st_size}")
+    return _sha256("\n".join(parts))
+
+
+def inputs_hash(config_hash: str, data: str, base: str) -> str:
+    return _sha256(f"config={config_hash}\ndata={data}\nbase={base}")
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def read_stats(output_dir: Path) -> dict[str, Any] | None:
+    path = Path(output_dir) / STATS_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None
+
+
+def completed_run_hash(output_dir: Path) -> str | None:
+    """The inputs hash of a finished run in ``output_dir`` whose adapter is there, else None."""
+    stats = read_stats(output_dir)
+    if not stats or not stats.get("completed"):
+        return None
+    if not (Path(output_dir) / ADAPTER_WEIGHTS).is_file():
+        return None
+    return stats.get("inputs_hash")
+
+
+def current_inputs_hash(config: Any, base_dir: Path | None = None) -> str:
+    base_dir = base_dir if base_dir is not None else resolve_base_model(config)
+    return inputs_hash(training_config_hash(config), data_hash(config), base_fingerprint(base_dir))
+
+
+def is_up_to_date(config: Any) -> bool:
+    """Whether ``output_dir`` holds a finished adapter trained from exactly these inputs."""
+    recorded = completed_run_hash(Path(config.output_dir))
+    return recorded is not None and recorded == current_inputs_hash(config)
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class PreparedData:
+    train: EncodedSet
+    eval: EncodedSet | None
+    train_report: LoadReport
+    eval_report: LoadReport | None
+    leaks: list[str]
+
+
+def prepare_data(config: Any, tokenizer: PreTrainedTokenizerBase) -> PreparedData:
+    """Load, validate, dedupe, leak-check and tokenize the training and hold-out sets."""
+    args = config.data_args
+    train_report = load_samples(
+        config.dataset_files, skip_invalid=args.skip_invalid_lines, dedupe=args.dedupe
+    )
+    eval_report = None
+    protected: list[ProtectedPrompt] = []
+    if config.eval_file is not None and Path(config.eval_file).is_file():
+        eval_report = load_samples([config.eval_file], skip_invalid=args.skip_invalid_lines,
+                                   dedupe=args.dedupe)
+        protected += eval_prompts(eval_report.samples)
+    prompts_dir = getattr(getattr(config, "gates", None), "prompts_dir", None)
+    protected += harness_prompts(prompts_dir)
+    if args.allow_eval_leak:
+        leaks = find_leaks(train_report.samples, protected)
+    else:
+        check_no_leaks(train_report.samples, protected)
+        leaks = []
+    encode_args = {"system_prompt": args.system_prompt, "max_seq_length": args.max_seq_length}
+    train = build_dataset(train_report.samples, tokenizer, **encode_args)
+    if len(train.dataset) == 0:
+        raise TrainingError("no training sample fits max_seq_length: " + "; ".join(train.dropped))
+    held_out = build_dataset(eval_report.samples, tokenizer, **encode_args) \
+        if eval_report else None
+    return PreparedData(train, held_out, train_report, eval_report, leaks)
+
+
+# --------------------------------------------------------------------------- callbacks
+
+
+def _callback_base() -> type:
+    from transformers import TrainerCallback
+
+    return TrainerCallback
+
+
+def _finite(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, float)) and math.isfinite(value))
+
+
+def make_nonfinite_guard() -> Any:
+    """A callback that stops at the first NaN/inf weight or logged loss, before it is saved.
+
+    The Trainer's logs hide NaN losses (``logging_nan_inf_filter``), so the check looks at the
+    trainable weights after each optimizer step: a NaN loss makes NaN gradients and NaN LoRA
+    weights. Stopping here also cancels this step's save, so the last checkpoint is good.
+    """
+
+    class NonFiniteGuard(_callback_base()):
+        def __init__(self) -> None:
+            self.tripped_at: int | None = None
+            self.reason = ""
+
+        def _trip(self, state: Any, control: Any, reason: str) -> None:
+            if self.tripped_at is None:
+                self.tripped_at = state.global_step
+                self.reason = reason
+            control.should_training_stop = True
+            control.should_save = False
+            control.should_evaluate = False
+
+        def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None,
+                        **kwargs: Any) -> None:
+            bad = _first_nonfinite_parameter(model) if model is not None else None
+            if bad is not None:
+                self._trip(state, control, f"non-finite values in weight '{bad}'")
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None,
+                   **kwargs: Any) -> None:
+            for key in ("loss", "grad_norm"):
+                value = (logs or {}).get(key)
+                if not _finite(value):
+                    self._trip(state, control, f"{key} is {value}")
+
+    return NonFiniteGuard()
+
+
+def _first_nonfinite_parameter(model: Any) -> str | None:
+    import torch
+
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.requires_grad and not torch.isfinite(param).all():
+                return name
+    return None
+
+
+def peak_memory_gb(device: str) -> tuple[float, str]:
+    """Current peak memory of this process on the device, and what was measured."""
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / GIB, "cuda max allocated"
+    if device == "mps":
+        return torch.mps.driver_allocated_memory() / GIB, "mps driver allocated"
+    import psutil
+
+    return psutil.Process().memory_info().rss / GIB, "cpu rss"
+
+
+def make_health_monitor(device: str, loss_range: Sequence[float], grad_norm_limit: float,
+                        memory_budget_gb: float, announce: bool) -> Any:
+    """A callback recording loss, grad norms and peak memory, and the plan's warning signs."""
+    low, high = loss_range
+
+    class HealthMonitor(_callback_base()):
+        def __init__(self) -> None:
+            self.history: list[dict[str, float]] = []
+            self.eval_history: list[dict[str, float]] = []
+            self.warnings: list[str] = []
+            self._warned: set[str] = set()
+            self.grad_norm_over = 0
+            self.peak_gb = 0.0
+            self.memory_kind = ""
+
+        def warn(self, key: str, message: str) -> None:
+            if key in self._warned:
+                return
+            self._warned.add(key)
+            self.warnings.append(message)
+            if announce:
+                from tqdm.auto import tqdm
+
+                tqdm.write(f"loragate: warning: {message}", file=sys.stderr)
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            used, self.memory_kind = peak_memory_gb(device)
+            self.peak_gb = max(self.peak_gb, used)
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None,
+                   **kwargs: Any) -> None:
+            logs = logs or {}
+            if "eval_loss" in logs:
+                self.eval_history.append({"step": state.global_step, "loss": logs["eval_loss"]})
+            if "loss" not in logs:
+                return
+            loss, grad_norm = logs["loss"], logs.get("grad_norm")
+            epoch = state.epoch or 0.0
+            self.history.append({"step": state.global_step, "epoch": round(epoch, 4),
+                                 "loss": loss, "grad_norm": grad_norm})
+            if epoch >= 1.0 and loss > high:
+                self.warn("loss_high", f"training loss {loss:.3f} > {high} after epoch 1 "
+                          f"(step {state.global_step}): the model is not learning the format")
+            if loss < low:
+                self.warn("loss_low", f"training loss {loss:.3f} < {low} (step "
+                          f"{state.global_step}): likely memorising the training set")
+            if grad_norm is not None and grad_norm > grad_norm_limit:
+                self.grad_norm_over += 1
+                self.warn("grad_norm", f"gradient norm {grad_norm:.2f} > {grad_norm_limit} "
+                          f"(step {state.global_step}): unstable; lower the learning rate")
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            used, self.memory_kind = peak_memory_gb(device)
+            self.peak_gb = max(self.peak_gb, used)
+            if self.peak_gb > memory_budget_gb:
+                self.warn("memory", f"peak memory {self.peak_gb:.2f} GB ({self.memory_kind}) "
+                          f"is above the budget of {memory_budget_gb} GB")
+
+    return HealthMonitor()
+
+
+# --------------------------------------------------------------------------- model
+
+
+def load_peft_model(config: Any, base_dir: Path, device: str, precision: Precision) -> Any:
+    """The base model with LoRA adapters from ``lora_config``; QLoRA when asked (CUDA only)."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {"dtype": precision.torch_dtype()}
+    if config.training.qlora:
+        kwargs["quantization_config"] = _qlora_quantization(device, precision)
+        kwargs["device_map"] = {"": _local_rank()}
+    model = AutoModelForCausalLM.from_pretrained(base_dir, **kwargs)
+    model.config.use_cache = False  # the KV cache is useless in training and costs memory
+    gradient_checkpointing = bool(config.training_args.gradient_checkpointing)
+    if config.training.qlora:
+        # Casts norms to fp32 and enables input grads: needed only for a 4/8-bit base.
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=gradient_checkpointing
+        )
+    elif gradient_checkpointing:
+        # With a frozen base, checkpointed blocks would see inputs without grad otherwise.
+        model.enable_input_require_grads()
+    lora = LoraConfig(**config.lora_config.model_dump())
+    return get_peft_model(model, lora)
+
+
+def _qlora_quantization(device: str, precision: Precision) -> Any:
+    if device != "cuda":
+        raise TrainingError(
+            f"training.qlora needs a CUDA device (bitsandbytes); device is {device}"
+        )
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise TrainingError(
+            "training.qlora needs the bitsandbytes package: pip install bitsandbytes"
+        ) from None
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=precision.torch_dtype() if precision.name != "fp32" else None,
+    )
+
+
+def _local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+# --------------------------------------------------------------------------- training arguments
+
+
+def build_training_arguments(config: Any, device: str, precision: Precision,
+                             has_eval: bool) -> Any:
+    """HF ``TrainingArguments`` from the config's ``training_args``, adapted to the device."""
+    from transformers import TrainingArguments
+
+    kwargs = config.training_args.to_kwargs()
+    kwargs.update(
+        output_dir=str(config.output_dir),
+        bf16=precision.bf16,
+        fp16=precision.fp16,
+        use_cpu=device == "cpu",
+        label_names=["labels"],
+        # Every LoRA weight gets a gradient each step; searching for unused ones costs time.
+        ddp_find_unused_parameters=False,
+    )
+    if kwargs.get("gradient_checkpointing") and not kwargs.get("gradient_checkpointing_kwargs"):
+        kwargs["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
+    if not has_eval:
+        kwargs["eval_strategy"] = "no"
+    if config.data_args.group_by_length and not config.data_args.packing:
+        kwargs.setdefault("train_sampling_strategy", "group_by_length")
+    return TrainingArguments(**for_installed_transformers(kwargs))
+
+
+def for_installed_transformers(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Map the plan's argument names onto the installed ``TrainingArguments``.
+
+    transformers 5 folded ``warmup_ratio`` into ``warmup_steps`` (a float below 1 is a ratio)
+    and ``group_by_length`` into ``train_sampling_strategy``; older versions have the old names.
+    """
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    known = {f.name for f in dataclasses.fields(TrainingArguments)}
+    kwargs = dict(kwargs)
+    if "warmup_ratio" not in known:
+        ratio = kwargs.pop("warmup_ratio", 0.0) or 0.0
+        if ratio and not kwargs.get("warmup_steps"):
+            kwargs["warmup_steps"] = float(ratio)
+    if "group_by_length" not in known and kwargs.pop("group_by_length", False):
+        kwargs.setdefault("train_sampling_strategy", "group_by_length")
+    if "train_sampling_strategy" not in known:
+        strategy = kwargs.pop("train_sampling_strategy", None)
+        if strategy == "group_by_length":
+            kwargs["group_by_length"] = True
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise TrainingError(
+            f"training_args {unknown} are not arguments of the installed transformers "
+            "TrainingArguments"
+        )
+    return kwargs
+
+
+def _apply_mps_settings(config: Any, device: str) -> None:
+    if device != "mps":
+        return
+    ratio = (config.mps_optimization or {}).get("high_watermark_ratio")
+    if ratio is not None:
+        # Read by PyTorch when the MPS allocator starts; this run's process only.
+        os.environ.setdefault("PYTORCH_MPS_HIGH_WATERMARK_RATIO", str(ratio))
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _checkpoints(output_dir: Path) -> list[Path]:
+    if not output_dir.is_dir():
+        return []
+    found = [p for p in output_dir.glob("checkpoint-*") if p.is_dir()]
+    return sorted(found, key=lambda p: int(p.name.rsplit("-", 1)[-1]) if
+                  p.name.rsplit("-", 1)[-1].isdigit() else -1)
+
+
+def last_checkpoint(output_dir: Path) -> Path | None:
+    found = _checkpoints(Path(output_dir))
+    return found[-1] if found else None
+
+
+def _clear_previous_run(output_dir: Path) -> None:
+    for path in _checkpoints(output_dir):
+        shutil.rmtree(path, ignore_errors=True)
+    for name in (STATS_FILE, ADAPTER_WEIGHTS, ADAPTER_CONFIG, INPUTS_FILE):
+        (output_dir / name).unlink(missing_ok=True)
+
+
+def _resume_point(output_dir: Path, run_hash: str, force: bool) -> Path | None:
+    """The checkpoint to resume from: only one written for the same inputs, never with force."""
+    if force:
+        return None
+    recorded = _read_json(output_dir / INPUTS_FILE).get("inputs_hash")
+    if recorded != run_hash:
+        return None
+    return last_checkpoint(output_dir)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n",
+                   encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class TrainingOutcome:
+    output_dir: Path
+    stats: dict[str, Any]
+    skipped: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def train(config: Any, *, force: bool = False,
+          callbacks: Sequence[TrainerCallback] = ()) -> TrainingOutcome:
+    """Train the adapter for ``config``; reuse a finished one trained from the same inputs.
+
+    Returns the outcome with the stats written to ``training_stats.json``. Raises
+    :class:`TrainingDiverged` on NaN/inf (the last good checkpoint stays in ``output_dir``),
+    :class:`~loragate.training.data.DataError` on bad data.
+    """
+    output_dir = Path(config.output_dir)
+    device = select_device(config.training.device)
+    base_dir = resolve_base_model(config)
+    run_hash = current_inputs_hash(config, base_dir)
+    if not force and completed_run_hash(output_dir) == run_hash:
+        return TrainingOutcome(output_dir, read_stats(output_dir) or {}, skipped=True)
+
+    _apply_mps_settings(config, device)
+    tokenizer = load_tokenizer(base_dir)
+    data = prepare_data(config, tokenizer)
+    ta = config.training_args
+    precision = choose_precision(device, bool(ta.bf16), bool(ta.fp16))
+    has_eval = data.eval is not None and len(data.eval.dataset) > 0
+    args = build_training_arguments(config, device, precision, has_eval)
+
+    resume_from = _resume_point(output_dir, run_hash, force)
+    with args.main_process_first(desc="prepare output folder"):
+        if args.process_index == 0:
+            if resume_from is None:
+                _clear_previous_run(output_dir)
+            output_dir.mkdir(parents=True, exist_ok=True)
+            _write_json(output_dir / INPUTS_FILE, {"inputs_hash": run_hash})
+
+    from transformers import Trainer, set_seed
+
+    set_seed(ta.seed)
+    model = load_peft_model(config, base_dir, device, precision)
+    guard = make_nonfinite_guard()
+    monitor = make_health_monitor(
+        device, config.training.loss_range, config.training.grad_norm_warning,
+        config.training.memory_budget_gb, announce=args.process_index == 0,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=data.train.dataset,
+        eval_dataset=data.eval.dataset if has_eval else None,
+        data_collator=make_collator(tokenizer, packing=config.data_args.packing,
+                                    pad_to_multiple_of=8 if device == "cuda" else None),
+        processing_class=tokenizer,
+        callbacks=[guard, monitor, *callbacks],
+    )
+    base_eval_loss = _base_eval_loss(trainer, model) if has_eval else None
+    resumed_step = _checkpoint_step(resume_from)
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    if guard.tripped_at is not None:
+        kept = last_checkpoint(output_dir)
+        raise TrainingDiverged(
+            f"training stopped at step {guard.tripped_at}: {guard.reason}. "
+            f"Last good checkpoint: {kept if kept else 'none (no checkpoint was saved yet)'}. "
+            "Lower training_args.learning_rate or check the data, then run again "
+            "(it resumes from that checkpoint)."
+        )
+    eval_loss = trainer.evaluate()["eval_loss"] if has_eval else None
+
+    stats = _collect_stats(
+        config=config, trainer=trainer, result=result, data=data, device=device,
+        precision=precision, monitor=monitor, base_dir=base_dir, run_hash=run_hash,
+        resumed_step=resumed_step, base_eval_loss=base_eval_loss, eval_loss=eval_loss,
+    )
+    if trainer.is_world_process_zero():
+        # The PeftModel saves only the adapter, as safetensors; trainer.save_model would also
+        # pickle the training arguments next to it.
+        model.save_pretrained(output_dir, safe_serialization=True)
+        tokenizer.save_pretrained(output_dir)
+        _write_json(output_dir / STATS_FILE, stats)
+    args_wait = getattr(trainer.accelerator, "wait_for_everyone", None)
+    if args_wait is not None:
+        args_wait()
+    notes = [precision.note] if precision.note else []
+    return TrainingOutcome(output_dir, stats, skipped=False, notes=notes)
+
+
+def _base_eval_loss(trainer: Any, model: Any) -> float:
+    """Hold-out loss of the base model alone (the adapter switched off)."""
+    with model.disable_adapter():
+        metrics = trainer.evaluate(metric_key_prefix="base")
+    return float(metrics["base_loss"])
+
+
+def _checkpoint_step(checkpoint: Path | None) -> int:
+    if checkpoint is None:
+        return 0
+    state = _read_json(checkpoint / "trainer_state.json")
+    return int(state.get("global_step", 0))
+
+
+def _collect_stats(*, config: Any, trainer: Any, result: Any, data: PreparedData, device: str,
+                   precision: Precision, monitor: Any, base_dir: Path, run_hash: str,
+                   resumed_step: int, base_eval_loss: float | None,
+                   eval_loss: float | None) -> dict[str, Any]:
+    from loragate import __version__
+
+    state = trainer.state
+    metrics = result.metrics
+    runtime = float(metrics.get("train_runtime", 0.0))
+    steps_per_epoch = max(1, math.ceil(state.max_steps / max(state.num_train_epochs, 1e-9)))
+    epochs_this_run = (state.global_step - resumed_step) / steps_per_epoch
+    supervised = data.train.supervised_tokens * epochs_this_run
+    grad_norms = [h["grad_norm"] for h in monitor.history if h.get("grad_norm") is not None]
+    trainable, total = _parameter_counts(trainer.model)
+    data_summary = data.train_report.summary()
+    data_summary.update(
+        truncated=data.train.truncated,
+        dropped_too_long=data.train.dropped[:20],
+        eval_samples=len(data.eval.dataset) if data.eval else 0,
+        leaks_allowed=data.leaks[:20],
+    )
+    return {
+        "stats_version": STATS_VERSION,
+        "completed": True,
+        "loragate_version": __version__,
+        "inputs_hash": run_hash,
+        "config_hash": training_config_hash(config),
+        "data_hash": data_hash(config),
+        "base_model": str(base_dir),
+        "base_fingerprint": base_fingerprint(base_dir),
+        "model_name": config.model_name,
+        "device": device,
+        "precision": precision.name,
+        "precision_note": precision.note,
+        "world_size": trainer.args.world_size,
+        "platform": platform.platform(),
+        "seed": config.training_args.seed,
+        "epochs": state.epoch,
+        "num_train_epochs": state.num_train_epochs,
+        "global_step": state.global_step,
+        "max_steps": state.max_steps,
+        "resumed_from_step": resumed_step,
+        "runtime_s": runtime,
+        "train_samples": len(data.train.dataset),
+        "train_samples_per_second": metrics.get("train_samples_per_second"),
+        "train_supervised_tokens_per_epoch": data.train.supervised_tokens,
+        "train_tokens_per_epoch": data.train.total_tokens,
+        "supervised_tokens_per_second": supervised / runtime if runtime > 0 else None,
+        "train_loss": metrics.get("train_loss"),
+        "final_train_loss": monitor.history[-1]["loss"] if monitor.history else None,
+        "eval_loss": eval_loss,
+        "base_eval_loss": base_eval_loss,
+        "loss_history": monitor.history,
+        "eval_history": monitor.eval_history,
+        "loss_range": list(config.training.loss_range),
+        "nan_detected": False,
+        "grad_norm": {
+            "max": max(grad_norms) if grad_norms else None,
+            "mean": sum(grad_norms) / len(grad_norms) if grad_norms else None,
+            "last": grad_norms[-1] if grad_norms else None,
+            "over_limit": monitor.grad_norm_over,
+            "limit": config.training.grad_norm_warning,
+        },
+        "peak_memory_gb": monitor.peak_gb,
+        "memory_measure": monitor.memory_kind,
+        "memory_budget_gb": config.training.memory_budget_gb,
+        "warnings": monitor.warnings,
+        "trainable_params": trainable,
+        "total_params": total,
+        "data": data_summary,
+        "lora": config.lora_config.model_dump(mode="json"),
+    }
+
+
+def _parameter_counts(model: Any) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
