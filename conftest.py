@@ -1,3 +1,3 @@
 """Root conftest: the fixture modules shared by every suite (see fixtures/)."""
 
-pytest_plugins = ["pytester", "fixtures.tiny_models"]
+pytest_plugins = ["pytester", "fixtures.tiny_models", "fixtures.model", "fixtures.gates"]

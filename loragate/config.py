@@ -300,7 +300,7 @@ def load_config(path: str | Path = DEFAULT_CONFIG, *, check_paths: bool = True) 
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(path, exc)) from None
     root = project_root_for(path)
-    config = _resolve_paths(config, root)
+    config = resolve_paths(config, root)
     config.source_path = path.resolve()
     config.root = root
     if check_paths:
@@ -341,7 +341,9 @@ def _resolve(root: Path, value: Path | None) -> Path | None:
     return value if value.is_absolute() else (root / value).resolve()
 
 
-def _resolve_paths(config: LoragateConfig, root: Path) -> LoragateConfig:
+def resolve_paths(config: LoragateConfig, root: Path) -> LoragateConfig:
+    """Make every relative path of ``config`` absolute against ``root``."""
+    config.root = root
     config.dataset_files = [_resolve(root, p) for p in config.dataset_files]
     for dotted in _PATH_FIELDS:
         owner: Any = config

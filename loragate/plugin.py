@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from loragate import __version__
+from loragate.config import LoragateConfig, load_config, project_root_for, resolve_paths
 from loragate.verdict import (
     SCHEMA,
     CanaryOutcome,
@@ -38,6 +39,7 @@ from loragate.verdict import (
 SAMPLE_KEY = "loragate.sample"
 CANARY_KEY = "loragate.canary"
 METRIC_KEY = "loragate.metric"
+COUNT_KEY = "loragate.count"
 GATE_MARKERS = ("ship_gate", "quality_gate")
 CHECK_MARKERS = ("stage", "smoke")
 STASH_KEY = pytest.StashKey["VerdictSession"]()
@@ -92,6 +94,7 @@ class VerdictSession:
     rules: dict[str, GateRule]
     overall_target: float
     data_files: list[Path]
+    settings: LoragateConfig
     started: float = field(default_factory=time.time)
     planned: dict[str, int] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)
@@ -103,33 +106,34 @@ class VerdictSession:
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> VerdictSession:
-        rules, target, data_files = _load_gate_settings(config)
-        return cls(rules=rules, overall_target=target, data_files=data_files)
+        settings = _load_settings(config)
+        gates = settings.gates
+        rules = {
+            name: GateRule(gate=s.gate, threshold=s.threshold, metric=s.metric)
+            for name, s in gates.harnesses.items()
+        }
+        return cls(rules=rules, overall_target=gates.overall_target,
+                   data_files=[gates.prompts_dir, settings.canaries.file], settings=settings)
 
     @property
     def has_records(self) -> bool:
         return bool(self.samples or self.canaries)
 
 
-def _load_gate_settings(config: pytest.Config) -> tuple[dict[str, GateRule], float, list[Path]]:
-    from loragate.config import GatesSettings, load_config
-
+def _load_settings(config: pytest.Config) -> LoragateConfig:
+    """The config named by ``--loragate-config``, else ``config/tiny_cpu.json`` under the
+    rootdir, else the built-in defaults rooted at the rootdir."""
     path = config.getoption("loragate_config")
     default = Path(config.rootpath) / "config" / "tiny_cpu.json"
     if path is None and default.is_file():
         path = default
-    if path is None:
-        gates = GatesSettings()
-        data_files: list[Path] = []
-    else:
-        loaded = load_config(path, check_paths=False)
-        gates = loaded.gates
-        data_files = [loaded.gates.prompts_dir, loaded.canaries.file]
-    rules = {
-        name: GateRule(gate=s.gate, threshold=s.threshold, metric=s.metric)
-        for name, s in gates.harnesses.items()
-    }
-    return rules, gates.overall_target, data_files
+    if path is not None:
+        return load_config(path, check_paths=False)
+    placeholder = config.rootpath / "config" / "defaults.json"
+    settings = LoragateConfig(model_name="unset", output_dir=Path("outputs"),
+                              dataset_files=[Path("data/train.jsonl")],
+                              eval_file=Path("data/eval.jsonl"))
+    return resolve_paths(settings, project_root_for(placeholder))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,6 +194,12 @@ def canary_outcome(request: pytest.FixtureRequest) -> CanaryRecorder:
     return CanaryRecorder(item=request.node)
 
 
+@pytest.fixture(scope="session")
+def loragate_settings(request: pytest.FixtureRequest) -> LoragateConfig:
+    """The loragate config of this session (``--loragate-config``)."""
+    return request.config.stash[STASH_KEY].settings
+
+
 @dataclass
 class MetricsRecorder:
     item: pytest.Item
@@ -199,6 +209,12 @@ class MetricsRecorder:
         json.dumps(value)  # fail here, in the test, rather than at session end
         self.item.user_properties.append(
             (METRIC_KEY, {"section": section, "name": name, "value": value})
+        )
+
+    def count(self, section: str, name: str, increment: int = 1) -> None:
+        """Add ``increment`` to ``metrics[section][name]``, summed over the whole session."""
+        self.item.user_properties.append(
+            (COUNT_KEY, {"section": section, "name": name, "value": int(increment)})
         )
 
 
@@ -269,6 +285,9 @@ class VerdictPlugin:
                 recorded = True
             elif key == METRIC_KEY:
                 state.metrics.setdefault(value["section"], {})[value["name"]] = value["value"]
+            elif key == COUNT_KEY:
+                section = state.metrics.setdefault(value["section"], {})
+                section[value["name"]] = section.get(value["name"], 0) + value["value"]
         if not recorded:
             self._record_unscored(report)
 
@@ -368,6 +387,9 @@ def build_document(config: pytest.Config, state: VerdictSession) -> dict[str, An
     )
     data_hash = hash_paths(state.data_files)
     model = state.metrics.get("model", {})
+    cache = state.metrics.get("cache")
+    if cache and (cache.get("hits", 0) + cache.get("misses", 0)):
+        cache["hit_ratio"] = round(cache.get("hits", 0) / (cache["hits"] + cache["misses"]), 4)
     return {
         "schema": SCHEMA,
         "loragate_version": __version__,

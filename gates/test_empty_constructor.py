@@ -1,0 +1,11 @@
+"""Harness `empty_constructor` (ship gate): one item per prompt of its prompt set."""
+
+import pytest
+
+from fixtures.gates import score_sample
+
+pytestmark = [pytest.mark.ship_gate, pytest.mark.harness("empty_constructor")]
+
+
+def test_empty_constructor(prompt_record, generate_answer, gate_sample):
+    score_sample("empty_constructor", prompt_record, generate_answer, gate_sample)

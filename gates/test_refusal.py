@@ -1,0 +1,11 @@
+"""Harness `refusal` (ship gate): one item per prompt of data/prompts/refusal.jsonl."""
+
+import pytest
+
+from fixtures.gates import score_sample
+
+pytestmark = [pytest.mark.ship_gate, pytest.mark.harness("refusal")]
+
+
+def test_refusal(prompt_record, generate_answer, gate_sample):
+    score_sample("refusal", prompt_record, generate_answer, gate_sample)
