@@ -1,0 +1,321 @@
+"""The backend protocol: (messages or prompt, options) -> Response with its timings.
+
+Every backend streams where it can: it yields text deltas and then one :class:`StreamEnd`
+with the finish reason and token counts. :class:`BaseBackend` turns that stream into a
+:class:`Response`, timing the first non-empty delta (TTFT) and the whole call, applying the
+retry policy, and recording a sample that could not be generated as a Response with
+``finish_reason="error"`` rather than dropping it.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+
+from loragate.backends.faults import RetryPolicy, SampleError, run_with_retries
+
+logger = logging.getLogger(__name__)
+
+Role = Literal["system", "user", "assistant", "tool"]
+FinishReason = Literal["stop", "length", "error"]
+_ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: str
+
+    def __post_init__(self) -> None:
+        if self.role not in _ROLES:
+            raise ValueError(f"message role must be one of {list(_ROLES)}, got {self.role!r}")
+        if not isinstance(self.content, str):
+            raise TypeError(f"message content must be a string, got {type(self.content).__name__}")
+
+    def to_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+Prompt = str | Sequence[Message | Mapping[str, str]]
+"""A raw completion prompt (no chat template) or a list of chat messages."""
+
+
+def normalize_prompt(prompt: Prompt) -> str | tuple[Message, ...]:
+    """A raw prompt stays a string; messages (dicts or :class:`Message`) become Messages."""
+    if isinstance(prompt, str):
+        return prompt
+    messages: list[Message] = []
+    for index, item in enumerate(prompt):
+        if isinstance(item, Message):
+            messages.append(item)
+        elif isinstance(item, Mapping):
+            try:
+                messages.append(Message(role=item["role"], content=item["content"]))
+            except KeyError as exc:
+                raise ValueError(f"message {index} has no {exc.args[0]!r} key") from None
+        else:
+            raise TypeError(f"message {index} must be a Message or a dict, got {type(item)!r}")
+    if not messages:
+        raise ValueError("a chat prompt needs at least one message")
+    return tuple(messages)
+
+
+def prompt_payload(prompt: str | Sequence[Message]) -> dict[str, Any]:
+    """The JSON-able form of a normalized prompt (for cache keys and logs)."""
+    if isinstance(prompt, str):
+        return {"prompt": prompt}
+    return {"messages": [m.to_dict() for m in prompt]}
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """Sampling settings. The defaults are deterministic: greedy with a fixed seed."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 40
+    max_tokens: int = 256
+    seed: int = 0
+    stop: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # A list given for stop is frozen into a tuple so options stay hashable.
+        if isinstance(self.stop, str):
+            object.__setattr__(self, "stop", (self.stop,))
+        else:
+            object.__setattr__(self, "stop", tuple(self.stop))
+        checks = {
+            "temperature": self.temperature >= 0,
+            "top_p": 0 < self.top_p <= 1,
+            "top_k": self.top_k >= 0,
+            "max_tokens": self.max_tokens >= 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"GenerationOptions.{name} out of range: {getattr(self, name)!r}")
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            raise ValueError(f"GenerationOptions.stop must hold non-empty strings: {self.stop!r}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["stop"] = list(self.stop)
+        return data
+
+    def replace(self, **changes: Any) -> GenerationOptions:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Response:
+    text: str
+    finish_reason: FinishReason
+    truncated: bool = False
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    ttft_s: float | None = None
+    total_s: float = 0.0
+    model_digest: str = ""
+    cached: bool = False
+    error: str | None = None
+    attempts: int = 1
+
+    @property
+    def ok(self) -> bool:
+        return self.finish_reason != "error"
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        """Decode speed: completion tokens after the first, over the time after the first."""
+        if not self.completion_tokens or self.ttft_s is None:
+            return None
+        decode_s = self.total_s - self.ttft_s
+        if self.completion_tokens < 2 or decode_s <= 0:
+            return None
+        return (self.completion_tokens - 1) / decode_s
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Response:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def replace(self, **changes: Any) -> Response:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class StreamEnd:
+    """The last item of a backend's stream."""
+
+    finish_reason: Literal["stop", "length"]
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+StreamItem = str | StreamEnd
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What gates, canaries and smoke tests talk to."""
+
+    spec: str
+
+    @property
+    def digest(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    def generate(self, prompt: Prompt, options: GenerationOptions | None = None) -> Response: ...
+
+    def generate_batch(
+        self,
+        items: Sequence[Prompt],
+        options: GenerationOptions | None = None,
+        concurrency: int | None = None,
+    ) -> list[Response]: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+class BaseBackend(abc.ABC):
+    """Shared timing, retries and batching; subclasses implement :meth:`_stream`."""
+
+    kind: ClassVar[str] = "base"
+    # In-process backends hold one model in this process and generate one request at a time.
+    in_process: ClassVar[bool] = False
+
+    def __init__(self, spec: str, *, retry: RetryPolicy | None = None, concurrency: int = 1):
+        self.spec = spec
+        self.retry = retry or RetryPolicy()
+        self.concurrency = max(1, concurrency)
+
+    # -- what subclasses provide -------------------------------------------------------------
+    @property
+    @abc.abstractmethod
+    def digest(self) -> str:
+        """A content hash of the model: a different model file gives a different digest."""
+
+    @abc.abstractmethod
+    def _stream(self, prompt: str | tuple[Message, ...], options: GenerationOptions
+                ) -> Iterator[StreamItem]:
+        """Yield text deltas, then one StreamEnd. Raise a transient error to be retried."""
+
+    transient_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+
+    def _describe_extra(self) -> dict[str, Any]:
+        return {}
+
+    # -- the protocol ------------------------------------------------------------------------
+    def stream(self, prompt: Prompt, options: GenerationOptions | None = None
+               ) -> Iterator[StreamItem]:
+        """The raw stream (text deltas, then a StreamEnd), without timing or retries."""
+        return self._stream(normalize_prompt(prompt), options or GenerationOptions())
+
+    def generate(self, prompt: Prompt, options: GenerationOptions | None = None) -> Response:
+        normalized = normalize_prompt(prompt)
+        opts = options or GenerationOptions()
+        return run_with_retries(
+            lambda: self._collect(normalized, opts),
+            policy=self.retry,
+            transient=self.transient_errors,
+            on_give_up=self._error_response,
+            what=f"{self.spec}",
+        )
+
+    def generate_batch(
+        self,
+        items: Sequence[Prompt],
+        options: GenerationOptions | None = None,
+        concurrency: int | None = None,
+    ) -> list[Response]:
+        """Answers in the order of ``items``; k requests in flight for server backends."""
+        k = self.effective_concurrency(concurrency)
+        if k == 1:
+            return [self.generate(item, options) for item in items]
+        with ThreadPoolExecutor(max_workers=k, thread_name_prefix=f"loragate-{self.kind}") as pool:
+            return list(pool.map(lambda item: self.generate(item, options), items))
+
+    def effective_concurrency(self, requested: int | None = None) -> int:
+        wanted = max(1, requested if requested is not None else self.concurrency)
+        if self.in_process and wanted > 1:
+            logger.info("%s runs in process: %d requests asked in flight, running 1 at a time",
+                        self.spec, wanted)
+            return 1
+        return wanted
+
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "spec": self.spec,
+            "kind": self.kind,
+            "in_process": self.in_process,
+            "concurrency": 1 if self.in_process else self.concurrency,
+            "retries": self.retry.retries,
+        }
+        if self.in_process:
+            info["concurrency_note"] = "in-process backend: one request at a time"
+        info.update(self._describe_extra())
+        return info
+
+    def close(self) -> None:  # noqa: B027 - a no-op default; servers' clients override it
+        pass
+
+    def __enter__(self) -> BaseBackend:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- internals ---------------------------------------------------------------------------
+    def _collect(self, prompt: str | tuple[Message, ...], options: GenerationOptions
+                 ) -> Response:
+        start = time.perf_counter()
+        first: float | None = None
+        parts: list[str] = []
+        end: StreamEnd | None = None
+        for item in self._stream(prompt, options):
+            if isinstance(item, StreamEnd):
+                end = item
+                continue
+            if item and first is None:
+                first = time.perf_counter() - start
+            parts.append(item)
+        total = time.perf_counter() - start
+        if end is None:
+            raise SampleError(f"{self.spec}: the stream ended without a finish reason")
+        return Response(
+            text="".join(parts),
+            finish_reason=end.finish_reason,
+            truncated=end.finish_reason == "length",
+            prompt_tokens=end.prompt_tokens,
+            completion_tokens=end.completion_tokens,
+            ttft_s=first,
+            total_s=total,
+            model_digest=self.digest,
+        )
+
+    def _error_response(self, message: str, attempts: int, elapsed_s: float) -> Response:
+        return Response(
+            text="",
+            finish_reason="error",
+            total_s=elapsed_s,
+            model_digest=self.digest,
+            error=message,
+            attempts=attempts,
+        )

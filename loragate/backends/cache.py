@@ -1,0 +1,248 @@
+"""Response cache: a SQLite file keyed by (backend kind, model digest, prompt, options).
+
+A re-run of the gates re-scores from this file instead of generating again. The key holds
+every generation option and the model's content digest, so an answer made with other options
+or another model file is never served. Error responses are not stored: a timed-out sample is
+generated again next time.
+
+The file may be shared by pytest-xdist workers (separate processes): it runs in WAL mode with
+a busy timeout, and each :class:`ResponseCache` counts its own hits and misses.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loragate.backends.base import (
+    GenerationOptions,
+    Message,
+    Prompt,
+    Response,
+    StreamItem,
+    normalize_prompt,
+    prompt_payload,
+)
+
+# Bump when the meaning of a stored row changes, so old rows stop matching.
+CACHE_SCHEMA = 1
+_HASH_CHUNK = 1 << 20
+
+
+# -- model digests ---------------------------------------------------------------------------
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file, remembered per (path, size, mtime) so a big GGUF is hashed once."""
+    resolved = Path(path).resolve()
+    stat = resolved.stat()
+    return _file_digest(str(resolved), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    del size, mtime_ns  # part of the memo key only: a rewritten file is hashed again
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_HASH_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def folder_digest(folder: str | Path) -> str:
+    """Digest of the regular files directly in a model folder (weights, config, tokenizer)."""
+    root = Path(folder)
+    files = sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
+    return combine_digests(*(f"{p.name}={file_digest(p)}" for p in files))
+
+
+def combine_digests(*parts: str) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+# -- the cache -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CacheStats:
+    enabled: bool
+    hits: int
+    misses: int
+
+    @property
+    def lookups(self) -> int:
+        return self.hits + self.misses
+
+    @property
+    def hit_ratio(self) -> float | None:
+        return self.hits / self.lookups if self.lookups else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"enabled": self.enabled, "hits": self.hits, "misses": self.misses,
+                "hit_ratio": self.hit_ratio}
+
+
+def cache_key(kind: str, digest: str, prompt: str | Sequence[Message],
+              options: GenerationOptions) -> str:
+    payload = {
+        "schema": CACHE_SCHEMA,
+        "kind": kind,
+        "digest": digest,
+        "prompt": prompt_payload(prompt),
+        "options": options.to_dict(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+class ResponseCache:
+    """SQLite-backed store of successful responses. ``enabled=False`` stores and finds nothing."""
+
+    def __init__(self, path: str | Path, enabled: bool = True) -> None:
+        self.path = Path(path)
+        self.enabled = enabled
+        self._hits = 0
+        self._misses = 0
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        if enabled:
+            self._conn = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS responses ("
+                " key TEXT PRIMARY KEY, digest TEXT NOT NULL, response TEXT NOT NULL,"
+                " created REAL NOT NULL)"
+            )
+            conn.commit()
+        except sqlite3.DatabaseError as exc:
+            raise sqlite3.DatabaseError(f"{self.path}: cannot open response cache: {exc}") from exc
+        return conn
+
+    def get(self, key: str) -> Response | None:
+        if self._conn is None:
+            return None
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT response FROM responses WHERE key = ?", (key,)
+            ).fetchone()
+            if row is None:
+                self._misses += 1
+                return None
+            self._hits += 1
+        return Response.from_dict(json.loads(row[0])).replace(cached=True)
+
+    def put(self, key: str, response: Response) -> None:
+        if self._conn is None or not response.ok:
+            return
+        stored = json.dumps(response.replace(cached=False).to_dict(), sort_keys=True)
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO responses (key, digest, response, created)"
+                " VALUES (?, ?, ?, ?)",
+                (key, response.model_digest, stored, time.time()),
+            )
+            self._conn.commit()
+
+    def stats(self) -> CacheStats:
+        with self._lock:
+            return CacheStats(self.enabled, self._hits, self._misses)
+
+    def __len__(self) -> int:
+        if self._conn is None:
+            return 0
+        with self._lock:
+            return self._conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> ResponseCache:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "enabled" if self.enabled else "disabled"
+        return f"ResponseCache({os.fspath(self.path)!r}, {state})"
+
+
+class CachedBackend:
+    """A backend answering from a :class:`ResponseCache` first, generating only on a miss."""
+
+    def __init__(self, inner: Any, cache: ResponseCache) -> None:
+        self.inner = inner
+        self.cache = cache
+        self.spec = inner.spec
+
+    @property
+    def digest(self) -> str:
+        return self.inner.digest
+
+    @property
+    def kind(self) -> str:
+        return self.inner.kind
+
+    @property
+    def in_process(self) -> bool:
+        return bool(getattr(self.inner, "in_process", False))
+
+    def key(self, prompt: Prompt, options: GenerationOptions | None = None) -> str:
+        return cache_key(self.kind, self.digest, normalize_prompt(prompt),
+                         options or GenerationOptions())
+
+    def generate(self, prompt: Prompt, options: GenerationOptions | None = None) -> Response:
+        key = self.key(prompt, options)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit
+        response = self.inner.generate(prompt, options)
+        self.cache.put(key, response)
+        return response
+
+    def generate_batch(
+        self,
+        items: Sequence[Prompt],
+        options: GenerationOptions | None = None,
+        concurrency: int | None = None,
+    ) -> list[Response]:
+        keys = [self.key(item, options) for item in items]
+        results: list[Response | None] = [self.cache.get(key) for key in keys]
+        missing = [i for i, r in enumerate(results) if r is None]
+        if missing:
+            fresh = self.inner.generate_batch([items[i] for i in missing], options, concurrency)
+            for index, response in zip(missing, fresh, strict=True):
+                self.cache.put(keys[index], response)
+                results[index] = response
+        return [r for r in results if r is not None]
+
+    def stream(self, prompt: Prompt, options: GenerationOptions | None = None
+               ) -> Iterator[StreamItem]:
+        return self.inner.stream(prompt, options)
+
+    def describe(self) -> dict[str, Any]:
+        info = dict(self.inner.describe())
+        info["cache"] = {"path": os.fspath(self.cache.path), **self.cache.stats().to_dict()}
+        return info
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __enter__(self) -> CachedBackend:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+

@@ -1,0 +1,168 @@
+"""Serve a GGUF on an OpenAI-compatible endpoint with llama-cpp-python's own server.
+
+:func:`serve_gguf` is a context manager (used by tests, smoke runs and ``loragate serve``): it
+starts ``python -m llama_cpp.server`` on loopback as a subprocess, waits until ``/v1/models``
+answers, yields the base URL, and stops the server on exit. ``loragate serve`` without a
+GGUF uses Ollama instead when ``OLLAMA_HOST`` (or Ollama's default port) answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from loragate.backends.faults import BackendError
+
+READY_TIMEOUT_S = 120.0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def server_command(path: Path, host: str, port: int, *, n_ctx: int | None = None,
+                   n_threads: int | None = None, model_alias: str | None = None,
+                   lora_path: Path | None = None) -> list[str]:
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(path),
+               "--host", host, "--port", str(port)]
+    if n_ctx:
+        command += ["--n_ctx", str(n_ctx)]
+    if n_threads:
+        command += ["--n_threads", str(n_threads)]
+    if model_alias:
+        command += ["--model_alias", model_alias]
+    if lora_path:
+        command += ["--lora_path", str(lora_path)]
+    return command
+
+
+@contextlib.contextmanager
+def serve_gguf(
+    path: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    n_ctx: int | None = None,
+    n_threads: int | None = None,
+    model_alias: str | None = None,
+    lora_path: str | Path | None = None,
+    ready_timeout_s: float = READY_TIMEOUT_S,
+) -> Iterator[str]:
+    """Run llama.cpp's OpenAI-compatible server for ``path``; yields ``http://HOST:PORT``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"GGUF model not found: {path}")
+    port = port or free_port(host)
+    command = server_command(path, host, port, n_ctx=n_ctx, n_threads=n_threads,
+                             model_alias=model_alias,
+                             lora_path=Path(lora_path) if lora_path else None)
+    url = f"http://{host}:{port}"
+    with tempfile.TemporaryFile(mode="w+b") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait_until_ready(url, process, log, ready_timeout_s)
+            yield url
+        finally:
+            _stop(process)
+
+
+def _log_tail(log: object, limit: int = 2000) -> str:
+    log.seek(0)  # type: ignore[attr-defined]
+    return log.read().decode("utf-8", "replace")[-limit:]  # type: ignore[attr-defined]
+
+
+def _wait_until_ready(url: str, process: subprocess.Popen[bytes], log: object,
+                      timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise BackendError(f"llama.cpp server exited with code {process.returncode} "
+                               f"before answering at {url}:\n{_log_tail(log)}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/v1/models", timeout=2.0).status_code == 200:
+                return
+        time.sleep(0.2)
+    _stop(process)
+    raise BackendError(f"llama.cpp server did not answer at {url} within {timeout_s:.0f} s:\n"
+                       f"{_log_tail(log)}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGINT)  # uvicorn shuts down cleanly on SIGINT
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def ollama_answers(host: str | None = None, timeout_s: float = 2.0) -> str | None:
+    """The Ollama base URL when a server answers there, else None."""
+    from ollama._client import _parse_host  # the client's own reading of OLLAMA_HOST
+
+    base = _parse_host(host or os.environ.get("OLLAMA_HOST"))
+    try:
+        response = httpx.get(f"{base}/api/tags", timeout=timeout_s)
+    except httpx.HTTPError:
+        return None
+    return base if response.status_code == 200 else None
+
+
+# -- `loragate serve` --------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", nargs="?", type=Path, metavar="MODEL.gguf",
+                        help="GGUF to serve; without it, an Ollama server that answers is used")
+    parser.add_argument("--lora", type=Path, metavar="ADAPTER.gguf",
+                        help="LoRA adapter GGUF applied on top of the model")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8080, help="port (0: any free port)")
+    parser.add_argument("--alias", default=None,
+                        help="model name clients use (default: the file's stem)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from loragate.config import ConfigError, load_config
+
+    if args.model is None:
+        base = ollama_answers()
+        if base is None:
+            print("loragate serve: give a GGUF to serve, or start Ollama (`ollama serve`, "
+                  "OLLAMA_HOST) to use it", file=sys.stderr)
+            return 2
+        print(f"Ollama answers at {base}; use --model ollama:NAME "
+              f"(or openai:{base}/v1#NAME)")
+        return 0
+    try:
+        settings = load_config(args.config, check_paths=False).backend
+    except ConfigError as exc:
+        print(f"loragate serve: {exc}", file=sys.stderr)
+        return 2
+    alias = args.alias or args.model.stem
+    try:
+        with serve_gguf(args.model, args.host, args.port, n_ctx=settings.n_ctx,
+                        n_threads=settings.n_threads, model_alias=alias,
+                        lora_path=args.lora) as url:
+            print(f"serving {args.model} at {url}/v1 - model spec: openai:{url}/v1#{alias}")
+            print("press Ctrl-C to stop", flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    time.sleep(3600)
+    except (BackendError, FileNotFoundError) as exc:
+        print(f"loragate serve: {exc}", file=sys.stderr)
+        return 1
+    return 0
