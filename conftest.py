@@ -1,3 +1,10 @@
 """Root conftest: the fixture modules shared by every suite (see fixtures/)."""
 
-pytest_plugins = ["pytester", "fixtures.tiny_models", "fixtures.model", "fixtures.gates"]
+pytest_plugins = [
+    "pytester",
+    "fixtures.tiny_models",
+    "fixtures.services",
+    "fixtures.model",
+    "fixtures.gates",
+    "fixtures.serving",
+]
