@@ -5,6 +5,9 @@ It answers ``/api/chat`` and ``/api/generate`` (streamed NDJSON or one JSON obje
 tests), so the ollama backend and the official client are exercised over real HTTP. Faults
 are injected per instance: ``delay_s`` before answering (timeouts), ``fail_status`` (a busy
 or broken server). ``requests`` counts the generation requests received.
+
+:class:`ScriptedBackend` is an in-memory backend for tests that need no model: it answers with
+the prompt's words, and can fail, sleep and record how many requests were in flight.
 """
 
 from __future__ import annotations
@@ -17,9 +20,57 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from loragate.backends.base import GenerationOptions, StreamEnd
+from loragate.backends.base import BaseBackend, GenerationOptions, Message, StreamEnd
+from loragate.backends.faults import RetryPolicy, TransientError
 
 _MAX_PREDICT = 4096
+
+
+class ScriptedBackend(BaseBackend):
+    """Answers with the prompt's last words; can fail, sleep, and records concurrency."""
+
+    kind = "scripted"
+
+    def __init__(self, *, in_process: bool = False, fail_times: int = 0,
+                 error: type[Exception] = TransientError, delay_s: float = 0.0,
+                 digest: str = "d1", retry: RetryPolicy | None = None) -> None:
+        super().__init__("scripted:test", retry=retry or RetryPolicy(retries=2, backoff_s=0),
+                         concurrency=4)
+        self.in_process = in_process  # type: ignore[misc]
+        self.fail_times = fail_times
+        self.error = error
+        self.delay_s = delay_s
+        self._digest = digest
+        self.calls = 0
+        self.active = 0
+        self.max_active = 0
+        self._lock = threading.Lock()
+
+    @property
+    def digest(self) -> str:
+        return self._digest
+
+    def _stream(self, prompt: str | tuple[Message, ...], options: GenerationOptions
+                ) -> Iterator[str | StreamEnd]:
+        with self._lock:
+            self.calls += 1
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+            failing = self.calls <= self.fail_times
+        try:
+            if failing:
+                raise self.error("scripted failure")
+            time.sleep(self.delay_s)
+            text = prompt if isinstance(prompt, str) else prompt[-1].content
+            words = text.split()[: options.max_tokens]
+            for word in words:
+                yield word + " "
+            cut = len(text.split()) > options.max_tokens
+            yield StreamEnd("length" if cut else "stop", prompt_tokens=len(text.split()),
+                            completion_tokens=len(words))
+        finally:
+            with self._lock:
+                self.active -= 1
 
 
 def _now() -> str:

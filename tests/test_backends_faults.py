@@ -1,0 +1,160 @@
+"""Server backends over real loopback HTTP, no model: the Ollama double answering from a
+scripted backend, a server that never answers, and a port where nothing listens."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+
+import httpx
+import ollama
+import pytest
+
+from loragate.backends import BackendError, BackendUnavailable, GenerationOptions, RetryPolicy
+from loragate.backends.ollama import OllamaBackend
+from loragate.backends.openai import OpenAIBackend
+from tests.ollama_double import OllamaDouble, ScriptedBackend
+
+FAST_RETRY = RetryPolicy(retries=2, backoff_s=0.01)
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def silent_server() -> Iterator[tuple[str, list[socket.socket]]]:
+    """Accepts connections and never answers: every request times out."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            accepted.append(conn)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{listener.getsockname()[1]}", accepted
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    listener.close()
+
+
+# -- the ollama backend against the double --------------------------------------------------
+def test_ollama_chat_and_raw_prompt_through_the_double() -> None:
+    scripted = ScriptedBackend(digest="ab" * 32)
+    with OllamaDouble({"web4": scripted}) as host:
+        backend = OllamaBackend("web4", host=host)
+        chat = backend.generate([{"role": "user", "content": "alpha beta gamma"}],
+                                GenerationOptions(max_tokens=10))
+        raw = backend.generate("one two three four", GenerationOptions(max_tokens=2))
+        assert backend.describe()["host"] == host
+        assert backend.show()["details"]["format"] == "gguf"
+    assert chat.text == "alpha beta gamma " and chat.finish_reason == "stop"
+    assert (chat.prompt_tokens, chat.completion_tokens) == (3, 3)
+    assert chat.model_digest == "ab" * 32 and chat.ttft_s is not None
+    assert raw.text == "one two " and raw.truncated and raw.completion_tokens == 2
+
+
+def test_the_double_speaks_ollamas_json_to_the_official_client() -> None:
+    with OllamaDouble({"web4": ScriptedBackend(digest="cd" * 32)}) as host:
+        client = ollama.Client(host=host)
+        listed = client.list()
+        whole = client.chat(model="web4", messages=[{"role": "user", "content": "x y"}],
+                            stream=False, options={"num_predict": 5})
+        generated = client.generate(model="web4", prompt="p q r", raw=True, stream=False,
+                                    options={"num_predict": 1})
+    assert [m.model for m in listed.models] == ["web4:latest"]
+    assert listed.models[0].digest == "cd" * 32
+    assert whole.message.content == "x y " and whole.done and whole.done_reason == "stop"
+    assert generated.response == "p " and generated.done_reason == "length"
+    assert generated.eval_count == 1
+
+
+def test_ollama_model_missing_on_server_says_how_to_create_it() -> None:
+    with OllamaDouble({"web4": ScriptedBackend()}) as host:
+        backend = OllamaBackend("other", host=host)
+        with pytest.raises(BackendError, match="ollama create other"):
+            backend.generate("x")
+
+
+def test_ollama_backend_reads_host_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    with OllamaDouble({"web4": ScriptedBackend()}) as host:
+        monkeypatch.setenv("OLLAMA_HOST", host)
+        backend = OllamaBackend("web4")
+        assert backend.host == host and backend.generate("hi").text == "hi "
+
+
+# -- server down -----------------------------------------------------------------------------
+def test_ollama_server_down_names_host_and_what_to_start() -> None:
+    host = f"127.0.0.1:{_closed_port()}"
+    backend = OllamaBackend("web4", host=host)
+    with pytest.raises(BackendUnavailable) as caught:
+        backend.generate("hi")
+    assert host in str(caught.value) and "ollama serve" in str(caught.value)
+    assert caught.value.host == host
+
+
+def test_openai_server_down_names_host_and_what_to_start() -> None:
+    port = _closed_port()
+    backend = OpenAIBackend(f"http://127.0.0.1:{port}/v1", "m", retry=FAST_RETRY)
+    with pytest.raises(BackendUnavailable) as caught:
+        backend.generate([{"role": "user", "content": "hi"}])
+    assert f"127.0.0.1:{port}" in str(caught.value) and "loragate serve" in str(caught.value)
+
+
+# -- timeouts and busy servers ---------------------------------------------------------------
+def test_ollama_timeout_retries_then_records_an_error() -> None:
+    double = OllamaDouble({"web4": ScriptedBackend()}, delay_s=1.0)
+    with double as host:
+        backend = OllamaBackend("web4", host=host, timeout_s=0.2, retry=FAST_RETRY)
+        response = backend.generate("hi")
+    assert response.finish_reason == "error" and not response.ok and response.text == ""
+    assert response.attempts == 3 and double.requests == 3
+    assert "Timeout" in (response.error or "")
+
+
+def test_busy_server_is_retried_then_recorded_as_error() -> None:
+    double = OllamaDouble({"web4": ScriptedBackend()}, fail_status=503)
+    with double as host:
+        response = OllamaBackend("web4", host=host, retry=FAST_RETRY).generate("hi")
+    assert response.finish_reason == "error" and double.requests == 3
+    assert "503" in (response.error or "")
+
+
+def test_openai_timeout_retries_then_records_an_error(silent_server) -> None:
+    host, accepted = silent_server
+    backend = OpenAIBackend(f"http://{host}/v1", "m", timeout_s=0.2, retry=FAST_RETRY)
+    backend._digest = "fixed"  # the silent server cannot answer /v1/models either
+    response = backend.generate([{"role": "user", "content": "hi"}])
+    assert response.finish_reason == "error" and response.attempts == 3
+    assert len(accepted) >= 3 and "Timeout" in (response.error or "")
+
+
+def test_batch_with_timeouts_keeps_every_sample() -> None:
+    double = OllamaDouble({"web4": ScriptedBackend()}, delay_s=0.5)
+    with double as host:
+        backend = OllamaBackend("web4", host=host, timeout_s=0.1,
+                                retry=RetryPolicy(retries=1, backoff_s=0.01), concurrency=3)
+        responses = backend.generate_batch(["a", "b", "c"], concurrency=3)
+    assert len(responses) == 3 and all(r.finish_reason == "error" for r in responses)
+
+
+def test_httpx_is_what_times_out() -> None:
+    # The retry policy relies on the clients raising httpx timeouts; keep that visible.
+    assert issubclass(httpx.ReadTimeout, httpx.TimeoutException)
+    assert httpx.TimeoutException in OllamaBackend.transient_errors
+    assert httpx.TimeoutException in OpenAIBackend.transient_errors
