@@ -110,7 +110,7 @@ def test_cli_run_indexes_with_overrides(tmp_path: Path, rag_settings, capsys) ->
         "eval_file": "e.jsonl",
     }))
     args = parser.parse_args([
-        "--config", str(config), "--corpus-dir", str(CORPUS_DIR),
+        "index", "--config", str(config), "--corpus-dir", str(CORPUS_DIR),
         "--chroma-dir", str(tmp_path / "chroma"), "--sqlite-path", str(tmp_path / "t.db"),
         "--redis-url", rag_settings.redis_url, "--json",
     ])

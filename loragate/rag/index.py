@@ -126,6 +126,9 @@ def _warm_embedding_cache(embedder: Embedder, corpus: Path, examples: list[Any],
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # `loragate rag index`: the action word leaves room for other rag actions later.
+    parser.add_argument("action", nargs="?", choices=["index"], default="index",
+                        help="index: fill ChromaDB, SQLite and Redis from the corpus")
     parser.add_argument("--corpus-dir", type=Path, help="override rag.corpus_dir")
     parser.add_argument("--chroma-dir", type=Path, help="override rag.chroma_dir")
     parser.add_argument("--sqlite-path", type=Path, help="override rag.sqlite_path")
