@@ -46,20 +46,20 @@ def test_trained_knowledge_without_rag(served_model, loragate_settings, verdict_
                  targets.ttft_ms_knowledge, verdict_metrics)
 
 
-def test_historical_reference_through_sqlite_and_chroma(served_model, rag_stores,
+def test_historical_reference_through_sqlite_and_chroma(served_model, deployed_rag_stores,
                                                         loragate_settings, verdict_metrics):
     targets = loragate_settings.smoke
     from loragate.rag.corpus import PDCA_FILE, load_pdca_summaries
 
     record = smoke_records("history")[0]
     latest = max(load_pdca_summaries(loragate_settings.rag.corpus_dir / PDCA_FILE),
-                 key=lambda p: len(rag_stores.timeline.chain_before(p.pdca_id)))
+                 key=lambda p: len(deployed_rag_stores.timeline.chain_before(p.pdca_id)))
     topic = latest.topic
     series = LatencySeries()
     for _ in range(targets.repeats):
         start = time.perf_counter()
-        history = rag_stores.timeline.chain_before(latest.pdca_id)
-        related = rag_stores.chroma.query_pdcas(topic, 2, topic=topic)
+        history = deployed_rag_stores.timeline.chain_before(latest.pdca_id)
+        related = deployed_rag_stores.chroma.query_pdcas(topic, 2, topic=topic)
         context = "\n".join(f"- {p.pdca_id} ({p.date}): {p.title}" for p in history)
         context += "\n" + "\n".join(f"- related: {p.title}" for p in related)
         messages = [{"role": "system", "content": f"Earlier PDCAs on '{topic}':\n{context}"},
@@ -76,7 +76,7 @@ def test_historical_reference_through_sqlite_and_chroma(served_model, rag_stores
                  targets.total_ms_history, verdict_metrics)
 
 
-def test_tool_query_with_rag_injection_yields_a_valid_call(served_model, rag_stores,
+def test_tool_query_with_rag_injection_yields_a_valid_call(served_model, deployed_rag_stores,
                                                            loragate_settings, verdict_metrics):
     from loragate.rag.prompt_builder import ToolAwarePromptBuilder
     from loragate.training.base_model import load_tokenizer, resolve_base_model
@@ -84,7 +84,7 @@ def test_tool_query_with_rag_injection_yields_a_valid_call(served_model, rag_sto
     targets = loragate_settings.smoke
     tokenizer = load_tokenizer(resolve_base_model(loragate_settings))
     builder = ToolAwarePromptBuilder.from_corpus(
-        rag_stores.chroma, loragate_settings.rag.corpus_dir, tokenizer,
+        deployed_rag_stores.chroma, loragate_settings.rag.corpus_dir, tokenizer,
         budget_tokens=loragate_settings.rag.context_budget_tokens,
         n_examples=loragate_settings.rag.n_examples)
     series = LatencySeries()
