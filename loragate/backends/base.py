@@ -75,7 +75,11 @@ def prompt_payload(prompt: str | Sequence[Message]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class GenerationOptions:
-    """Sampling settings. The defaults are deterministic: greedy with a fixed seed."""
+    """Sampling settings. The defaults are deterministic: greedy with a fixed seed.
+
+    Every backend samples with these and nothing else: no repetition penalty and no min_p,
+    whatever the server's own defaults are.
+    """
 
     temperature: float = 0.0
     top_p: float = 1.0

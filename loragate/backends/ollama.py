@@ -114,6 +114,9 @@ class OllamaBackend(BaseBackend):
             "top_k": options.top_k,
             "num_predict": options.max_tokens,
             "seed": options.seed,
+            # Ollama defaults to repeat_penalty 1.1; loragate's options mean no penalty.
+            "repeat_penalty": 1.0,
+            "min_p": 0.0,
         }
         if options.stop:
             ollama_options["stop"] = list(options.stop)

@@ -2,7 +2,9 @@
 
 Chat messages go to ``/v1/chat/completions``, a raw prompt to ``/v1/completions``, both
 streamed as server-sent events so time to first token is real. ``top_k`` and ``seed`` are
-sent as the extensions llama.cpp and vLLM accept. Token counts come from the stream's
+sent as the extensions llama.cpp and vLLM accept, and the repetition penalty and min_p are
+turned off (llama.cpp's server defaults them on), so the options mean what they mean in the
+other backends. Token counts come from the stream's
 ``usage`` when the server sends it (``stream_options.include_usage``); otherwise the
 completion count is the number of streamed content chunks (one per token on llama.cpp's
 server) and the prompt count is unknown.
@@ -121,6 +123,10 @@ class OpenAIBackend(BaseBackend):
             "top_k": options.top_k,
             "max_tokens": options.max_tokens,
             "seed": options.seed,
+            # llama.cpp's server defaults to repeat_penalty 1.1 and min_p 0.05; loragate's
+            # options mean plain top-k/top-p sampling on every backend.
+            "repeat_penalty": 1.0,
+            "min_p": 0.0,
         }
         if options.stop:
             body["stop"] = list(options.stop)

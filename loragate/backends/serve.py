@@ -36,8 +36,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 def server_command(path: Path, host: str, port: int, *, n_ctx: int | None = None,
                    n_threads: int | None = None, model_alias: str | None = None,
                    lora_path: Path | None = None) -> list[str]:
+    # The server's default is to cut off a streaming answer when another request arrives;
+    # a batch keeps k requests in flight, so each must run to its end (queued, not cut).
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(path),
-               "--host", host, "--port", str(port)]
+               "--host", host, "--port", str(port), "--interrupt_requests", "false"]
     if n_ctx:
         command += ["--n_ctx", str(n_ctx)]
     if n_threads:
