@@ -14,7 +14,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 def _environment() -> Environment:
     env = Environment(
         loader=PackageLoader("loragate", "templates"),
-        autoescape=select_autoescape(["html"]),
+        autoescape=select_autoescape(["html", "html.j2"]),
         trim_blocks=True,
         lstrip_blocks=True,
     )
