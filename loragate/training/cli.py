@@ -37,7 +37,13 @@ def run(args: argparse.Namespace) -> int:
     # Heavy imports (torch, transformers) only once a run is really asked for.
     from loragate.training.base_model import BaseModelError, load_tokenizer, resolve_base_model
     from loragate.training.data import DataError
-    from loragate.training.trainer import TrainingDiverged, TrainingError, prepare_data, train
+    from loragate.training.trainer import (
+        TrainingDiverged,
+        TrainingError,
+        is_main_process,
+        prepare_data,
+        train,
+    )
 
     config = load_config(args.config)
     _apply_overrides(config, args)
@@ -56,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     except (TrainingError, BaseModelError) as exc:
         print(f"loragate: {exc}", file=sys.stderr)
         return EXIT_SETUP
-    _print_summary(outcome)
+    if is_main_process():
+        _print_summary(outcome)
     return EXIT_OK
 
 

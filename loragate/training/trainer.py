@@ -467,7 +467,8 @@ def for_installed_transformers(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Map the plan's argument names onto the installed ``TrainingArguments``.
 
     transformers 5 folded ``warmup_ratio`` into ``warmup_steps`` (a float below 1 is a ratio)
-    and ``group_by_length`` into ``train_sampling_strategy``; older versions have the old names.
+    and ``group_by_length`` into ``train_sampling_strategy``, and renamed
+    ``gradient_checkpointing`` to ``activation_checkpointing``; older versions have the old names.
     """
     import dataclasses
 
@@ -481,6 +482,11 @@ def for_installed_transformers(kwargs: dict[str, Any]) -> dict[str, Any]:
             kwargs["warmup_steps"] = float(ratio)
     if "group_by_length" not in known and kwargs.pop("group_by_length", False):
         kwargs.setdefault("train_sampling_strategy", "group_by_length")
+    for old, new in (("gradient_checkpointing", "activation_checkpointing"),
+                     ("gradient_checkpointing_kwargs", "activation_checkpointing_kwargs")):
+        if new in known and old in kwargs:
+            value = kwargs.pop(old)
+            kwargs.setdefault(new, value)
     if "train_sampling_strategy" not in known:
         strategy = kwargs.pop("train_sampling_strategy", None)
         if strategy == "group_by_length":

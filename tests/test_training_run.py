@@ -1,0 +1,287 @@
+"""Training runs on the tiny random-init Llama: outputs, reuse, NaN stop, resume, DDP, devices."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from loragate.config import LoragateConfig
+from loragate.training import trainer as trainer_mod
+from loragate.training.trainer import (
+    ADAPTER_WEIGHTS,
+    STATS_FILE,
+    TrainingDiverged,
+    TrainingError,
+    choose_precision,
+    for_installed_transformers,
+    make_health_monitor,
+    select_device,
+    train,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_data(folder: Path, n_train: int = 12, n_eval: int = 4) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    words = ["plan", "do", "check", "act", "tron", "scenario", "init", "unit"]
+
+    def record(i: int) -> str:
+        body = " ".join(words[(i + k) % len(words)] for k in range(3 + i % 5))
+        return json.dumps({"instruction": f"Echo item {i}", "input": body, "output": body})
+
+    train_file = folder / "train.jsonl"
+    eval_file = folder / "eval.jsonl"
+    train_file.write_text("\n".join(record(i) for i in range(n_train)) + "\n")
+    eval_file.write_text("\n".join(record(100 + i) for i in range(n_eval)) + "\n")
+    return train_file, eval_file
+
+
+def tiny_config(tmp_path: Path, base: Path, **training_args) -> LoragateConfig:
+    train_file, eval_file = write_data(tmp_path / "data")
+    args = {"max_steps": 4, "per_device_train_batch_size": 2, "per_device_eval_batch_size": 4,
+            "logging_steps": 1, "save_steps": 2, "eval_steps": 100, "learning_rate": 1e-3,
+            "warmup_ratio": 0.0, "report_to": [], "dataloader_num_workers": 0}
+    args.update(training_args)
+    return LoragateConfig.model_validate({
+        "model_name": "tiny-llama",
+        "output_dir": str(tmp_path / "out"),
+        "dataset_files": [str(train_file)],
+        "eval_file": str(eval_file),
+        "training_args": args,
+        "lora_config": {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0},
+        "data_args": {"max_seq_length": 128},
+        "base": {"source": "path", "path": str(base)},
+        "training": {"device": "cpu"},
+        "gates": {"prompts_dir": str(tmp_path / "no-prompts")},
+    })
+
+
+def test_run_writes_a_safetensors_adapter_and_stats_then_is_reused(
+        tmp_path: Path, tiny_llama_dir: Path) -> None:
+    config = tiny_config(tmp_path, tiny_llama_dir, report_to=["tensorboard"])
+    outcome = train(config)
+    out = Path(config.output_dir)
+    assert not outcome.skipped
+    assert (out / ADAPTER_WEIGHTS).is_file()
+    assert (out / "adapter_config.json").is_file()
+    assert (out / "tokenizer_config.json").is_file()
+    assert not list(out.glob("*.bin")) and not list(out.glob("*.pt"))
+    assert list((out / "runs").rglob("events.out.tfevents.*"))
+    stats = json.loads((out / STATS_FILE).read_text())
+    assert stats["completed"] is True
+    assert stats["global_step"] == 4
+    assert stats["seed"] == 42
+    assert stats["device"] == "cpu" and stats["precision"] == "fp32"
+    for key in ("train_loss", "eval_loss", "base_eval_loss", "supervised_tokens_per_second",
+                "train_samples_per_second", "peak_memory_gb", "runtime_s"):
+        assert isinstance(stats[key], float) and math.isfinite(stats[key]), key
+    assert stats["supervised_tokens_per_second"] > 0
+    assert len(stats["loss_history"]) == 4
+    assert stats["data"]["samples"] == 12
+    assert len(stats["data_hash"]) == 64 and len(stats["inputs_hash"]) == 64
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    loaded = PeftModel.from_pretrained(base, out)
+    assert any("lora_B" in name for name, _ in loaded.named_parameters())
+
+    again = train(config)
+    assert again.skipped
+    assert again.stats["inputs_hash"] == stats["inputs_hash"]
+
+    config.training_args.learning_rate = 5e-4  # a changed input trains again
+    assert not train(config).skipped
+
+
+def test_forced_nan_stops_the_run_and_keeps_the_last_good_checkpoint(
+        tmp_path: Path, tiny_llama_dir: Path) -> None:
+    import torch
+    from transformers import TrainerCallback
+
+    class PoisonAfterStep2(TrainerCallback):
+        def on_step_begin(self, args, state, control, model=None, **kwargs):
+            if state.global_step == 2:
+                with torch.no_grad():
+                    next(p for n, p in model.named_parameters() if "lora_B" in n).fill_(
+                        float("nan"))
+
+    config = tiny_config(tmp_path, tiny_llama_dir, max_steps=6)
+    with pytest.raises(TrainingDiverged) as info:
+        train(config, callbacks=[PoisonAfterStep2()])
+    out = Path(config.output_dir)
+    message = str(info.value)
+    assert "step 3" in message and "checkpoint-2" in message
+    assert (out / "checkpoint-2").is_dir()
+    assert not (out / "checkpoint-4").exists()
+    assert not (out / ADAPTER_WEIGHTS).exists() and not (out / STATS_FILE).exists()
+
+    from safetensors.torch import load_file
+
+    weights = load_file(out / "checkpoint-2" / ADAPTER_WEIGHTS)
+    assert all(torch.isfinite(t).all() for t in weights.values())
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_continues_from_the_saved_step(tmp_path: Path, tiny_llama_dir: Path) -> None:
+    from transformers import TrainerCallback
+
+    class StopAtStep3(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                raise Interrupt
+
+    config = tiny_config(tmp_path, tiny_llama_dir)
+    with pytest.raises(Interrupt):
+        train(config, callbacks=[StopAtStep3()])
+    out = Path(config.output_dir)
+    assert (out / "checkpoint-2").is_dir() and not (out / STATS_FILE).exists()
+
+    outcome = train(config)
+    assert outcome.stats["resumed_from_step"] == 2
+    assert outcome.stats["global_step"] == 4
+    assert [h["step"] for h in outcome.stats["loss_history"]] == [3, 4]
+
+    # --force starts over: no resume, earlier checkpoints dropped.
+    fresh = train(config, force=True)
+    assert fresh.stats["resumed_from_step"] == 0
+    assert [h["step"] for h in fresh.stats["loss_history"]] == [1, 2, 3, 4]
+
+
+def test_two_process_gloo_run_produces_one_adapter(tmp_path: Path, tiny_llama_dir: Path) -> None:
+    config = tiny_config(tmp_path, tiny_llama_dir, max_steps=2, save_steps=100)
+    config_file = tmp_path / "ddp.json"
+    config_file.write_text(config.model_dump_json())
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone",
+         "--nproc_per_node", "2", "-m", "loragate.training.cli", "--config", str(config_file)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = Path(config.output_dir)
+    assert len(list(out.glob(ADAPTER_WEIGHTS))) == 1
+    stats = json.loads((out / STATS_FILE).read_text())
+    assert stats["world_size"] == 2
+    assert stats["global_step"] == 2
+    assert done.stdout.count("adapter written to") == 1
+
+
+def test_bad_data_line_fails_before_any_model_is_loaded(tmp_path: Path,
+                                                        tiny_llama_dir: Path) -> None:
+    from loragate.training.data import DataError
+
+    config = tiny_config(tmp_path, tiny_llama_dir)
+    with config.dataset_files[0].open("a") as handle:
+        handle.write('{"instruction": "x", "output": ""}\n')
+    with pytest.raises(DataError, match=r"train.jsonl:13: field 'output' is empty"):
+        train(config)
+
+
+def test_eval_leak_fails_the_run(tmp_path: Path, tiny_llama_dir: Path) -> None:
+    from loragate.training.data import EvalLeakError
+
+    config = tiny_config(tmp_path, tiny_llama_dir)
+    leaked = json.loads(config.eval_file.read_text().splitlines()[0])
+    leaked["instruction"] = "  " + leaked["instruction"].upper().replace(" ", "\t ")
+    leaked["output"] = "a different answer"
+    with config.dataset_files[0].open("a") as handle:
+        handle.write(json.dumps(leaked) + "\n")
+    with pytest.raises(EvalLeakError, match="eval.jsonl:1"):
+        train(config)
+
+
+# --------------------------------------------------------------------------- device, precision
+
+
+def fake_torch(monkeypatch: pytest.MonkeyPatch, cuda: bool, mps: bool, bf16: bool) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    monkeypatch.setattr(torch.backends.mps, "is_macos_or_newer", lambda *a: bf16, raising=False)
+
+
+@pytest.mark.parametrize(("cuda", "mps", "expected"), [
+    (True, True, "cuda"), (False, True, "mps"), (False, False, "cpu"),
+])
+def test_auto_device_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected) -> None:
+    fake_torch(monkeypatch, cuda=cuda, mps=mps, bf16=True)
+    assert select_device("auto") == expected
+
+
+def test_an_unavailable_device_is_an_error(monkeypatch) -> None:
+    fake_torch(monkeypatch, cuda=False, mps=False, bf16=False)
+    with pytest.raises(TrainingError, match="'cuda' but no cuda device"):
+        select_device("cuda")
+    assert select_device("cpu") == "cpu"
+
+
+def test_precision_bf16_where_supported_fp32_on_cpu(monkeypatch) -> None:
+    fake_torch(monkeypatch, cuda=True, mps=False, bf16=True)
+    assert choose_precision("cuda", True, False).name == "bf16"
+    assert choose_precision("cuda", False, False).name == "fp32"
+    cpu = choose_precision("cpu", True, False)
+    assert cpu.name == "fp32" and "CPU" in cpu.note
+    fake_torch(monkeypatch, cuda=True, mps=True, bf16=False)
+    assert choose_precision("cuda", True, False).name == "fp16"
+    assert choose_precision("mps", True, False).name == "fp32"
+
+
+def test_qlora_needs_cuda() -> None:
+    with pytest.raises(TrainingError, match="qlora needs a CUDA device"):
+        trainer_mod._qlora_quantization("cpu", choose_precision("cpu", False, False))
+
+
+def test_plan_argument_names_map_onto_installed_transformers() -> None:
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    known = {f.name for f in dataclasses.fields(TrainingArguments)}
+    mapped = for_installed_transformers(
+        {"output_dir": "x", "warmup_ratio": 0.03, "warmup_steps": 0, "group_by_length": True})
+    assert set(mapped) <= known
+    if "warmup_ratio" not in known:
+        assert mapped["warmup_steps"] == pytest.approx(0.03)
+    renamed = for_installed_transformers({"gradient_checkpointing": True})
+    assert True in renamed.values()
+    with pytest.raises(TrainingError, match="not_an_argument"):
+        for_installed_transformers({"not_an_argument": 1})
+
+
+# --------------------------------------------------------------------------- warning signs
+
+
+class State:
+    def __init__(self, step: int, epoch: float) -> None:
+        self.global_step, self.epoch = step, epoch
+
+
+def test_warning_signs_are_recorded_once_each() -> None:
+    monitor = make_health_monitor("cpu", (0.4, 1.5), 5.0, memory_budget_gb=1e-6, announce=False)
+    monitor.on_log(None, State(5, 0.5), None, logs={"loss": 2.0, "grad_norm": 1.0})
+    assert monitor.warnings == []  # a high loss before epoch 1 is normal
+    monitor.on_log(None, State(10, 1.2), None, logs={"loss": 1.8, "grad_norm": 7.0})
+    monitor.on_log(None, State(11, 1.3), None, logs={"loss": 1.7, "grad_norm": 9.0})
+    monitor.on_log(None, State(20, 2.0), None, logs={"loss": 0.2, "grad_norm": 1.0})
+    monitor.on_train_end(None, State(20, 2.0), None)
+    text = "\n".join(monitor.warnings)
+    assert len(monitor.warnings) == 4
+    assert "1.800 > 1.5 after epoch 1" in text
+    assert "0.200 < 0.4" in text
+    assert "gradient norm 7.00 > 5.0" in text
+    assert "above the budget" in text and "cpu rss" in text
+    assert monitor.grad_norm_over == 2
