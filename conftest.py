@@ -3,6 +3,7 @@
 pytest_plugins = [
     "pytester",
     "fixtures.tiny_models",
+    "fixtures.tiny_gguf",
     "fixtures.services",
     "fixtures.model",
     "fixtures.gates",
