@@ -1,0 +1,278 @@
+"""``loragate gate`` and ``loragate pipeline``: the stages in order, then the verdicts.
+
+The pipeline trains (or reuses) the adapter, packages it (or reuses the package), builds the
+untuned base's GGUF for the baseline, then runs pytest twice in a subprocess: the Step 1/2
+checks, the six harnesses, the canaries and the smoke tests against the tuned model (verdict
+``reports/verdict-tuned.json``, copied to ``reports/verdict.json`` with ``report.html``), and
+the same gates against the untuned base (``reports/verdict-base.json``). Every stage reuses its
+artifact when its inputs are unchanged, and the response cache makes a re-run re-score
+without generating.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loragate.config import LoragateConfig, load_config
+from loragate.report import render_text
+
+GATE_SUITES = ("gates", "canaries")
+GATE_MARKERS = "ship_gate or quality_gate or canary"
+
+
+@dataclass
+class StageTiming:
+    stage: str
+    seconds: float
+    reused: bool = False
+    detail: str = ""
+
+
+@dataclass
+class PipelineReport:
+    timings: list[StageTiming] = field(default_factory=list)
+    verdicts: dict[str, str] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[StageTiming]:
+        timing = StageTiming(stage=name, seconds=0.0)
+        print(f"loragate: stage {name} ...", flush=True)
+        start = time.perf_counter()
+        try:
+            yield timing
+        finally:
+            timing.seconds = round(time.perf_counter() - start, 1)
+            self.timings.append(timing)
+            state = "reused" if timing.reused else "done"
+            print(f"loragate: stage {name} {state} in {timing.seconds:.1f} s "
+                  f"{timing.detail}".rstrip(), flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# pytest runs
+
+
+def pytest_command(config: LoragateConfig, *, model: str, suites: Sequence[str], markers: str,
+                   verdict_json: Path, verdict_html: Path | None = None,
+                   baseline: str | None = None, extra: Sequence[str] = ()) -> list[str]:
+    command = [sys.executable, "-m", "pytest", *suites, "-m", markers, "-q", "-rfE",
+               "-p", "no:cacheprovider", "--model", model,
+               "--verdict-json", str(verdict_json)]
+    if config.source_path is not None:
+        command += ["--loragate-config", str(config.source_path)]
+    if baseline:
+        command += ["--baseline", baseline]
+    if verdict_html is not None:
+        command += ["--verdict-html", str(verdict_html)]
+    return command + list(extra)
+
+
+def run_pytest(command: list[str], config: LoragateConfig, env: dict[str, str] | None = None
+               ) -> int:
+    print("loragate: " + " ".join(command[1:]), flush=True)
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.call(command, cwd=config.root, env=full_env)
+
+
+def read_verdict(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+# ---------------------------------------------------------------------------------------------
+# loragate gate
+
+
+def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, metavar="SPEC",
+                        help="model under test: gguf:PATH | ollama:NAME | openai:URL#MODEL | "
+                             "hf:PATH[+ADAPTER]")
+    parser.add_argument("--baseline", default=None, metavar="SPEC",
+                        help="baseline for the canaries (without it the canaries are skipped)")
+    parser.add_argument("--verdict-json", type=Path, default=None,
+                        help="default: <reports.dir>/verdict.json")
+    parser.add_argument("--verdict-html", type=Path, default=None,
+                        help="default: <reports.dir>/report.html")
+    parser.add_argument("pytest_args", nargs=argparse.REMAINDER,
+                        help="after --: more pytest options (e.g. -- --samples 20 -n 2)")
+
+
+def run_gate(args: argparse.Namespace) -> int:
+    config = load_config(args.config, check_paths=False)
+    reports = config.reports.dir
+    verdict_json = args.verdict_json or reports / "verdict.json"
+    verdict_html = args.verdict_html or reports / "report.html"
+    extra = [a for a in args.pytest_args if a != "--"]
+    command = pytest_command(config, model=args.model, baseline=args.baseline,
+                             suites=GATE_SUITES, markers=GATE_MARKERS,
+                             verdict_json=verdict_json, verdict_html=verdict_html, extra=extra)
+    return run_pytest(command, config)
+
+
+# ---------------------------------------------------------------------------------------------
+# loragate pipeline
+
+
+def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--force", action="store_true",
+                        help="rebuild every artifact even when its inputs are unchanged")
+    parser.add_argument("--skip-base-verdict", action="store_true",
+                        help="do not gate the untuned base model")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="generate every answer again (ignore the response cache)")
+    parser.add_argument("pytest_args", nargs=argparse.REMAINDER,
+                        help="after --: more pytest options for the verdict runs")
+
+
+def run_pipeline(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    report = PipelineReport()
+    reports = config.reports.dir
+    reports.mkdir(parents=True, exist_ok=True)
+    extra = [a for a in args.pytest_args if a != "--"]
+    if args.no_cache:
+        extra.append("--no-cache")
+
+    with report.stage("train") as timing:
+        adapter_dir = train_stage(config, force=args.force, timing=timing)
+    with report.stage("package") as timing:
+        package = package_stage(config, adapter_dir, force=args.force, timing=timing)
+    with report.stage("base-gguf") as timing:
+        base_gguf = base_gguf_stage(config, force=args.force, timing=timing)
+
+    tuned_spec, base_spec = f"gguf:{package['gguf']}", f"gguf:{base_gguf}"
+    env = {"LORAGATE_RUN_DIR": str(adapter_dir), "LORAGATE_PACKAGE_DIR": str(package["dir"])}
+    tuned_json = reports / "verdict-tuned.json"
+    with report.stage("verdict-tuned") as timing:
+        command = pytest_command(
+            config, model=tuned_spec, baseline=base_spec,
+            suites=("training", "packaging", *GATE_SUITES, "smoke"),
+            markers=f"stage or smoke or {GATE_MARKERS}",
+            verdict_json=tuned_json, verdict_html=reports / "report.html", extra=extra)
+        run_pytest(command, config, env)
+        timing.detail = _verdict_word(tuned_json)
+    if not args.skip_base_verdict:
+        with report.stage("verdict-base") as timing:
+            # The base is expected to fail: decide each gate as soon as it cannot pass.
+            command = pytest_command(
+                config, model=base_spec, baseline=base_spec,
+                suites=(*GATE_SUITES, "smoke"), markers=f"smoke or {GATE_MARKERS}",
+                verdict_json=reports / "verdict-base.json",
+                verdict_html=reports / "report-base.html",
+                extra=[*extra, "--fail-fast-gates"])
+            run_pytest(command, config, env)
+            timing.detail = _verdict_word(reports / "verdict-base.json")
+
+    tuned = read_verdict(tuned_json)
+    if tuned is not None:
+        shutil.copyfile(tuned_json, reports / "verdict.json")
+    write_timings(reports / "timings.json", report)
+    print_summary(report, tuned, read_verdict(reports / "verdict-base.json"))
+    if tuned is None:
+        print("loragate: the tuned model's verdict was not written", file=sys.stderr)
+        return 2
+    return 0 if tuned["verdict"] == "cleared" else 1
+
+
+def _verdict_word(path: Path) -> str:
+    document = read_verdict(path)
+    return f"({document['verdict']})" if document else "(no verdict written)"
+
+
+def train_stage(config: LoragateConfig, *, force: bool, timing: StageTiming) -> Path:
+    from loragate.training.trainer import train
+
+    outcome = train(config, force=force)
+    timing.reused = outcome.skipped
+    loss = outcome.stats.get("eval_loss")
+    base_loss = outcome.stats.get("base_eval_loss")
+    if loss is not None and base_loss is not None:
+        timing.detail = f"(eval loss {base_loss:.3f} -> {loss:.3f})"
+    return adapter_dir_of(outcome.output_dir)
+
+
+def adapter_dir_of(output_dir: Path) -> Path:
+    """The folder holding ``adapter_config.json``: the output dir or its ``adapter/``."""
+    for candidate in (output_dir / "adapter", output_dir):
+        if (candidate / "adapter_config.json").is_file():
+            return candidate
+    raise FileNotFoundError(f"{output_dir}: no adapter_config.json (training did not finish?)")
+
+
+def package_stage(config: LoragateConfig, adapter_dir: Path, *, force: bool,
+                  timing: StageTiming) -> dict[str, Path]:
+    from loragate.packaging.pipeline import package
+
+    result = package(config, adapter_dir, force=force, ollama=True)
+    timing.reused = result.reused
+    gguf = Path(result.quantized[config.packaging.quant_types[0]])
+    timing.detail = f"({gguf.name}, {gguf.stat().st_size / 2**20:.0f} MiB)"
+    if result.ollama_message:
+        print(f"loragate: {result.ollama_message}")
+    return {"gguf": gguf, "dir": Path(result.package_dir)}
+
+
+def base_gguf_stage(config: LoragateConfig, *, force: bool, timing: StageTiming) -> Path:
+    """The untuned base as a GGUF of the same quant type: the baseline and the control.
+
+    Rebuilt only when the base model folder changed (its fingerprint is stored beside it).
+    """
+    from loragate.packaging.llamacpp import convert_hf_to_gguf
+    from loragate.packaging.quantize import quantize_gguf
+    from loragate.training.base_model import resolve_base_model
+    from loragate.training.trainer import base_fingerprint
+
+    base_dir = resolve_base_model(config)
+    quant = config.packaging.quant_types[0]
+    out_dir = Path(config.output_dir) / "base-gguf"
+    target = out_dir / f"base.{quant}.gguf"
+    stamp = out_dir / "base.fingerprint"
+    fingerprint = base_fingerprint(base_dir)
+    if not force and target.is_file() and stamp.is_file() and stamp.read_text() == fingerprint:
+        timing.reused = True
+        return target
+    out_dir.mkdir(parents=True, exist_ok=True)
+    f16 = convert_hf_to_gguf(base_dir, out_dir / f"base.{config.packaging.outtype}.gguf",
+                             config.packaging.outtype)
+    if quant != config.packaging.outtype:
+        quantize_gguf(f16, target, quant)
+        f16.unlink()
+    stamp.write_text(fingerprint)
+    return target if target.is_file() else f16
+
+
+def write_timings(path: Path, report: PipelineReport) -> None:
+    payload = {"stages": [asdict(t) for t in report.timings],
+               "total_s": round(sum(t.seconds for t in report.timings), 1)}
+    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+
+
+def print_summary(report: PipelineReport, tuned: dict | None, base: dict | None,
+                  out: Callable[[str], None] = print) -> None:
+    out("")
+    out("=" * 78)
+    out("loragate pipeline summary")
+    for timing in report.timings:
+        reused = " (reused)" if timing.reused else ""
+        out(f"  {timing.stage:<15} {timing.seconds:>8.1f} s{reused}")
+    if base is not None:
+        out("")
+        out(f"untuned base: {base['verdict'].upper()} "
+            f"(overall {base['overall']['score']:.1f})")
+    if tuned is not None:
+        out("")
+        out("tuned model:")
+        out(render_text(tuned))
+    out("=" * 78)

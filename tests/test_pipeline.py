@@ -1,0 +1,59 @@
+"""The pipeline's orchestration: pytest command lines, stage timings, the summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from loragate.config import load_config
+from loragate.pipeline import (
+    PipelineReport,
+    adapter_dir_of,
+    print_summary,
+    pytest_command,
+    write_timings,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def config():
+    return load_config(REPO / "config" / "tiny_cpu.json", check_paths=False)
+
+
+def test_pytest_command_carries_model_baseline_config_and_verdict(config, tmp_path):
+    command = pytest_command(config, model="gguf:/m.gguf", baseline="gguf:/b.gguf",
+                             suites=("gates", "canaries"), markers="ship_gate",
+                             verdict_json=tmp_path / "v.json", verdict_html=tmp_path / "r.html",
+                             extra=["--samples", "5"])
+    joined = " ".join(command)
+    assert "-m pytest gates canaries -m ship_gate" in joined
+    assert "--model gguf:/m.gguf" in joined and "--baseline gguf:/b.gguf" in joined
+    assert f"--loragate-config {config.source_path}" in joined
+    assert command[-2:] == ["--samples", "5"]
+
+
+def test_stage_timings_are_written_and_summarised(tmp_path, capsys):
+    report = PipelineReport()
+    with report.stage("train") as timing:
+        timing.reused = True
+    with pytest.raises(RuntimeError), report.stage("package"):
+        raise RuntimeError("boom")
+    assert [t.stage for t in report.timings] == ["train", "package"]
+    write_timings(tmp_path / "timings.json", report)
+    payload = json.loads((tmp_path / "timings.json").read_text())
+    assert payload["stages"][0]["reused"] is True
+    lines: list[str] = []
+    print_summary(report, None, None, out=lines.append)
+    assert any("train" in line and "(reused)" in line for line in lines)
+
+
+def test_adapter_dir_is_found_or_named_missing(tmp_path):
+    (tmp_path / "adapter").mkdir()
+    with pytest.raises(FileNotFoundError, match="no adapter_config.json"):
+        adapter_dir_of(tmp_path)
+    (tmp_path / "adapter" / "adapter_config.json").write_text("{}")
+    assert adapter_dir_of(tmp_path) == tmp_path / "adapter"
