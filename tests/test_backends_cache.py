@@ -7,9 +7,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from loragate.backends import CachedBackend, GenerationOptions, ResponseCache
-from loragate.backends.cache import file_digest, folder_digest
+from loragate.backends.base import normalize_prompt
+from loragate.backends.cache import cache_key, file_digest, folder_digest
 from tests.ollama_double import ScriptedBackend
 
 MESSAGES = [{"role": "user", "content": "say hello to the gate"}]
@@ -53,6 +56,24 @@ def test_every_option_field_is_part_of_the_key(cache: ResponseCache) -> None:
     # Guards the parametrized test above: a new option must be added there too.
     tested = {"temperature", "top_p", "top_k", "max_tokens", "seed", "stop"}
     assert {f.name for f in dataclasses.fields(GenerationOptions)} == tested
+
+
+options_strategy = st.builds(
+    GenerationOptions,
+    temperature=st.sampled_from([0.0, 0.2, 1.0]),
+    top_p=st.sampled_from([0.5, 1.0]),
+    top_k=st.integers(0, 3),
+    max_tokens=st.integers(1, 3),
+    seed=st.integers(0, 2),
+    stop=st.lists(st.sampled_from(["a", "b"]), max_size=2).map(tuple),
+)
+
+
+@given(options_strategy, options_strategy)
+def test_cache_keys_are_equal_exactly_when_options_are(a: GenerationOptions,
+                                                       b: GenerationOptions) -> None:
+    prompt = normalize_prompt(MESSAGES)
+    assert (cache_key("gguf", "d", prompt, a) == cache_key("gguf", "d", prompt, b)) == (a == b)
 
 
 def test_other_messages_miss(cache: ResponseCache) -> None:

@@ -5,7 +5,6 @@ adapter. A 2-layer hidden-64 model generates in milliseconds, so these run by de
 from __future__ import annotations
 
 import hashlib
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,14 +24,6 @@ from loragate.backends.openai import OpenAIBackend
 from loragate.backends.serve import serve_gguf
 from loragate.config import BackendSettings
 from tests.ollama_double import OllamaDouble
-
-if "fixtures.tiny_gguf" not in sys.modules:  # until the root conftest lists the module
-    from fixtures.tiny_gguf import (  # noqa: F401
-        tiny_adapter_dir,
-        tiny_adapter_gguf,
-        tiny_gguf,
-        tiny_gguf_q8,
-    )
 
 SETTINGS = BackendSettings(n_ctx=512, n_threads=2, timeout_s=60, retries=1)
 CHAT = [{"role": "system", "content": "You are a Web4 agent."},
@@ -74,6 +65,17 @@ def test_gguf_cut_at_max_tokens_is_marked_truncated(gguf_backend) -> None:
     response = gguf_backend.generate(RAW, GenerationOptions(max_tokens=4))
     assert response.finish_reason == "length" and response.truncated
     assert response.completion_tokens == 4
+
+
+@pytest.mark.parametrize("kind", ["gguf", "hf"])
+def test_stop_strings_cut_the_answer_before_them(kind, gguf_backend, tiny_llama_dir) -> None:
+    backend = gguf_backend if kind == "gguf" else HfBackend(tiny_llama_dir)
+    full = backend.generate(RAW, GREEDY).text
+    words = full.split()
+    stop = words[len(words) // 2]
+    prefix = full[: full.index(stop)]
+    stopped = backend.generate(RAW, GREEDY.replace(stop=(stop,)))
+    assert stopped.text == prefix and stopped.finish_reason == "stop" and not stopped.truncated
 
 
 def test_gguf_uses_the_chat_template_stored_in_the_gguf(gguf_backend, tiny_llama_dir) -> None:
