@@ -1,0 +1,132 @@
+"""Step 1 checks: the plan's validation list, read from a finished training run.
+
+The run folder is ``$LORAGATE_RUN_DIR`` when set, else the config's ``output_dir`` (config
+from ``$LORAGATE_CONFIG`` or ``config/tiny_cpu.json``). Without a finished run (no
+``training_stats.json`` marked completed) every check is skipped with the reason; train with
+``loragate train`` first.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.stage
+
+STATS_FILE = "training_stats.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run_dir() -> Path:
+    configured = os.environ.get("LORAGATE_RUN_DIR")
+    if configured:
+        return Path(configured)
+    from loragate.config import load_config
+
+    config_path = Path(os.environ.get("LORAGATE_CONFIG", REPO / "config" / "tiny_cpu.json"))
+    return Path(load_config(config_path, check_paths=False).output_dir)
+
+
+@pytest.fixture(scope="module")
+def run_dir() -> Path:
+    folder = _run_dir()
+    stats = folder / STATS_FILE
+    if not stats.is_file():
+        pytest.skip(f"no finished training run in {folder} (no {STATS_FILE}); "
+                    "run `loragate train` first or set LORAGATE_RUN_DIR")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def stats(run_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((run_dir / STATS_FILE).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        pytest.fail(f"{run_dir / STATS_FILE}: not valid JSON ({exc})")
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def test_run_completed(stats: dict[str, Any]) -> None:
+    assert stats.get("completed") is True, "the run did not finish"
+    assert stats["global_step"] > 0
+    assert stats["global_step"] == stats["max_steps"], (
+        f"stopped at step {stats['global_step']} of {stats['max_steps']}")
+
+
+def test_no_nan_or_inf(stats: dict[str, Any]) -> None:
+    assert stats.get("nan_detected") is False
+    losses = [h["loss"] for h in stats["loss_history"]]
+    assert losses, "no training loss was logged"
+    assert all(_finite(x) for x in losses), f"non-finite losses: {losses}"
+    for key in ("train_loss", "eval_loss"):
+        assert _finite(stats[key]), f"{key} is {stats[key]}"
+
+
+def test_loss_converged_within_the_configured_range(stats: dict[str, Any]) -> None:
+    low, high = stats["loss_range"]
+    final = stats["final_train_loss"]
+    assert low <= final <= high, (
+        f"final training loss {final:.3f} outside the configured range [{low}, {high}]")
+    first = stats["loss_history"][0]["loss"]
+    assert final < first, f"training loss did not go down ({first:.3f} -> {final:.3f})"
+
+
+def test_adapter_beats_the_base_on_the_hold_out_set(stats: dict[str, Any]) -> None:
+    assert _finite(stats["base_eval_loss"]), "no base-model eval loss recorded"
+    assert stats["eval_loss"] < stats["base_eval_loss"], (
+        f"eval loss {stats['eval_loss']:.3f} is not below the base model's "
+        f"{stats['base_eval_loss']:.3f}")
+
+
+def test_grad_norms_stable(stats: dict[str, Any]) -> None:
+    grad = stats["grad_norm"]
+    norms = [h["grad_norm"] for h in stats["loss_history"] if h.get("grad_norm") is not None]
+    assert norms, "no gradient norms were logged"
+    assert all(_finite(n) for n in norms)
+    # A single early spike is normal; a run that keeps exceeding the limit is unstable.
+    over = sum(1 for n in norms if n > grad["limit"])
+    assert over <= max(1, len(norms) // 10), (
+        f"{over} of {len(norms)} logged gradient norms above {grad['limit']} "
+        f"(max {grad['max']:.2f})")
+    tail = norms[len(norms) // 2:]
+    assert max(tail) <= grad["limit"], f"gradient norm {max(tail):.2f} late in training"
+
+
+def test_memory_under_budget(stats: dict[str, Any]) -> None:
+    assert _finite(stats["peak_memory_gb"]) and stats["peak_memory_gb"] > 0
+    assert stats["peak_memory_gb"] <= stats["memory_budget_gb"], (
+        f"peak memory {stats['peak_memory_gb']:.2f} GB ({stats['memory_measure']}) above the "
+        f"budget of {stats['memory_budget_gb']} GB")
+
+
+def test_adapter_saved_as_safetensors(run_dir: Path) -> None:
+    assert (run_dir / ADAPTER_WEIGHTS).is_file()
+    assert (run_dir / ADAPTER_CONFIG).is_file()
+    assert not list(run_dir.glob("adapter_model.bin")), "a pickled adapter is present"
+
+
+def test_adapter_loads_onto_its_base(run_dir: Path, stats: dict[str, Any]) -> None:
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    weights = load_file(run_dir / ADAPTER_WEIGHTS)
+    assert weights and all(_finite(float(t.abs().max())) for t in weights.values())
+    assert any("lora_B" in name and float(t.abs().max()) > 0 for name, t in weights.items()), \
+        "every lora_B is still zero: the adapter learned nothing"
+    base_dir = Path(stats["base_model"])
+    if not (base_dir / "config.json").is_file():
+        pytest.skip(f"the base model folder {base_dir} is gone; cannot load the adapter onto it")
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), run_dir)
+    trainable = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+    assert trainable == stats["trainable_params"]
