@@ -315,11 +315,15 @@ class BaseBackend(abc.ABC):
         )
 
     def _error_response(self, message: str, attempts: int, elapsed_s: float) -> Response:
+        try:
+            digest = self.digest
+        except Exception:  # noqa: BLE001 - the server that failed the sample may fail this too
+            digest = ""
         return Response(
             text="",
             finish_reason="error",
             total_s=elapsed_s,
-            model_digest=self.digest,
+            model_digest=digest,
             error=message,
             attempts=attempts,
         )
