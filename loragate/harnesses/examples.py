@@ -18,6 +18,8 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass, field
 
+from loragate.harnesses.tron_format import has_warning, is_destructive
+
 REPO_URL = "https://github.com/Cerulean-Circle-GmbH/Web4Articles"
 
 # Section key -> (emoji, heading text) as the template writes them.
@@ -51,7 +53,9 @@ HEADER_FIELDS_BY_VERSION: dict[str, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class PendingDecision:
-    """An open choice for TRON: a title and at least two lettered options."""
+    """An open choice for TRON: a title and at least two lettered options, which must be
+    real alternatives (distinct, not one option and its negation). Destructive options
+    get their ⚠️ from the renderer."""
 
     title: str
     options: tuple[str, ...]
@@ -81,17 +85,18 @@ class Variation:
 
     Harmless: ``emoji`` (False drops heading emoji; a string replaces them), ``bold``
     (headings wrapped in ``**``), ``case`` ("upper" | "title" | "lower" for section
-    headings), ``suffixes`` (text after a section keyword, by section key), ``blank_lines``
-    (extra blank lines between blocks). Faults: ``omit`` (section keys, summary parts,
-    header field names, "title", "breadcrumbs", "objective" to leave out), ``swap`` (two
-    section keys rendered in each other's place), ``fence`` (section keys whose heading
-    is put inside a fenced code block).
+    headings), ``suffixes`` / ``prefixes`` (text after / before a section keyword, by
+    section key), ``blank_lines`` (extra blank lines between blocks). Faults: ``omit``
+    (section keys, summary parts, header field names, "title", "breadcrumbs", "objective"
+    to leave out), ``swap`` (two section keys rendered in each other's place), ``fence``
+    (section keys whose heading is put inside a fenced code block).
     """
 
     emoji: bool | str = True
     bold: bool = True
     case: str = "upper"
     suffixes: tuple[tuple[str, str], ...] = ()
+    prefixes: tuple[tuple[str, str], ...] = ()
     blank_lines: int = 1
     omit: frozenset[str] = frozenset()
     swap: tuple[str, str] | None = None
@@ -153,6 +158,13 @@ def dual_link(path: str, from_path: str, git_ref: str, repo_url: str = REPO_URL)
     return f"[GitHub]({github_url(path, git_ref, repo_url)}) | [§/{path}]({relative})"
 
 
+def _warned(option: str) -> str:
+    """Options that destroy data or history carry the ⚠️ warning TRON must see."""
+    if is_destructive(option) and not has_warning(option):
+        return f"⚠️ {option}"
+    return option
+
+
 def render_decision_block(decisions: Decisions) -> str:
     """The body of a TRON decision block in exactly one of its three forms."""
     if isinstance(decisions, AllClear):
@@ -164,7 +176,7 @@ def render_decision_block(decisions: Decisions) -> str:
             continue
         lines.append(f"- [ ] **Decision {number}: {decision.title}**")
         for index, option in enumerate(decision.options):
-            lines.append(f"  - {chr(ord('a') + index)}) {option}")
+            lines.append(f"  - {chr(ord('a') + index)}) {_warned(option)}")
         lines.append("")
     return "\n".join(lines).rstrip("\n")
 
@@ -200,8 +212,9 @@ def _case(text: str, case: str) -> str:
 def _heading(level: int, key: str, text: str, emoji: str, variation: Variation,
              headline: str = "") -> str:
     suffix = dict(variation.suffixes).get(key, "")
-    label = _case(text, variation.case) + (f": {headline}" if headline else "") \
-        + (f" {suffix}" if suffix else "")
+    prefix = dict(variation.prefixes).get(key, "")
+    label = " ".join(part for part in (prefix, _case(text, variation.case)) if part)
+    label += (f": {headline}" if headline else "") + (f" {suffix}" if suffix else "")
     if variation.emoji is True:
         label = f"{emoji} {label}"
     elif isinstance(variation.emoji, str) and variation.emoji:
