@@ -89,6 +89,14 @@ def test_gguf_uses_the_chat_template_stored_in_the_gguf(gguf_backend, tiny_llama
     assert gguf_backend.describe()["chat_template"] == "gguf"
 
 
+def test_gguf_takes_threads_and_context_from_settings(gguf_backend) -> None:
+    llama = gguf_backend.llama
+    assert llama.n_ctx() == SETTINGS.n_ctx
+    assert llama.context_params.n_threads == SETTINGS.n_threads
+    assert llama.context_params.n_threads_batch == SETTINGS.n_threads
+    assert gguf_backend.describe()["n_ctx"] == SETTINGS.n_ctx
+
+
 def test_gguf_digest_is_the_files_sha256(gguf_backend, tiny_gguf) -> None:
     assert gguf_backend.digest == _sha256(tiny_gguf)
     assert gguf_backend.generate(RAW, GREEDY).model_digest == _sha256(tiny_gguf)

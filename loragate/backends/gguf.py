@@ -146,6 +146,9 @@ def _load_llama(path: Path, adapter: Path | None, *, n_ctx: int, n_threads: int 
             lora_path=str(adapter) if adapter is not None else None,
             n_ctx=n_ctx,
             n_threads=n_threads,
+            # Prompt evaluation would otherwise use every core whatever n_threads says; on a
+            # shared machine llama.cpp's spinning threads then stall each other for seconds.
+            n_threads_batch=n_threads,
             verbose=False,
         )
     except (ValueError, RuntimeError) as exc:

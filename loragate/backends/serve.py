@@ -43,7 +43,7 @@ def server_command(path: Path, host: str, port: int, *, n_ctx: int | None = None
     if n_ctx:
         command += ["--n_ctx", str(n_ctx)]
     if n_threads:
-        command += ["--n_threads", str(n_threads)]
+        command += ["--n_threads", str(n_threads), "--n_threads_batch", str(n_threads)]
     if model_alias:
         command += ["--model_alias", model_alias]
     if lora_path:
