@@ -208,6 +208,16 @@ def test_template_other_sites_need_no_local_twin():
     assert pdca_template.validate(text).passed
 
 
+def test_template_github_commit_links_need_no_local_twin():
+    commit = "https://github.com/Cerulean-Circle-GmbH/Web4Articles/commit/4f2c9e1a"
+    text = examples.render_pdca(replace(PdcaSpec(), answer=f"Fixed in [4f2c9e1a]({commit})."))
+    assert pdca_template.validate(text).passed
+    file_link = commit.replace("/commit/4f2c9e1a", "/blob/main/README.md")
+    text = examples.render_pdca(replace(PdcaSpec(), answer=f"See [README]({file_link})."))
+    reasons = pdca_template.validate(text).reasons
+    assert any(r.startswith("link not dual: [README]") for r in reasons)
+
+
 def test_template_empty_phase_is_named():
     text = examples.render_pdca(replace(PdcaSpec(), check=()))
     assert "section CHECK empty" in pdca_template.validate(text).reasons

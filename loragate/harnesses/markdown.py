@@ -80,6 +80,11 @@ class Link:
         return self.href.startswith(("https://github.com/", "http://github.com/"))
 
     @property
+    def is_github_file(self) -> bool:
+        """A GitHub link to a file or folder of a repository: it has a local twin."""
+        return self.is_github and ("/blob/" in self.href or "/tree/" in self.href)
+
+    @property
     def is_external(self) -> bool:
         return "://" in self.href or self.href.startswith(("mailto:", "www."))
 

@@ -161,16 +161,19 @@ def _show(link: Link) -> str:
 
 
 def dual_link_reasons(lines: list[InlineLine]) -> list[str]:
-    """Every GitHub or local link must sit in a ``[GitHub](url) | [path](path)`` pair.
+    """Every link to a repository file, on GitHub (``/blob/``, ``/tree/``) or as a local
+    path, must sit in a ``[GitHub](url) | [path](path)`` pair.
 
-    Links to other sites (documentation, issue trackers) cannot have a local twin and are
-    not judged; in-page anchors (``#…``) neither.
+    Links that cannot have a local twin (other sites, GitHub commits, issues, pull
+    requests) are not judged, and in-page anchors (``#…``) neither.
     """
     reasons: list[str] = []
     for line in lines:
         parts = line.parts
         paired: set[int] = set()
         for index, part in enumerate(parts):
+            # Any GitHub link can carry a local twin (authors pair commit links with a ref
+            # path too); only file links and local paths must have one.
             if part.link is None or not part.link.is_github:
                 continue
             rest = parts[index + 1:index + 3]
@@ -181,7 +184,7 @@ def dual_link_reasons(lines: list[InlineLine]) -> list[str]:
             link = part.link
             if link is None or index in paired:
                 continue
-            if link.is_github or link.is_local:
+            if link.is_github_file or link.is_local:
                 reasons.append(f"link not dual: {_show(link)}")
             elif problem := pdca_schema.link_problem(link):
                 reasons.append(f"link malformed ({problem}): {_show(link)}")
