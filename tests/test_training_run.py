@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -74,6 +75,7 @@ def test_run_writes_a_safetensors_adapter_and_stats_then_is_reused(
     assert (out / "tokenizer_config.json").is_file()
     assert not list(out.glob("*.bin")) and not list(out.glob("*.pt"))
     assert list((out / "runs").rglob("events.out.tfevents.*"))
+    assert not (Path.cwd() / "runs").exists()
     stats = json.loads((out / STATS_FILE).read_text())
     assert stats["completed"] is True
     assert stats["global_step"] == 4
@@ -164,18 +166,25 @@ def test_two_process_gloo_run_produces_one_adapter(tmp_path: Path, tiny_llama_di
     config_file = tmp_path / "ddp.json"
     config_file.write_text(config.model_dump_json())
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone",
-         "--nproc_per_node", "2", "-m", "loragate.training.cli", "--config", str(config_file)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node", "2", "-m", "loragate.training.cli", "--config",
+               str(config_file)]
+    # Own process group: on a timeout the workers are killed too, not only torchrun.
+    with subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, start_new_session=True) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+            pytest.fail(f"the 2-process run did not finish in 300 s:\n{stderr[-3000:]}")
+    assert proc.returncode == 0, stderr[-3000:]
     out = Path(config.output_dir)
     assert len(list(out.glob(ADAPTER_WEIGHTS))) == 1
     stats = json.loads((out / STATS_FILE).read_text())
     assert stats["world_size"] == 2
     assert stats["global_step"] == 2
-    assert done.stdout.count("adapter written to") == 1
+    assert stdout.count("adapter written to") == 1
 
 
 def test_bad_data_line_fails_before_any_model_is_loaded(tmp_path: Path,
@@ -285,3 +294,36 @@ def test_warning_signs_are_recorded_once_each() -> None:
     assert "gradient norm 7.00 > 5.0" in text
     assert "above the budget" in text and "cpu rss" in text
     assert monitor.grad_norm_over == 2
+
+
+# --------------------------------------------------------------------------- loragate train
+
+
+def write_config_file(tmp_path: Path, config: LoragateConfig) -> Path:
+    path = tmp_path / "run.json"
+    path.write_text(config.model_dump_json())
+    return path
+
+
+def test_cli_trains_then_skips_unchanged_inputs_unless_forced(
+        tmp_path: Path, tiny_llama_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from loragate.training.cli import main
+
+    config_file = write_config_file(tmp_path, tiny_config(tmp_path, tiny_llama_dir, max_steps=1))
+    assert main(["--config", str(config_file)]) == 0
+    assert "adapter written to" in capsys.readouterr().out
+    assert main(["--config", str(config_file)]) == 0
+    assert "is up to date" in capsys.readouterr().out
+    assert main(["--config", str(config_file), "--force"]) == 0
+    assert "adapter written to" in capsys.readouterr().out
+
+
+def test_cli_reports_bad_data_with_file_and_line(
+        tmp_path: Path, tiny_llama_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from loragate.training.cli import EXIT_DATA, main
+
+    config = tiny_config(tmp_path, tiny_llama_dir)
+    with config.dataset_files[0].open("a") as handle:
+        handle.write("{not json\n")
+    assert main(["--config", str(write_config_file(tmp_path, config))]) == EXIT_DATA
+    assert "train.jsonl:13: invalid JSON" in capsys.readouterr().err

@@ -617,6 +617,7 @@ def train(config: Any, *, force: bool = False,
         processing_class=tokenizer,
         callbacks=[guard, monitor, *callbacks],
     )
+    _log_tensorboard_under(trainer, output_dir / "runs")
     base_eval_loss = _base_eval_loss(trainer, model) if has_eval else None
     resumed_step = _checkpoint_step(resume_from)
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
@@ -628,7 +629,7 @@ def train(config: Any, *, force: bool = False,
             "Lower training_args.learning_rate or check the data, then run again "
             "(it resumes from that checkpoint)."
         )
-    eval_loss = trainer.evaluate()["eval_loss"] if has_eval else None
+    eval_loss = _final_eval_loss(trainer, monitor) if has_eval else None
 
     stats = _collect_stats(
         config=config, trainer=trainer, result=result, data=data, device=device,
@@ -648,11 +649,27 @@ def train(config: Any, *, force: bool = False,
     return TrainingOutcome(output_dir, stats, skipped=False, notes=notes)
 
 
+def _log_tensorboard_under(trainer: Any, folder: Path) -> None:
+    """Pin tensorboard's folder: the base-model eval logs before training starts, and the
+    callback would otherwise open its writer under the current directory."""
+    for callback in trainer.callback_handler.callbacks:
+        if type(callback).__name__ == "TensorBoardCallback" and not callback.logging_dir:
+            callback.logging_dir = str(folder)
+
+
 def _base_eval_loss(trainer: Any, model: Any) -> float:
     """Hold-out loss of the base model alone (the adapter switched off)."""
     with model.disable_adapter():
         metrics = trainer.evaluate(metric_key_prefix="base")
     return float(metrics["base_loss"])
+
+
+def _final_eval_loss(trainer: Any, monitor: Any) -> float:
+    """Hold-out loss of the trained adapter; reuses the Trainer's own eval at the last step."""
+    last = monitor.eval_history[-1] if monitor.eval_history else None
+    if last is not None and last["step"] == trainer.state.global_step:
+        return float(last["loss"])
+    return float(trainer.evaluate()["eval_loss"])
 
 
 def _checkpoint_step(checkpoint: Path | None) -> int:
