@@ -380,3 +380,19 @@ def test_a_removed_phase_is_not_restored_by_a_code_block_copy(spec, phase):
     emoji, name = examples.SECTION_HEADINGS[phase]
     text += f"\n```markdown\n## **{emoji} {name}**\ncontent\n```\n"
     assert f"missing section: {name}" in pdca_schema.validate(text).reasons
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("#*-|[]()`>\n :abcPLANDOx0123456789{}_~"))
+               | st.characters(), max_size=300))
+def test_any_text_gets_a_result_never_an_exception(text):
+    for validate in VALIDATORS.values():
+        result = validate(text)
+        assert result.passed is (not result.reasons)
+
+
+def test_empty_answer_fails_with_reasons_and_non_text_is_a_clear_error():
+    for validate in VALIDATORS.values():
+        assert validate("").reasons
+    with pytest.raises(TypeError, match="expected the answer as str"):
+        pdca_schema.validate(None)  # type: ignore[arg-type]

@@ -300,6 +300,8 @@ def parse(text: str) -> MarkdownDoc:
     ``atx=False``; validators look for sections among ATX headings only, because in PDCAs a
     ``---`` under a line of prose is a rule the writer meant as a separator.
     """
+    if not isinstance(text, str):
+        raise TypeError(f"expected the answer as str, got {type(text).__name__}")
     tokens = _parser().parse(text)
     doc = MarkdownDoc(source=text, tokens=tokens)
     list_depth = 0
