@@ -21,6 +21,7 @@ from loragate.training.data import (
     load_samples,
     normalise,
     parse_record,
+    prompts_in_file,
     read_jsonl,
 )
 
@@ -164,6 +165,8 @@ def test_harness_prompt_sets_are_protected_too(tmp_path: Path) -> None:
     ])
     assert len(find_leaks(samples, found)) == 1
     assert harness_prompts(tmp_path / "missing") == []
+    assert [p.text for p in prompts_in_file(prompts / "refusal.jsonl")][0].startswith("Skip")
+    assert prompts_in_file(tmp_path / "missing.jsonl") == []
 
 
 def test_files_hash_follows_content(tmp_path: Path) -> None:

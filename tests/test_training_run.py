@@ -61,6 +61,7 @@ def tiny_config(tmp_path: Path, base: Path, **training_args) -> LoragateConfig:
         "base": {"source": "path", "path": str(base)},
         "training": {"device": "cpu"},
         "gates": {"prompts_dir": str(tmp_path / "no-prompts")},
+        "canaries": {"file": str(tmp_path / "no-canaries.jsonl")},
     })
 
 

@@ -237,10 +237,19 @@ def harness_prompts(prompts_dir: Path | None) -> list[ProtectedPrompt]:
         return []
     found = []
     for path in sorted(Path(prompts_dir).rglob("*.jsonl")):
-        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            text = _prompt_of(line)
-            if text:
-                found.append(ProtectedPrompt(text, f"{path}:{lineno}"))
+        found += prompts_in_file(path)
+    return found
+
+
+def prompts_in_file(path: Path | None) -> list[ProtectedPrompt]:
+    """The prompts of one JSONL prompt file (e.g. the canaries), or none when it is absent."""
+    if path is None or not Path(path).is_file():
+        return []
+    found = []
+    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        text = _prompt_of(line)
+        if text:
+            found.append(ProtectedPrompt(text, f"{path}:{lineno}"))
     return found
 
 

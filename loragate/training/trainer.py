@@ -36,6 +36,7 @@ from loragate.training.data import (
     find_leaks,
     harness_prompts,
     load_samples,
+    prompts_in_file,
 )
 from loragate.training.formatting import EncodedSet, build_dataset, make_collator
 
@@ -230,8 +231,10 @@ def prepare_data(config: Any, tokenizer: PreTrainedTokenizerBase) -> PreparedDat
         eval_report = load_samples([config.eval_file], skip_invalid=args.skip_invalid_lines,
                                    dedupe=args.dedupe)
         protected += eval_prompts(eval_report.samples)
+    # The gates' and canaries' prompts measure the model: training on them would inflate it.
     prompts_dir = getattr(getattr(config, "gates", None), "prompts_dir", None)
     protected += harness_prompts(prompts_dir)
+    protected += prompts_in_file(getattr(getattr(config, "canaries", None), "file", None))
     if args.allow_eval_leak:
         leaks = find_leaks(train_report.samples, protected)
     else:
