@@ -125,7 +125,11 @@ def test_forced_nan_stops_the_run_and_keeps_the_last_good_checkpoint(
     assert "step 3" in message and "checkpoint-2" in message
     assert (out / "checkpoint-2").is_dir()
     assert not (out / "checkpoint-4").exists()
-    assert not (out / ADAPTER_WEIGHTS).exists() and not (out / STATS_FILE).exists()
+    assert not (out / ADAPTER_WEIGHTS).exists()
+    stats = json.loads((out / STATS_FILE).read_text())
+    assert stats["completed"] is False and stats["nan_detected"] is True
+    assert stats["stopped_at_step"] == 3
+    assert stats["last_good_checkpoint"].endswith("checkpoint-2")
 
     from safetensors.torch import load_file
 

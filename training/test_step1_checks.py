@@ -52,19 +52,29 @@ def stats(run_dir: Path) -> dict[str, Any]:
         pytest.fail(f"{run_dir / STATS_FILE}: not valid JSON ({exc})")
 
 
+def _finished(stats: dict[str, Any]) -> dict[str, Any]:
+    """The stats of a run that completed; a stopped run fails the check with its reason."""
+    if not stats.get("completed"):
+        pytest.fail(f"the training run did not complete: {stats.get('reason', 'unknown reason')}"
+                    f" (stopped at step {stats.get('stopped_at_step')})")
+    return stats
+
+
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def test_run_completed(stats: dict[str, Any]) -> None:
-    assert stats.get("completed") is True, "the run did not finish"
+    assert stats.get("completed") is True, (
+        f"the run did not finish: {stats.get('reason', 'no reason recorded')}")
     assert stats["global_step"] > 0
     assert stats["global_step"] == stats["max_steps"], (
         f"stopped at step {stats['global_step']} of {stats['max_steps']}")
 
 
 def test_no_nan_or_inf(stats: dict[str, Any]) -> None:
-    assert stats.get("nan_detected") is False
+    assert stats.get("nan_detected") is False, (
+        f"NaN/inf at step {stats.get('stopped_at_step')}: {stats.get('reason')}")
     losses = [h["loss"] for h in stats["loss_history"]]
     assert losses, "no training loss was logged"
     assert all(_finite(x) for x in losses), f"non-finite losses: {losses}"
@@ -73,6 +83,7 @@ def test_no_nan_or_inf(stats: dict[str, Any]) -> None:
 
 
 def test_loss_converged_within_the_configured_range(stats: dict[str, Any]) -> None:
+    stats = _finished(stats)
     low, high = stats["loss_range"]
     final = stats["final_train_loss"]
     assert low <= final <= high, (
@@ -82,6 +93,7 @@ def test_loss_converged_within_the_configured_range(stats: dict[str, Any]) -> No
 
 
 def test_adapter_beats_the_base_on_the_hold_out_set(stats: dict[str, Any]) -> None:
+    stats = _finished(stats)
     assert _finite(stats["base_eval_loss"]), "no base-model eval loss recorded"
     assert stats["eval_loss"] < stats["base_eval_loss"], (
         f"eval loss {stats['eval_loss']:.3f} is not below the base model's "
@@ -89,6 +101,7 @@ def test_adapter_beats_the_base_on_the_hold_out_set(stats: dict[str, Any]) -> No
 
 
 def test_grad_norms_stable(stats: dict[str, Any]) -> None:
+    stats = _finished(stats)
     grad = stats["grad_norm"]
     norms = [h["grad_norm"] for h in stats["loss_history"] if h.get("grad_norm") is not None]
     assert norms, "no gradient norms were logged"
@@ -103,6 +116,7 @@ def test_grad_norms_stable(stats: dict[str, Any]) -> None:
 
 
 def test_memory_under_budget(stats: dict[str, Any]) -> None:
+    stats = _finished(stats)
     assert _finite(stats["peak_memory_gb"]) and stats["peak_memory_gb"] > 0
     assert stats["peak_memory_gb"] <= stats["memory_budget_gb"], (
         f"peak memory {stats['peak_memory_gb']:.2f} GB ({stats['memory_measure']}) above the "
@@ -116,6 +130,7 @@ def test_adapter_saved_as_safetensors(run_dir: Path) -> None:
 
 
 def test_adapter_loads_onto_its_base(run_dir: Path, stats: dict[str, Any]) -> None:
+    stats = _finished(stats)
     from peft import PeftModel
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM

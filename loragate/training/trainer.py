@@ -626,11 +626,19 @@ def train(config: Any, *, force: bool = False,
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     if guard.tripped_at is not None:
         kept = last_checkpoint(output_dir)
+        if trainer.is_world_process_zero():
+            # Not "completed": never reused as an adapter, but the Step 1 checks can say why.
+            _write_json(output_dir / STATS_FILE, {
+                "stats_version": STATS_VERSION, "completed": False, "nan_detected": True,
+                "stopped_at_step": guard.tripped_at, "reason": guard.reason,
+                "last_good_checkpoint": str(kept) if kept else None, "inputs_hash": run_hash,
+                "warnings": monitor.warnings,
+            })
         raise TrainingDiverged(
             f"training stopped at step {guard.tripped_at}: {guard.reason}. "
             f"Last good checkpoint: {kept if kept else 'none (no checkpoint was saved yet)'}. "
-            "Lower training_args.learning_rate or check the data, then run again "
-            "(it resumes from that checkpoint)."
+            "Lower training_args.learning_rate (a changed config trains afresh) or fix the "
+            "data; running again unchanged resumes from that checkpoint."
         )
     eval_loss = _final_eval_loss(trainer, monitor) if has_eval else None
 
@@ -645,9 +653,10 @@ def train(config: Any, *, force: bool = False,
         model.save_pretrained(output_dir, safe_serialization=True)
         tokenizer.save_pretrained(output_dir)
         _write_json(output_dir / STATS_FILE, stats)
-    args_wait = getattr(trainer.accelerator, "wait_for_everyone", None)
-    if args_wait is not None:
-        args_wait()
+    # No rank returns (and maybe starts packaging) before the adapter is on disk.
+    wait_for_everyone = getattr(trainer.accelerator, "wait_for_everyone", None)
+    if wait_for_everyone is not None:
+        wait_for_everyone()
     notes = [precision.note] if precision.note else []
     return TrainingOutcome(output_dir, stats, skipped=False, notes=notes)
 
