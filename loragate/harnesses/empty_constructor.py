@@ -1,0 +1,541 @@
+"""``empty_constructor``: every TypeScript class of the answer follows Web4's pattern.
+
+The answer's fenced code blocks tagged ``ts``/``typescript`` (``mts``/``cts`` too) or
+untagged are parsed with tree-sitter's TypeScript grammar. Every class found must have:
+
+- a constructor with no parameters, or no constructor (defaults only: no ``await``, no
+  file/network/process I/O, no environment reads, no factory calls in its body);
+- ``init(scenario)``: one parameter that is a scenario (named ``scenario`` or typed
+  ``Scenario…``), not async, declared return type (if any) ``this``, and every path of its
+  body ends in ``return this`` so ``new X().init(scenario)`` chains;
+- ``toScenario()``: an instance method with no required parameter that returns something;
+  when it returns an object literal, the literal holds ``ior``, ``owner`` and ``model``;
+- no static factory (``static create(...)`` and kin, or a static method that builds
+  ``new X(...)`` itself) in place of the pattern, and nobody calls ``new X(args)`` with
+  arguments on a class of the answer.
+
+Methods inherited from another class of the answer count. At least one class must be
+present. File-level rules: no Jest (tests use Vitest), no CommonJS (``require``,
+``module.exports``, ``exports.x``, ``import x = require(...)``). An untagged block that does
+not parse and declares no class is taken for non-code (a file tree, console output) and
+skipped; a tagged block that does not parse fails with the line of the first error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import tree_sitter
+import tree_sitter_typescript
+
+from loragate.harnesses.base import HarnessResult
+from loragate.harnesses.markdown import parse as parse_markdown
+
+TS_TAGS = frozenset({"ts", "typescript", "mts", "cts"})
+CLASS_NODES = frozenset({"class_declaration", "abstract_class_declaration", "class"})
+METHOD_NODES = frozenset({"method_definition", "abstract_method_signature", "method_signature"})
+PARAMETER_NODES = frozenset({"required_parameter", "optional_parameter"})
+# Nodes that open a new `this`/`return` scope: returns inside them are not the method's.
+SCOPE_NODES = frozenset({"function_declaration", "function_expression", "arrow_function",
+                         "generator_function", "generator_function_declaration",
+                         "method_definition", "class", "class_declaration"})
+# Callees whose call is I/O: a constructor that calls them is not "plain defaults".
+IO_FUNCTIONS = frozenset({"fetch", "require", "import", "readFileSync", "writeFileSync",
+                          "existsSync", "readdirSync", "mkdirSync", "execSync", "spawn",
+                          "spawnSync", "exec", "execFile", "setTimeout", "setInterval",
+                          "readFile", "writeFile", "prompt", "alert"})
+IO_OBJECTS = frozenset({"fs", "fsp", "fsPromises", "console", "process", "http", "https",
+                        "net", "child_process", "childProcess", "axios", "localStorage",
+                        "sessionStorage", "document", "window", "navigator", "Deno", "Bun",
+                        "db", "database", "XMLHttpRequest"})
+FACTORY_NAMES = frozenset({"create", "getinstance", "instance", "of", "from", "build", "make",
+                           "newinstance", "factory", "construct"})
+FACTORY_PREFIXES = ("create", "make", "build", "from", "new")
+JEST_MODULES = frozenset({"jest", "@jest/globals", "ts-jest", "@types/jest", "jest-mock"})
+PRIMITIVE_TYPES = frozenset({"string", "number", "boolean", "bigint", "symbol", "undefined",
+                             "null", "string[]", "number[]", "boolean[]"})
+SCENARIO_KEYS = ("ior", "owner", "model")
+
+
+@lru_cache(maxsize=1)
+def _parser() -> tree_sitter.Parser:
+    language = tree_sitter.Language(tree_sitter_typescript.language_typescript())
+    return tree_sitter.Parser(language)
+
+
+def _text(node: tree_sitter.Node | None) -> str:
+    if node is None or node.text is None:
+        return ""
+    return node.text.decode("utf-8", errors="replace")
+
+
+def _walk(node: tree_sitter.Node, stop: frozenset[str] = frozenset()) -> Iterator[
+        tree_sitter.Node]:
+    """Every descendant of ``node`` (pre-order), not entering nodes whose type is in
+    ``stop``."""
+    stack = list(reversed(node.children))
+    while stack:
+        current = stack.pop()
+        yield current
+        if current.type not in stop:
+            stack.extend(reversed(current.children))
+
+
+@dataclass(frozen=True)
+class CodeBlock:
+    """A fenced block taken for TypeScript: its number in the answer (from 1) and source."""
+
+    number: int
+    source: str
+    tagged: bool
+
+
+def code_blocks(text: str) -> list[CodeBlock]:
+    """The answer's fenced blocks tagged ts/typescript/mts/cts or untagged, in order."""
+    blocks: list[CodeBlock] = []
+    for fence in parse_markdown(text).fences:
+        tag = fence.info.split()[0].lower() if fence.info.split() else ""
+        if tag in TS_TAGS or not tag:
+            blocks.append(CodeBlock(len(blocks) + 1, fence.content, bool(tag)))
+    return blocks
+
+
+@dataclass
+class Method:
+    name: str
+    node: tree_sitter.Node
+    static: bool
+    is_async: bool
+    parameters: list[tree_sitter.Node]
+    return_type: str
+    body: tree_sitter.Node | None
+
+
+@dataclass
+class ClassInfo:
+    """A class of the answer: its name, parent (``extends``) and methods by name."""
+
+    name: str
+    node: tree_sitter.Node
+    block: int
+    parent: str | None
+    methods: dict[str, list[Method]] = field(default_factory=dict)
+
+    def implementation(self, name: str) -> Method | None:
+        """The method with a body (the implementation among overloads), else the first
+        signature of that name."""
+        found = self.methods.get(name, [])
+        return next((m for m in found if m.body is not None), found[0] if found else None)
+
+
+def _class_name(node: tree_sitter.Node) -> str:
+    name = node.child_by_field_name("name")
+    if name is not None:
+        return _text(name)
+    parent = node.parent
+    if parent is not None and parent.type == "variable_declarator":
+        return _text(parent.child_by_field_name("name")) or "<anonymous class>"
+    return "<anonymous class>"
+
+
+def _parent_name(node: tree_sitter.Node) -> str | None:
+    for heritage in (c for c in node.children if c.type == "class_heritage"):
+        for clause in (c for c in heritage.children if c.type == "extends_clause"):
+            value = clause.child_by_field_name("value") or next(iter(clause.named_children),
+                                                                None)
+            return _text(value) or None
+    return None
+
+
+def _method(node: tree_sitter.Node) -> Method:
+    parameters_node = node.child_by_field_name("parameters")
+    parameters = [p for p in (parameters_node.named_children if parameters_node else [])
+                  if p.type in PARAMETER_NODES]
+    return_type = _text(node.child_by_field_name("return_type")).lstrip(":").strip()
+    return Method(name=_text(node.child_by_field_name("name")), node=node,
+                  static=any(c.type == "static" for c in node.children),
+                  is_async=any(c.type == "async" for c in node.children),
+                  parameters=parameters, return_type=return_type,
+                  body=node.child_by_field_name("body"))
+
+
+def _class_info(node: tree_sitter.Node, block: int) -> ClassInfo:
+    info = ClassInfo(_class_name(node), node, block, _parent_name(node))
+    body = node.child_by_field_name("body")
+    for member in (body.named_children if body is not None else []):
+        if member.type in METHOD_NODES:
+            method = _method(member)
+            info.methods.setdefault(method.name, []).append(method)
+    return info
+
+
+def _line(node: tree_sitter.Node) -> int:
+    return node.start_point[0] + 1
+
+
+def _where(block: int, node: tree_sitter.Node) -> str:
+    return f"code block {block}, line {_line(node)}"
+
+
+# ---------------------------------------------------------------- constructor
+
+
+def _callee_root(callee: tree_sitter.Node) -> str:
+    while callee.type == "member_expression":
+        callee = callee.child_by_field_name("object") or callee.children[0]
+    return _text(callee)
+
+
+def _callee_property(callee: tree_sitter.Node) -> str:
+    if callee.type == "member_expression":
+        return _text(callee.child_by_field_name("property"))
+    return _text(callee)
+
+
+def _constructor_body_reasons(name: str, body: tree_sitter.Node) -> list[str]:
+    reasons: list[str] = []
+    for node in _walk(body):
+        if node.type == "await_expression":
+            reasons.append(f"class {name}: constructor awaits ({_text(node)[:60]}): no I/O "
+                           "in the constructor")
+        elif node.type == "call_expression":
+            callee = node.child_by_field_name("function")
+            if callee is None:
+                continue
+            root, prop = _callee_root(callee), _callee_property(callee)
+            if callee.type in ("identifier", "import") and root in IO_FUNCTIONS:
+                reasons.append(f"class {name}: constructor calls {root}(): no I/O in the "
+                               "constructor")
+            elif callee.type == "member_expression" and root in IO_OBJECTS:
+                reasons.append(f"class {name}: constructor calls {_text(callee)}(): no I/O "
+                               "in the constructor")
+            elif callee.type == "member_expression" and prop.lower() in FACTORY_NAMES:
+                reasons.append(f"class {name}: constructor calls the factory "
+                               f"{_text(callee)}(): plain defaults only")
+        elif node.type == "member_expression" and _text(node) == "process.env":
+            reasons.append(f"class {name}: constructor reads process.env: configuration "
+                           "comes through init(scenario)")
+    return list(dict.fromkeys(reasons))
+
+
+def constructor_reasons(info: ClassInfo) -> list[str]:
+    reasons: list[str] = []
+    for method in info.methods.get("constructor", []):
+        if method.parameters:
+            params = ", ".join(_text(p) for p in method.parameters)
+            reasons.append(f"class {info.name}: constructor takes parameters ({params}); "
+                           "the constructor must be empty, configuration goes through "
+                           "init(scenario)")
+        if method.body is not None:
+            reasons += _constructor_body_reasons(info.name, method.body)
+    return reasons
+
+
+# ---------------------------------------------------------------- init
+
+
+def _is_this(node: tree_sitter.Node | None) -> bool:
+    while node is not None and node.type in ("parenthesized_expression", "as_expression",
+                                             "satisfies_expression", "non_null_expression"):
+        node = next(iter(node.named_children), None)
+    return node is not None and node.type == "this"
+
+
+def _returned(statement: tree_sitter.Node) -> tree_sitter.Node | None:
+    return next((c for c in statement.named_children if c.type != "comment"), None)
+
+
+def _statements(node: tree_sitter.Node) -> list[tree_sitter.Node]:
+    if node.type == "statement_block":
+        return [c for c in node.named_children if c.type != "comment"]
+    return [node]
+
+
+def _always_returns_this(statements: list[tree_sitter.Node]) -> bool:
+    """Whether the statement list ends, on every path, in ``return this``."""
+    if not statements:
+        return False
+    last = statements[-1]
+    if last.type == "return_statement":
+        return _is_this(_returned(last))
+    if last.type == "statement_block":
+        return _always_returns_this(_statements(last))
+    if last.type == "if_statement":
+        consequence = last.child_by_field_name("consequence")
+        alternative = last.child_by_field_name("alternative")
+        if consequence is None or alternative is None:
+            return False
+        otherwise = [c for c in alternative.named_children if c.type != "comment"]
+        return (_always_returns_this(_statements(consequence))
+                and _always_returns_this([s for o in otherwise for s in _statements(o)]))
+    if last.type == "try_statement":
+        body = last.child_by_field_name("body")
+        finalizer = last.child_by_field_name("finalizer")
+        handler = last.child_by_field_name("handler")
+        if finalizer is not None and _always_returns_this(
+                _statements(finalizer.named_children[-1]) if finalizer.named_children else []):
+            return True
+        handler_body = handler.child_by_field_name("body") if handler is not None else None
+        return (body is not None and _always_returns_this(_statements(body))
+                and (handler_body is None or _always_returns_this(_statements(handler_body))))
+    return last.type == "throw_statement"
+
+
+def _is_scenario_parameter(parameter: tree_sitter.Node) -> tuple[bool, str]:
+    pattern = _text(parameter.child_by_field_name("pattern"))
+    annotation = _text(parameter.child_by_field_name("type")).lstrip(":").strip()
+    if annotation in PRIMITIVE_TYPES:
+        return False, f"{pattern}: {annotation}"
+    named = "scenario" in pattern.lower()
+    typed = "scenario" in annotation.lower()
+    return named or typed, f"{pattern}: {annotation}" if annotation else pattern
+
+
+def init_reasons(info: ClassInfo, init: Method | None) -> list[str]:
+    name = info.name
+    if init is None:
+        return [f"class {name}: no init(scenario) method; configuration comes through "
+                "init(scenario), which returns this"]
+    reasons: list[str] = []
+    if init.static:
+        reasons.append(f"class {name}: init is static; it must be an instance method")
+    if len(init.parameters) != 1:
+        params = ", ".join(_text(p) for p in init.parameters)
+        reasons.append(f"class {name}: init({params}) takes {len(init.parameters)} "
+                       "parameters; it takes one scenario parameter")
+    else:
+        is_scenario, shown = _is_scenario_parameter(init.parameters[0])
+        if not is_scenario:
+            reasons.append(f"class {name}: init({shown}) takes a plain value instead of a "
+                           "scenario")
+    if init.is_async:
+        reasons.append(f"class {name}: init is async, so it returns a Promise and "
+                       "new X().init(scenario) does not chain; init returns this")
+    declared = init.return_type
+    if declared and declared not in ("this", name):
+        reasons.append(f"class {name}: init declares return type {declared}, not this")
+    if init.body is None:
+        if init.node.type == "abstract_method_signature" and declared != "this":
+            reasons.append(f"class {name}: abstract init must declare return type this")
+        return reasons
+    wrong = [r for r in _walk(init.body, SCOPE_NODES)
+             if r.type == "return_statement" and not _is_this(_returned(r))]
+    for statement in wrong:
+        value = _text(_returned(statement)) or "nothing"
+        reasons.append(f"class {name}: init returns {value[:60]} instead of this")
+    if not wrong and not _always_returns_this(_statements(init.body)):
+        reasons.append(f"class {name}: init does not return this (its body must end in "
+                       "'return this;')")
+    return reasons
+
+
+# ---------------------------------------------------------------- toScenario
+
+
+def _object_keys(node: tree_sitter.Node) -> tuple[set[str], bool]:
+    keys: set[str] = set()
+    spread = False
+    for member in node.named_children:
+        if member.type == "pair":
+            keys.add(_text(member.child_by_field_name("key")).strip("'\""))
+        elif member.type in ("shorthand_property_identifier", "method_definition"):
+            keys.add(_text(member.child_by_field_name("name")) or _text(member))
+        elif member.type == "spread_element":
+            spread = True
+    return keys, spread
+
+
+def to_scenario_reasons(info: ClassInfo, method: Method | None) -> list[str]:
+    name = info.name
+    if method is None:
+        return [f"class {name}: no toScenario() method returning the state as a scenario"]
+    reasons: list[str] = []
+    if method.static:
+        reasons.append(f"class {name}: toScenario is static; it must be an instance method")
+    required = [p for p in method.parameters if p.type == "required_parameter"
+                and p.child_by_field_name("value") is None]
+    if required:
+        reasons.append(f"class {name}: toScenario takes required parameters "
+                       f"({', '.join(_text(p) for p in required)})")
+    if method.body is None:
+        return reasons
+    returns = [r for r in _walk(method.body, SCOPE_NODES) if r.type == "return_statement"]
+    values = [v for v in (_returned(r) for r in returns) if v is not None]
+    if not values:
+        reasons.append(f"class {name}: toScenario returns nothing; it returns "
+                       "{ ior, owner, model }")
+    for value in values:
+        if value.type != "object":
+            continue
+        keys, spread = _object_keys(value)
+        missing = [k for k in SCENARIO_KEYS if k not in keys]
+        if missing and not spread:
+            reasons.append(f"class {name}: toScenario returns an object without "
+                           f"{', '.join(missing)} (a scenario is {{ ior, owner, model }})")
+    return reasons
+
+
+# ---------------------------------------------------------------- factories
+
+
+def _is_factory_name(method_name: str) -> bool:
+    lowered = method_name.lower()
+    return lowered in FACTORY_NAMES or any(
+        lowered.startswith(prefix) and len(method_name) > len(prefix)
+        and method_name[len(prefix)].isupper() for prefix in FACTORY_PREFIXES)
+
+
+def factory_reasons(info: ClassInfo) -> list[str]:
+    reasons: list[str] = []
+    for methods in info.methods.values():
+        for method in methods:
+            if not method.static or (method.body is None and not _is_factory_name(method.name)):
+                continue
+            builds_self = method.body is not None and any(
+                n.type == "new_expression"
+                and _text(n.child_by_field_name("constructor")) in (info.name, "this")
+                for n in _walk(method.body))
+            if _is_factory_name(method.name) or builds_self:
+                reasons.append(f"class {info.name}: static factory {method.name}() in place "
+                               f"of new {info.name}().init(scenario)")
+    return list(dict.fromkeys(reasons))
+
+
+def constructor_call_reasons(root: tree_sitter.Node, block: int,
+                             class_names: set[str]) -> list[str]:
+    reasons: list[str] = []
+    for node in _walk(root):
+        if node.type != "new_expression":
+            continue
+        target = _text(node.child_by_field_name("constructor"))
+        arguments = node.child_by_field_name("arguments")
+        if target in class_names and arguments is not None and arguments.named_children:
+            reasons.append(f"{_where(block, node)}: new {target}({_text(arguments)[1:-1]}) "
+                           "passes constructor arguments; use new "
+                           f"{target}().init(scenario)")
+    return reasons
+
+
+# ---------------------------------------------------------------- module rules
+
+
+def _string_value(node: tree_sitter.Node | None) -> str:
+    return _text(node).strip("'\"`") if node is not None else ""
+
+
+def module_reasons(root: tree_sitter.Node, block: int) -> list[str]:
+    """Jest and CommonJS anywhere in a block."""
+    reasons: list[str] = []
+    for node in _walk(root):
+        if node.type == "import_statement":
+            source = _string_value(node.child_by_field_name("source"))
+            if source in JEST_MODULES:
+                reasons.append(f"{_where(block, node)}: imports '{source}': tests use "
+                               "Vitest, not Jest")
+            if any(c.type == "import_require_clause" for c in node.children):
+                reasons.append(f"{_where(block, node)}: CommonJS 'import … = require(…)'; "
+                               "use ES module imports")
+        elif node.type == "call_expression":
+            callee = node.child_by_field_name("function")
+            if callee is None:
+                continue
+            if callee.type == "identifier" and _text(callee) == "require":
+                arguments = node.child_by_field_name("arguments")
+                module = _string_value(arguments.named_children[0]) \
+                    if arguments is not None and arguments.named_children else ""
+                what = "Jest" if module in JEST_MODULES else "CommonJS"
+                reasons.append(f"{_where(block, node)}: {what} require('{module}'); use ES "
+                               "module imports" + (" and Vitest" if what == "Jest" else ""))
+            elif callee.type == "member_expression" and _callee_root(callee) == "jest":
+                reasons.append(f"{_where(block, node)}: {_text(callee)}() is Jest; tests use "
+                               "Vitest (vi)")
+        elif node.type == "member_expression":
+            obj = _text(node.child_by_field_name("object"))
+            if obj == "module" and _text(node.child_by_field_name("property")) == "exports" \
+                    or obj == "exports" and node.parent is not None \
+                    and node.parent.type == "assignment_expression":
+                reasons.append(f"{_where(block, node)}: CommonJS {_text(node)}; use ES module "
+                               "exports")
+    return list(dict.fromkeys(reasons))
+
+
+def _first_error(root: tree_sitter.Node) -> tree_sitter.Node | None:
+    return next((n for n in _walk(root) if n.type == "ERROR" or n.is_missing), None)
+
+
+# ---------------------------------------------------------------- whole answer
+
+
+def _inherited(info: ClassInfo, classes: dict[str, ClassInfo], name: str) -> Method | None:
+    seen: set[str] = set()
+    current: ClassInfo | None = info
+    while current is not None and current.name not in seen:
+        found = current.implementation(name)
+        if found is not None:
+            return found
+        seen.add(current.name)
+        current = classes.get(current.parent) if current.parent else None
+    return None
+
+
+def class_reasons(info: ClassInfo, classes: dict[str, ClassInfo]) -> list[str]:
+    """Every pattern rule ``info`` breaks (inherited init/toScenario count)."""
+    reasons = constructor_reasons(info)
+    reasons += init_reasons(info, _inherited(info, classes, "init"))
+    reasons += to_scenario_reasons(info, _inherited(info, classes, "toScenario"))
+    reasons += factory_reasons(info)
+    return reasons
+
+
+@dataclass
+class ParsedAnswer:
+    """The TypeScript of an answer: its parsed blocks and the classes they declare."""
+
+    trees: list[tuple[CodeBlock, tree_sitter.Node]] = field(default_factory=list)
+    classes: list[ClassInfo] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+
+def parse_answer(text: str) -> ParsedAnswer:
+    if not isinstance(text, str):
+        raise TypeError(f"expected the answer as str, got {type(text).__name__}")
+    parsed = ParsedAnswer()
+    for block in code_blocks(text):
+        root = _parser().parse(block.source.encode("utf-8")).root_node
+        class_nodes = [n for n in _walk(root) if n.is_named and n.type in CLASS_NODES]
+        error = _first_error(root) if root.has_error else None
+        if error is not None and not block.tagged and not class_nodes:
+            continue  # an untagged block of something else: a file tree, a shell session
+        if error is not None:
+            parsed.reasons.append(f"{_where(block.number, error)}: not valid TypeScript "
+                                  f"near {_text(error)[:40]!r}")
+        parsed.trees.append((block, root))
+        parsed.classes += [_class_info(node, block.number) for node in class_nodes]
+    return parsed
+
+
+def check(text: str) -> list[str]:
+    parsed = parse_answer(text)
+    reasons = list(parsed.reasons)
+    if not parsed.trees:
+        return reasons + ["no TypeScript code block (```ts, ```typescript or untagged) in "
+                          "the answer"]
+    by_name = {info.name: info for info in parsed.classes}
+    if not parsed.classes:
+        reasons.append("no class in the answer's TypeScript code blocks; at least one class "
+                       "must follow the empty-constructor pattern")
+    for info in parsed.classes:
+        reasons += class_reasons(info, by_name)
+    names = set(by_name) - {"<anonymous class>"}
+    for block, root in parsed.trees:
+        reasons += module_reasons(root, block.number)
+        reasons += constructor_call_reasons(root, block.number, names)
+    return list(dict.fromkeys(reasons))
+
+
+def validate(text: str) -> HarnessResult:
+    """Check that every class in the answer's TypeScript blocks follows the empty-constructor
+    pattern (and that the code uses ES modules and no Jest)."""
+    return HarnessResult.from_reasons(check(text))
