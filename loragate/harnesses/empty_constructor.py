@@ -462,6 +462,8 @@ def module_reasons(root: tree_sitter.Node, block: int) -> list[str]:
 
 
 def _first_error(root: tree_sitter.Node) -> tree_sitter.Node | None:
+    if root.type == "ERROR":
+        return root
     return next((n for n in _walk(root) if n.type == "ERROR" or n.is_missing), None)
 
 
@@ -503,7 +505,7 @@ def parse_answer(text: str) -> ParsedAnswer:
         raise TypeError(f"expected the answer as str, got {type(text).__name__}")
     parsed = ParsedAnswer()
     for block in code_blocks(text):
-        root = _parser().parse(block.source.encode("utf-8")).root_node
+        root = _parser().parse(block.source.encode("utf-8", errors="replace")).root_node
         class_nodes = [n for n in _walk(root) if n.is_named and n.type in CLASS_NODES]
         error = _first_error(root) if root.has_error else None
         if error is not None and not block.tagged and not class_nodes:

@@ -362,6 +362,14 @@ class SandboxError(Exception):
     """A call that could not do anything in the sandbox (no such file, path outside…)."""
 
 
+def _write_text(target: Path, content: str, shown: str) -> None:
+    try:
+        data = content.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise SandboxError(f"content for '{shown}' is not valid text ({error.reason})") from None
+    target.write_bytes(data)
+
+
 @dataclass(frozen=True)
 class SearchHit:
     path: str
@@ -463,7 +471,7 @@ class Sandbox:
         if target.is_dir():
             raise SandboxError(f"'{path}' is a folder")
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(content, encoding="utf-8")
+        _write_text(target, content, path)
         return Effect("write_file", relative_path(path), content=content)
 
     def _run_edit_file(self, path: str, old: str, new: str) -> Effect:
@@ -476,7 +484,7 @@ class Sandbox:
             raise SandboxError(f"edit_file: the old text occurs {count} times in '{path}'; "
                                "it must name one place")
         edited = text.replace(old, new, 1)
-        target.write_text(edited, encoding="utf-8")
+        _write_text(target, edited, path)
         return Effect("edit_file", relative_path(path), content=edited)
 
     def _run_list_files(self, path: str) -> Effect:
