@@ -479,9 +479,9 @@ class Sandbox:
         text = target.read_text(encoding="utf-8", errors="replace")
         count = text.count(old)
         if count == 0:
-            raise SandboxError(f"edit_file: the old text is not in '{path}'")
+            raise SandboxError(f"the old text is not in '{path}'")
         if count > 1:
-            raise SandboxError(f"edit_file: the old text occurs {count} times in '{path}'; "
+            raise SandboxError(f"the old text occurs {count} times in '{path}'; "
                                "it must name one place")
         edited = text.replace(old, new, 1)
         _write_text(target, edited, path)
@@ -497,7 +497,7 @@ class Sandbox:
     def _run_search(self, query: str, path: str = ".") -> Effect:
         target = self.resolve(path)
         if not target.exists():
-            raise SandboxError(f"search: no such file or folder: '{path}'")
+            raise SandboxError(f"no such file or folder: '{path}'")
         files = [target] if target.is_file() else sorted(p for p in target.rglob("*")
                                                          if p.is_file())
         hits: list[SearchHit] = []
