@@ -159,6 +159,24 @@ export class DefaultCache {{
     assert any(r.startswith(f"class DefaultCache: {expected}") for r in reasons), reasons
 
 
+def test_optional_scenario_generic_class_and_class_typed_init_pass():
+    text = """```typescript
+export class DefaultUnit<T extends UnitModel = UnitModel> implements Unit {
+  private model!: T;
+  constructor() {}
+  init(scenario?: Scenario<T>): DefaultUnit<T> {
+    if (scenario) { this.model = scenario.model; }
+    return this;
+  }
+  async toScenario(name?: string): Promise<Scenario<T>> {
+    const owner = name ?? "";
+    return { ior: { uuid: "1" }, owner, model: this.model };
+  }
+}
+```"""
+    assert ec.validate(text).reasons == []
+
+
 def test_init_returning_something_else_is_named():
     text = INIT_NOT_THIS.replace("): void {", ") {").replace(
         "this.model = scenario.model;", "this.model = scenario.model;\n    return this.model;")

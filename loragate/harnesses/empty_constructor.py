@@ -314,7 +314,7 @@ def init_reasons(info: ClassInfo, init: Method | None) -> list[str]:
         reasons.append(f"class {name}: init is async, so it returns a Promise and "
                        "new X().init(scenario) does not chain; init returns this")
     declared = init.return_type
-    if declared and declared not in ("this", name):
+    if declared and declared != "this" and declared.split("<")[0].strip() != name:
         reasons.append(f"class {name}: init declares return type {declared}, not this")
     if init.body is None:
         if init.node.type == "abstract_method_signature" and declared != "this":
