@@ -273,6 +273,8 @@ def test_a_list_of_acceptable_tools_is_accepted():
     ({"tool": "read_file", "effect": {"read": "a"}, "files": {"../x": ""}}, "field 'files'"),
     ({"tool": "run_command", "effect": {"command": "git ("}}, "field 'effect.command'"),
     ({"tool": "read_file", "effect": {}}, "names 0 of the effect kinds"),
+    ({"tool": "read_file", "effect": {"read": "a"}, "files": {"a": "", "a/b": ""}},
+     "'a/b' needs a folder where another entry is a file"),
 ])
 def test_a_malformed_expected_dict_is_a_clear_error(expected, field):
     with pytest.raises(ValueError, match="tool_success expected") as error:

@@ -116,11 +116,17 @@ def check_expected(expected: Any) -> tuple[tuple[str, ...], str, dict]:
     if unfit:
         raise ValueError(f"tool_success expected: field 'tool': {', '.join(unfit)} cannot have "
                          f"a '{kind}' effect (that needs {' or '.join(EFFECT_TOOLS[kind])})")
+    names: set[str] = set()
     for name in expected.get("files", {}):
         try:
-            relative_path(name)
+            names.add(relative_path(name))
         except ValueError as error:
             raise ValueError(f"tool_success expected: field 'files': {error}") from None
+    for name in sorted(names):
+        parents = {"/".join(name.split("/")[:i]) for i in range(1, name.count("/") + 1)}
+        if name == "." or parents & names:
+            raise ValueError(f"tool_success expected: field 'files': '{name}' needs a "
+                             "folder where another entry is a file")
     if kind == "command":
         try:
             re.compile(effect["command"])
