@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from loragate.backends.base import GenerationOptions
-from loragate.harnesses.tools import parse_tool_calls
+from loragate.harnesses.tools import call_reasons, find_calls
 from loragate.smoke import LatencySeries, check_target
 
 pytestmark = pytest.mark.smoke
@@ -98,8 +98,8 @@ def test_tool_query_with_rag_injection_yields_a_valid_call(served_model, deploye
         response = served_model.generate(built.messages, OPTIONS)
         assert response.ok, response.error
         series.add(retrieval_s + response.ttft_s, retrieval_s + response.total_s)
-        calls = parse_tool_calls(response.text)
-        valid = [c for c in calls if c.valid]
+        calls = [found.call for found in find_calls(response.text) if found.call is not None]
+        valid = [c for c in calls if not call_reasons(c)]
         if not valid or valid[0].tool != record["expect_tool"]:
             problems.append(f"{record['id']}: expected a valid {record['expect_tool']} call, "
                             f"got {[c.tool for c in calls]}: {response.text[:200]!r}")
