@@ -153,7 +153,8 @@ def run_pipeline(args: argparse.Namespace) -> int:
         base_gguf = base_gguf_stage(config, force=args.force, timing=timing)
 
     tuned_spec, base_spec = f"gguf:{package['gguf']}", f"gguf:{base_gguf}"
-    env = {"LORAGATE_RUN_DIR": str(adapter_dir), "LORAGATE_PACKAGE_DIR": str(package["dir"])}
+    env = {"LORAGATE_RUN_DIR": str(adapter_dir), "LORAGATE_PACKAGE_DIR": str(package["dir"]),
+           "LORAGATE_CONFIG": str(config.source_path)}
     tuned_json = reports / "verdict-tuned.json"
     with report.stage("verdict-tuned") as timing:
         command = pytest_command(
