@@ -1,0 +1,173 @@
+"""Merge a LoRA adapter into its base model and save the result as a plain HF folder.
+
+The adapter's tensors are checked against the base before peft sees them: peft raises on a
+shape mismatch but silently skips modules the base does not have, so an adapter trained for
+another base could otherwise "merge" into a model that is just the base. The merge itself is
+done in float32 (exact for fp32 bases, no fp16 matmuls on CPU) and the result is cast to the
+base's dtype, or the configured one, before it is saved as safetensors with the tokenizer and
+its chat template. The folder is written under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+MERGE_DTYPES = ("base", "float32", "float16", "bfloat16")
+# peft stores "base_model.model.<module path>.lora_A[.<adapter name>].weight".
+_LORA_KEY = re.compile(
+    r"^base_model\.model\.(?P<module>.+)\.(?P<kind>lora_[AB])(?:\.[^.]+)?\.weight$"
+)
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+class AdapterNotFoundError(FileNotFoundError):
+    """The adapter folder, its config or its weights are missing."""
+
+
+class AdapterMismatchError(ValueError):
+    """The adapter was made for another base: a module it adapts is absent or of another shape."""
+
+
+@dataclass(frozen=True)
+class LoraTensor:
+    module: str
+    kind: str  # "lora_A" (r × in_features) or "lora_B" (out_features × r)
+    shape: tuple[int, ...]
+
+
+def check_adapter_files(adapter_dir: Path) -> None:
+    """Raise :class:`AdapterNotFoundError` naming what is missing from ``adapter_dir``."""
+    adapter_dir = Path(adapter_dir)
+    if not adapter_dir.is_dir():
+        raise AdapterNotFoundError(f"{adapter_dir}: adapter folder not found")
+    for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
+        if not (adapter_dir / name).is_file():
+            raise AdapterNotFoundError(
+                f"{adapter_dir}: no {name} (not a finished peft adapter; train it first with "
+                "`loragate train`)"
+            )
+
+
+def read_lora_tensors(adapter_dir: Path) -> list[LoraTensor]:
+    """The LoRA matrices the adapter holds, read from the safetensors header only."""
+    from safetensors import safe_open
+
+    path = Path(adapter_dir) / ADAPTER_WEIGHTS
+    tensors = []
+    with safe_open(str(path), framework="pt") as handle:
+        for key in handle.keys():  # noqa: SIM118 - safe_open is not a mapping
+            match = _LORA_KEY.match(key)
+            if match:
+                shape = tuple(handle.get_slice(key).get_shape())
+                tensors.append(LoraTensor(match["module"], match["kind"], shape))
+    if not tensors:
+        raise AdapterMismatchError(f"{path}: holds no LoRA matrices (no '*.lora_A.weight' keys)")
+    return tensors
+
+
+def check_adapter_matches(model: Any, adapter_dir: Path) -> None:
+    """Raise :class:`AdapterMismatchError` when an adapted module is absent or shaped otherwise."""
+    modules = dict(model.named_modules())
+    problems = []
+    for tensor in read_lora_tensors(adapter_dir):
+        module = modules.get(tensor.module)
+        if module is None:
+            problems.append(f"module '{tensor.module}' does not exist in the base model")
+            continue
+        expected = _expected_shape(module, tensor)
+        if expected is None:
+            problems.append(f"module '{tensor.module}' is a {type(module).__name__}, "
+                            "not a layer LoRA can adapt")
+        elif expected != tensor.shape[1 if tensor.kind == "lora_A" else 0]:
+            side = "in_features" if tensor.kind == "lora_A" else "out_features"
+            problems.append(
+                f"module '{tensor.module}': {tensor.kind} has shape {list(tensor.shape)}, "
+                f"the base's {side} is {expected}"
+            )
+    if problems:
+        shown = "\n  ".join(problems[:5])
+        more = f"\n  … and {len(problems) - 5} more" if len(problems) > 5 else ""
+        raise AdapterMismatchError(
+            f"{adapter_dir}: this adapter was made for another base model "
+            f"({len(problems)} mismatch(es)):\n  {shown}{more}"
+        )
+
+
+def _expected_shape(module: Any, tensor: LoraTensor) -> int | None:
+    # Linear layers have in/out_features; embeddings are num_embeddings × embedding_dim and
+    # peft stores their LoRA matrices transposed (A: r × num_embeddings).
+    if hasattr(module, "in_features"):
+        return module.in_features if tensor.kind == "lora_A" else module.out_features
+    if hasattr(module, "num_embeddings"):
+        return module.num_embeddings if tensor.kind == "lora_A" else module.embedding_dim
+    return None
+
+
+def resolve_dtype(base_dir: Path, wanted: str = "base") -> str:
+    """The dtype name the merged model is saved in: the base's own for ``"base"``."""
+    if wanted not in MERGE_DTYPES:
+        raise ValueError(f"merge dtype {wanted!r} is not one of {MERGE_DTYPES}")
+    if wanted != "base":
+        return wanted
+    config = json.loads((Path(base_dir) / "config.json").read_text(encoding="utf-8"))
+    name = config.get("dtype") or config.get("torch_dtype") or "float32"
+    return name if name in MERGE_DTYPES else "float32"
+
+
+def merge_adapter(base_dir: Path, adapter_dir: Path, out_dir: Path, dtype: str = "base") -> Path:
+    """Write ``base_dir`` + ``adapter_dir`` merged into ``out_dir`` (safetensors + tokenizer)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base_dir, adapter_dir, out_dir = Path(base_dir), Path(adapter_dir), Path(out_dir)
+    check_adapter_files(adapter_dir)
+    target_dtype = resolve_dtype(base_dir, dtype)
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    check_adapter_matches(base, adapter_dir)
+    merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+    merged = merged.to(getattr(torch, target_dtype))
+    merged.config.dtype = target_dtype
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        merged.save_pretrained(staging, safe_serialization=True)
+        _tokenizer_source(adapter_dir, base_dir).save_pretrained(staging)
+        _replace_dir(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
+
+
+def _tokenizer_source(adapter_dir: Path, base_dir: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    # Training saves the tokenizer it used beside the adapter (maybe with a pad token or a
+    # chat template it set); prefer it to the base's.
+    has_own = all((adapter_dir / name).is_file() for name in _TOKENIZER_FILES)
+    tokenizer = AutoTokenizer.from_pretrained(adapter_dir if has_own else base_dir)
+    if not tokenizer.chat_template:
+        base_tokenizer = AutoTokenizer.from_pretrained(base_dir)
+        tokenizer.chat_template = base_tokenizer.chat_template
+    return tokenizer
+
+
+def _replace_dir(staging: Path, target: Path) -> None:
+    if target.exists():
+        # Keep the old folder until the new one is in place, then drop it.
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.rename(target, old)
+        os.rename(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(staging, target)

@@ -1,0 +1,273 @@
+"""Step 2 as one call: adapter → merged HF folder → f16 GGUF → quantized GGUFs → adapter GGUF →
+Modelfile (→ ``ollama create`` when asked).
+
+Everything goes to ``<output_dir>/package/``. A manifest (``package.json``) written last records
+the hash of the inputs (packaging settings, adapter bytes, base fingerprint, converter
+version) and the files made; a later call with the same inputs and all files present reuses
+them instead of rebuilding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loragate.packaging import llamacpp
+from loragate.packaging.merge import ADAPTER_CONFIG, ADAPTER_WEIGHTS, check_adapter_files
+
+PACKAGE_DIRNAME = "package"
+MANIFEST = "package.json"
+MANIFEST_VERSION = 1
+MERGED_DIRNAME = "merged"
+MODEL_STEM = "model"
+ADAPTER_STEM = "adapter"
+MODELFILE = "Modelfile"
+
+
+@dataclass
+class PackageResult:
+    package_dir: Path
+    base_dir: Path
+    adapter_dir: Path
+    inputs_hash: str
+    outtype: str
+    f16_gguf: Path | None
+    f16_size_bytes: int
+    merged_dir: Path | None
+    quantized: dict[str, Path]
+    adapter_gguf: Path | None
+    modelfile: Path
+    timings_s: dict[str, float] = field(default_factory=dict)
+    bytes_written: int = 0
+    reused: bool = False
+    ollama_message: str | None = None
+
+    @property
+    def primary_gguf(self) -> Path:
+        """The GGUF the Modelfile names: the first configured quant type."""
+        return next(iter(self.quantized.values()))
+
+    def to_manifest(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("reused")
+        data.pop("ollama_message")
+        data["version"] = MANIFEST_VERSION
+        return json.loads(json.dumps(data, default=str))
+
+
+def package_dir_for(config: Any) -> Path:
+    return Path(config.output_dir) / PACKAGE_DIRNAME
+
+
+def read_manifest(package_dir: Path) -> PackageResult | None:
+    """The result recorded in ``package_dir``, or None when there is none or it is unreadable."""
+    path = Path(package_dir) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None
+    if data.pop("version", None) != MANIFEST_VERSION:
+        return None
+    for key in ("package_dir", "base_dir", "adapter_dir", "modelfile"):
+        data[key] = Path(data[key])
+    for key in ("f16_gguf", "merged_dir", "adapter_gguf"):
+        data[key] = Path(data[key]) if data.get(key) else None
+    data["quantized"] = {name: Path(p) for name, p in data["quantized"].items()}
+    return PackageResult(**data)
+
+
+def packaging_inputs_hash(config: Any, adapter_dir: Path, base_dir: Path) -> str:
+    digest = hashlib.sha256()
+    settings = {
+        "packaging": config.packaging.model_dump(mode="json"),
+        "system_prompt": config.data_args.system_prompt,
+        "converter": llamacpp.SDIST_SHA256,
+    }
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
+        digest.update(_file_sha256(Path(adapter_dir) / name).encode())
+    digest.update(_base_fingerprint(Path(base_dir)).encode())
+    return digest.hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _base_fingerprint(base_dir: Path) -> str:
+    # Names and sizes, not bytes: hashing a 7B base would cost minutes on every call.
+    parts = [(base_dir / "config.json").read_text(encoding="utf-8")]
+    for path in sorted(base_dir.glob("*.safetensors")):
+        parts.append(f"{path.name}:{path.stat().st_size}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def is_up_to_date(previous: PackageResult | None, inputs_hash: str) -> bool:
+    if previous is None or previous.inputs_hash != inputs_hash:
+        return False
+    needed = [previous.modelfile, *previous.quantized.values()]
+    if previous.adapter_gguf:
+        needed.append(previous.adapter_gguf)
+    return all(Path(p).is_file() for p in needed)
+
+
+def package(
+    config: Any,
+    adapter_dir: Path | None = None,
+    *,
+    base_dir: Path | None = None,
+    force: bool = False,
+    progress: bool = True,
+    ollama: bool = False,
+) -> PackageResult:
+    """Package the adapter in ``adapter_dir`` (default: ``config.output_dir``)."""
+    adapter_dir = Path(adapter_dir or config.output_dir)
+    check_adapter_files(adapter_dir)
+    if base_dir is None:
+        from loragate.training.base_model import resolve_base_model
+
+        base_dir = resolve_base_model(config)
+    base_dir = Path(base_dir)
+    out = package_dir_for(config)
+    inputs_hash = packaging_inputs_hash(config, adapter_dir, base_dir)
+    previous = read_manifest(out)
+    if not force and is_up_to_date(previous, inputs_hash):
+        assert previous is not None
+        previous.reused = True
+        result = previous
+    else:
+        result = _build(config, adapter_dir, base_dir, out, inputs_hash, progress)
+    name = config.packaging.ollama_name
+    if ollama and name:
+        from loragate.packaging.modelfile import ollama_create
+
+        result.ollama_message = ollama_create(name, result.modelfile).message
+    return result
+
+
+def _build(
+    config: Any, adapter_dir: Path, base_dir: Path, out: Path, inputs_hash: str, progress: bool
+) -> PackageResult:
+    from tqdm import tqdm
+
+    from loragate.packaging.merge import merge_adapter
+    from loragate.packaging.quantize import quantize_gguf, quantized_name
+
+    settings = config.packaging
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)  # what follows no longer matches it
+    quant_types = list(dict.fromkeys(settings.quant_types))
+    steps = ["merge", "convert", *[f"quantize {q}" for q in quant_types if q != settings.outtype]]
+    steps += ["adapter gguf"] if settings.adapter_gguf else []
+    steps += ["modelfile"]
+    timings: dict[str, float] = {}
+    bar = tqdm(total=len(steps), desc="package", unit="step", disable=not progress)
+
+    def step(name: str) -> None:
+        bar.set_postfix_str(name)
+        timings[name] = time.perf_counter()
+
+    def done(name: str) -> None:
+        timings[name] = time.perf_counter() - timings[name]
+        bar.update(1)
+
+    try:
+        step("merge")
+        merged = merge_adapter(base_dir, adapter_dir, out / MERGED_DIRNAME, settings.merge_dtype)
+        done("merge")
+        step("convert")
+        f16 = llamacpp.convert_hf_to_gguf(
+            merged, out / f"{MODEL_STEM}.{settings.outtype}.gguf", settings.outtype,
+            cache_dir=config.cache_dir,
+        )
+        done("convert")
+        quantized: dict[str, Path] = {}
+        for quant_type in quant_types:
+            if quant_type == settings.outtype:
+                quantized[quant_type] = f16  # f16 as is: the converter's output
+                continue
+            step(f"quantize {quant_type}")
+            quantized[quant_type] = quantize_gguf(
+                f16, out / quantized_name(MODEL_STEM, quant_type), quant_type,
+                n_threads=config.backend.n_threads or 0,
+            )
+            done(f"quantize {quant_type}")
+        adapter_gguf = None
+        if settings.adapter_gguf:
+            step("adapter gguf")
+            adapter_gguf = llamacpp.convert_lora_to_gguf(
+                adapter_dir, base_dir, out / f"{ADAPTER_STEM}.{settings.outtype}.gguf",
+                settings.outtype, cache_dir=config.cache_dir,
+            )
+            done("adapter gguf")
+        step("modelfile")
+        first = next(iter(quantized.values()))
+        modelfile = write_modelfile(config, merged, first, out / MODELFILE)
+        done("modelfile")
+    finally:
+        bar.close()
+
+    result = PackageResult(
+        package_dir=out, base_dir=base_dir, adapter_dir=adapter_dir, inputs_hash=inputs_hash,
+        outtype=settings.outtype, f16_gguf=f16, f16_size_bytes=f16.stat().st_size,
+        merged_dir=merged, quantized=quantized, adapter_gguf=adapter_gguf, modelfile=modelfile,
+        timings_s={k: round(v, 3) for k, v in timings.items()},
+    )
+    result.bytes_written = _bytes_written(result)
+    if not settings.keep_intermediates:
+        _remove_intermediates(result)
+    _write_manifest(result)
+    return result
+
+
+def write_modelfile(config: Any, tokenizer_dir: Path, gguf: Path, path: Path) -> Path:
+    """The Modelfile beside ``gguf`` (FROM is relative, so the folder can move as a whole)."""
+    from transformers import AutoTokenizer
+
+    from loragate.packaging.modelfile import build_modelfile
+
+    settings = config.packaging.modelfile
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    modelfile = build_modelfile(f"./{gguf.name}", tokenizer, settings)
+    if modelfile.system is None:
+        # The model was trained with this system prompt; serving it without would differ.
+        modelfile.system = config.data_args.system_prompt
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(modelfile.render(), encoding="utf-8")
+    partial.replace(path)
+    return path
+
+
+def _bytes_written(result: PackageResult) -> int:
+    files = [result.f16_gguf, *result.quantized.values(), result.adapter_gguf, result.modelfile]
+    total = sum(Path(p).stat().st_size for p in set(files) if p is not None)
+    if result.merged_dir is not None:
+        total += sum(p.stat().st_size for p in result.merged_dir.rglob("*") if p.is_file())
+    return total
+
+
+def _remove_intermediates(result: PackageResult) -> None:
+    if result.merged_dir is not None:
+        shutil.rmtree(result.merged_dir, ignore_errors=True)
+        result.merged_dir = None
+    if result.f16_gguf is not None and result.f16_gguf not in result.quantized.values():
+        result.f16_gguf.unlink(missing_ok=True)
+        result.f16_gguf = None
+
+
+def _write_manifest(result: PackageResult) -> None:
+    path = result.package_dir / MANIFEST
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(result.to_manifest(), indent=2) + "\n", encoding="utf-8")
+    partial.replace(path)
