@@ -28,6 +28,7 @@ from loragate.packaging.modelfile import (
     validate_modelfile,
 )
 from loragate.packaging.pipeline import PackageResult, package_dir_for, read_manifest
+from loragate.packaging.quantize import read_metadata
 
 pytestmark = pytest.mark.stage
 SECTION = "packaging"
@@ -125,7 +126,7 @@ def test_fidelity_to_merged_model(
 
 def test_modelfile_valid(packaged: PackageResult) -> None:
     modelfile = read_modelfile(packaged.modelfile)
-    template = inspect_gguf(packaged.primary_gguf).chat_template
+    template = read_metadata(packaged.primary_gguf).get("tokenizer.chat_template")
     problems = validate_modelfile(
         modelfile, base_dir=packaged.modelfile.parent, chat_template=template,
         required_stops=[CHATML_END] if is_chatml(template) else [],

@@ -26,6 +26,7 @@ from loragate.packaging.merge import (
 )
 from loragate.packaging.modelfile import read_modelfile, validate_modelfile
 from loragate.packaging.pipeline import package, read_manifest
+from loragate.packaging.quantize import read_metadata
 
 if "fixtures.tiny_gguf" not in sys.modules:
     from fixtures.tiny_gguf import tiny_adapter_dir  # noqa: F401
@@ -177,7 +178,7 @@ def test_modelfile_round_trip(packaged) -> None:
     assert modelfile.system == config.data_args.system_prompt
     assert modelfile.options()["stop"][0] == "<|im_end|>"
     assert modelfile.options()["num_ctx"] == config.packaging.modelfile.num_ctx
-    template = inspect_gguf(result.primary_gguf).chat_template
+    template = read_metadata(result.primary_gguf)["tokenizer.chat_template"]
     assert validate_modelfile(modelfile, base_dir=result.package_dir, chat_template=template,
                               required_stops=["<|im_end|>"]) == []
     assert read_modelfile(result.modelfile).render() == result.modelfile.read_text()
@@ -185,25 +186,26 @@ def test_modelfile_round_trip(packaged) -> None:
 
 def test_checks_on_the_package(packaged) -> None:
     config, result = packaged
-    for quant_type, path in result.quantized.items():
-        info = inspect_gguf(path)
-        assert info.architecture == "llama" and info.tensor_count == 20, quant_type
+    info = inspect_gguf(result.quantized["Q4_K_M"])
+    assert info.architecture == "llama" and info.tensor_count == 20
     speed = measure_speed(result.primary_gguf, n_threads=1, max_tokens=8)
     assert speed.tokens >= 1 and speed.load_s > 0 and speed.tokens_per_s > 0
     conversations = hold_out_conversations(config.eval_file, 3, "Be brief.")
     assert conversations[0][0] == {"role": "system", "content": "Be brief."}
     f16 = token_agreement(result.merged_dir, result.f16_gguf, conversations, new_tokens=8,
                           n_threads=1)
-    q8 = token_agreement(result.merged_dir, result.quantized["Q8_0"], conversations,
-                         new_tokens=8, n_threads=1)
     assert f16.positions == 24 and f16.prompts == 3
-    # f16 differs from the fp32 merge by rounding only; Q8_0 by more, on near-flat random logits.
+    # f16 differs from the fp32 merge by rounding only.
     assert f16.agreement >= 0.9
-    assert 0.0 <= q8.agreement <= 1.0 and q8.positions == 24
 
 
-def test_removing_intermediates(tmp_path: Path, tiny_llama_dir: Path,
-                                tiny_adapter_dir: Path) -> None:
+def test_removing_intermediates(tmp_path: Path, tiny_llama_dir: Path, tiny_adapter_dir: Path,
+                                packaged, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Conversion is tested above; here the session's f16 of the same merge stands in for it.
+    def reuse_f16(hf_dir: Path, out: Path, outtype: str = "f16", **kwargs) -> Path:
+        return Path(shutil.copyfile(packaged[1].f16_gguf, out))
+
+    monkeypatch.setattr(pipeline.llamacpp, "convert_hf_to_gguf", reuse_f16)
     config = _config(tmp_path, keep_intermediates=False, adapter_gguf=False)
     config.packaging.quant_types = ["Q8_0"]
     result = package(config, tiny_adapter_dir, base_dir=tiny_llama_dir, progress=False)
