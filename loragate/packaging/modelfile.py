@@ -68,8 +68,10 @@ class Modelfile:
 
     def render(self) -> str:
         for label, text in (("TEMPLATE", self.template), ("SYSTEM", self.system)):
-            if text is not None and _TRIPLE in text:
-                raise ModelfileError(f'{label} contains """, which a Modelfile cannot quote')
+            if text is not None and (_TRIPLE in text or text.endswith('"')):
+                raise ModelfileError(
+                    f'{label} contains """ or ends with ", which a Modelfile cannot quote'
+                )
         lines = [f"FROM {_quote_path(self.from_)}"]
         if self.adapter:
             lines.append(f"ADAPTER {_quote_path(self.adapter)}")
