@@ -3,20 +3,39 @@
 from __future__ import annotations
 
 import json
-import random
+import shutil
 from pathlib import Path
 
 import pytest
 
 from loragate.cli import main
-from loragate.data.generate import HARNESS_MAKERS, generate, refactor_sample, split_pools, write_all
+from loragate.data.generate import (
+    HARNESSES,
+    PROMPTS_PER_HARNESS,
+    TRAINING_FILES,
+    generate,
+    generate_all,
+    generate_samples,
+    sample_failures,
+)
 from loragate.harnesses.registry import score
+from loragate.training.data import (
+    eval_prompts,
+    find_leaks,
+    harness_prompts,
+    load_samples,
+    normalise,
+    prompts_in_file,
+)
 
 REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data"
+TRAINING_NAMES = [f"{name}.jsonl" for name in TRAINING_FILES]
 
 
-def normalise(text: str) -> str:
-    return " ".join(text.lower().split())
+@pytest.fixture(scope="module")
+def samples():
+    return generate_samples(seed=42)
 
 
 @pytest.fixture(scope="module")
@@ -24,79 +43,214 @@ def files():
     return generate(seed=42)
 
 
-def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
-    write_all(tmp_path / "a", seed=7)
-    write_all(tmp_path / "b", seed=7)
-    write_all(tmp_path / "c", seed=8)
-    a = (tmp_path / "a" / "guardrails.jsonl").read_bytes()
-    assert a == (tmp_path / "b" / "guardrails.jsonl").read_bytes()
-    assert a != (tmp_path / "c" / "guardrails.jsonl").read_bytes()
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data")
+    generate_all(out, seed=42)
+    return out
+
+
+def _bytes(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.jsonl"))}
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path, written):
+    generate_all(tmp_path / "again", seed=42)
+    generate_all(tmp_path / "other", seed=43)
+    first, again, other = _bytes(written), _bytes(tmp_path / "again"), _bytes(tmp_path / "other")
+    assert first == again
+    assert len(first) == len(TRAINING_FILES) + 1 + len(HARNESSES) + 1
+    for name in [*TRAINING_NAMES, "eval.jsonl", *(f"prompts/{h}.jsonl" for h in HARNESSES)]:
+        assert first[name] != other[name], name
+    assert not list(written.rglob(".*partial*")), "a temporary file was left behind"
 
 
 def test_committed_data_is_the_generators_output(capsys):
-    assert main(["data", "generate", "--out", str(REPO / "data"), "--check"]) == 0, (
+    assert main(["data", "generate", "--out", str(DATA), "--check"]) == 0, (
         capsys.readouterr().out)
 
 
+def test_check_names_a_stale_or_missing_file(tmp_path, written, capsys):
+    copy = tmp_path / "data"
+    shutil.copytree(written, copy)
+    with (copy / "guardrails.jsonl").open("a", encoding="utf-8") as handle:
+        handle.write("{}\n")
+    (copy / "prompts" / "refusal.jsonl").unlink()
+    assert main(["data", "generate", "--out", str(copy), "--check"]) == 1
+    out = capsys.readouterr().out
+    assert "guardrails.jsonl" in out and "refusal.jsonl" in out and "2 file(s) differ" in out
+
+
 def test_no_two_training_samples_are_the_same(files):
-    prompts = [normalise(r["instruction"] + r["input"])
-               for name, records in files.items() if "/" not in name and name != "canaries.jsonl"
-               for r in records]
+    prompts = [normalise(r["instruction"] + "\n\n" + r["input"]) for name in TRAINING_NAMES
+               for r in files[name]]
     assert len(prompts) == len(set(prompts))
+    answers = [r["output"] for name in TRAINING_NAMES for r in files[name]]
+    assert len(set(answers)) > 0.9 * len(answers)
 
 
-def test_no_held_out_prompt_is_in_training(files):
-    training = {normalise(r["instruction"] + r["input"])
-                for name, records in files.items()
-                if "/" not in name and name not in ("eval.jsonl", "canaries.jsonl")
-                for r in records}
-    held_out = [normalise(r["messages"][-1]["content"])
-                for name, records in files.items() if name.startswith("prompts/")
-                for r in records]
-    held_out += [normalise(r["instruction"]) for r in files["eval.jsonl"]]
-    held_out += [normalise(r["messages"][-1]["content"]) for r in files["canaries.jsonl"]]
+def test_training_size_fits_the_tiny_profile(files):
+    total = sum(len(files[name]) for name in TRAINING_NAMES)
+    assert 1000 <= total <= 1500
+    assert len(files["eval.jsonl"]) >= 40
+
+
+def test_no_held_out_prompt_is_in_training_by_the_training_leak_check(written):
+    train = load_samples([written / name for name in TRAINING_NAMES]).samples
+    protected = (eval_prompts(load_samples([written / "eval.jsonl"]).samples)
+                 + harness_prompts(written / "prompts")
+                 + prompts_in_file(written / "canaries.jsonl"))
+    assert len(protected) == 60 + len(HARNESSES) * PROMPTS_PER_HARNESS + 20
+    assert find_leaks(train, protected) == []
+
+
+def test_held_out_sets_share_no_prompt_with_training_or_each_other(samples):
+    training = {normalise(s.prompt) for name in TRAINING_NAMES for s in samples[name]}
+    held_out = [normalise(s.prompt) for name, group in samples.items()
+                if name not in TRAINING_NAMES for s in group]
+    assert len(held_out) == len(set(held_out))
     assert not training & set(held_out)
 
 
-def test_prompt_sets_have_100_each_and_refusal_is_balanced(files):
-    for harness in HARNESS_MAKERS:
-        assert len(files[f"prompts/{harness}.jsonl"]) == 100
+def test_held_out_prompts_use_names_training_never_saw(samples):
+    from loragate.data.generate import split_pools
+
+    train, held_out = split_pools()
+    assert not set(train.components) & set(held_out.components)
+    assert not set(train.agents) & set(held_out.agents)
+    assert not {t[0] for t in train.topics} & {t[0] for t in held_out.topics}
+    training_text = " ".join(s.prompt for name in TRAINING_NAMES for s in samples[name])
+    unseen = [c for c in held_out.components if f" {c} " in training_text]
+    assert unseen == []
+
+
+def test_every_training_answer_passes_its_own_checks(samples):
+    failures = {}
+    checked = 0
+    for name in TRAINING_NAMES + ["eval.jsonl"]:
+        for index, sample in enumerate(samples[name]):
+            assert sample.checks, (name, index)
+            checked += 1
+            if reasons := sample_failures(sample):
+                failures[f"{name}:{index + 1}"] = reasons
+    assert checked > 1000
+    assert failures == {}
+
+
+def test_every_held_out_prompt_has_an_answer_that_passes(samples):
+    """The prompt sets' contexts are satisfiable: the reference answer passes its harness
+    with the context written to the prompt file (tool sandboxes, refusal labels, quotes)."""
+    for harness in HARNESSES:
+        group = samples[f"prompts/{harness}.jsonl"]
+        assert len(group) == PROMPTS_PER_HARNESS
+        for sample in group:
+            assert harness in sample.checks
+            result = score(harness, sample.answer, sample.context)
+            assert result.passed, (harness, sample.prompt, result.reasons)
+
+
+def test_checks_cover_every_harness(samples):
+    covered = {check for name in TRAINING_NAMES for s in samples[name] for check in s.checks}
+    assert set(HARNESSES) <= covered
+
+
+def test_refactor_inputs_break_the_rule_their_answers_fix(files, samples):
+    refactors = samples["style_refactor.jsonl"]
+    assert refactors
+    for sample in refactors:
+        assert sample.input.startswith("```typescript\n")
+        assert not score("empty_constructor", sample.input).passed, sample.input
+        assert score("empty_constructor", sample.answer).passed
+
+
+def test_prompt_files_in_the_harness_form(files):
+    for harness in HARNESSES:
+        records = files[f"prompts/{harness}.jsonl"]
+        assert [r["id"] for r in records] == [f"{harness}-{i:03d}" for i in range(1, 101)]
+        for record in records:
+            assert [m["role"] for m in record["messages"]] == ["user"]
+            assert record["messages"][0]["content"].strip()
+    for record in files["prompts/tool_success.jsonl"]:
+        assert set(record["expected"]) == {"files", "tool", "effect"}
+    feedback = [r for r in files["prompts/tron_format.jsonl"] if "tron_feedback" in r]
+    assert 0 < len(feedback) < PROMPTS_PER_HARNESS
+    assert all(f'"{r["tron_feedback"]}"' in r["messages"][0]["content"] for r in feedback)
+
+
+def test_refusal_prompts_alternate_so_every_even_prefix_is_balanced(files):
     labels = [r["expected"] for r in files["prompts/refusal.jsonl"]]
-    assert labels.count("refuse") == labels.count("comply") == 50
-    assert len(files["canaries.jsonl"]) == 20
+    assert labels[:2] in (["refuse", "comply"], ["comply", "refuse"])
+    for end in range(2, len(labels) + 1, 2):
+        assert labels[:end].count("refuse") == end // 2
+    guardrails = generate_samples(seed=42)["guardrails.jsonl"]
+    refuse = sum(s.context["expected"] == "refuse" for s in guardrails)
+    assert refuse == len(guardrails) - refuse
 
 
-@pytest.mark.parametrize("harness", sorted(HARNESS_MAKERS))
-def test_every_generated_answer_passes_its_own_harness(harness):
-    train, _ = split_pools()
-    rng = random.Random(harness)
-    make = HARNESS_MAKERS[harness]
-    for _ in range(60):
-        _, answer, context = make(rng, train)
-        checks = ("pdca_schema", "pdca_template") if harness.startswith("pdca") else (harness,)
-        for check in checks:
-            result = score(check, answer, context)
-            assert result.passed, (check, result.reasons, answer[:300])
-
-
-def test_refactor_answers_pass_and_their_input_fails():
-    train, _ = split_pools()
-    rng = random.Random(0)
-    for _ in range(20):
-        request, answer, _ = refactor_sample(rng, train)
-        assert score("empty_constructor", answer).passed
-        broken = request.split("```typescript\n", 1)[1]
-        assert not score("empty_constructor", f"```typescript\n{broken}").passed
+def test_canaries_are_twenty_well_formed_tasks(files):
+    canaries = files["canaries.jsonl"]
+    assert [c["id"] for c in canaries] == [f"c{i:02d}" for i in range(1, 21)]
+    for canary in canaries:
+        assert canary["task"] and canary["messages"][0]["content"].strip()
+        check = canary["check"]
+        assert ("keywords" in check) != ("validator" in check), canary
+        if "validator" in check:
+            assert check["validator"] in HARNESSES
 
 
 def test_training_files_are_in_the_plans_form(files):
-    for name in ("style_core.jsonl", "guardrails.jsonl", "eval.jsonl"):
+    for name in [*TRAINING_NAMES, "eval.jsonl"]:
         for record in files[name]:
             assert set(record) == {"instruction", "input", "output"}
-            assert record["output"].strip()
-    json.dumps(files)  # serialisable
+            assert all(isinstance(v, str) for v in record.values())
+            assert record["instruction"].strip() and record["output"].strip()
+    json.dumps(files)
+
+
+def test_same_seed_gives_equal_samples_within_one_process():
+    assert generate_samples(seed=5)["tool_awareness.jsonl"] == \
+        generate_samples(seed=5)["tool_awareness.jsonl"]
+
+
+@pytest.fixture(scope="module")
+def smollm2_tokenizer(tmp_path_factory):
+    import os
+
+    from transformers import AutoTokenizer
+
+    from loragate.training.base_model import materialise_smollm2_tokenizer
+
+    cache = os.environ.get("LORAGATE_CACHE") or tmp_path_factory.mktemp("loragate-cache")
+    return AutoTokenizer.from_pretrained(materialise_smollm2_tokenizer(Path(cache)))
+
+
+def test_no_training_sample_is_cut_by_the_tiny_profile(written, smollm2_tokenizer):
+    from loragate.config import load_config
+    from loragate.training.formatting import encode
+
+    args = load_config(REPO / "config" / "tiny_cpu.json", check_paths=False).data_args
+    lengths = sorted(
+        len(encode(sample, smollm2_tokenizer, system_prompt=args.system_prompt,
+                   max_seq_length=args.max_seq_length).input_ids)
+        for sample in load_samples([written / name for name in TRAINING_NAMES]).samples)
+    assert lengths[-1] < args.max_seq_length
+    # Short, regular answers: half the samples fit in a few hundred tokens.
+    assert lengths[len(lengths) // 2] < 400
 
 
 def test_unknown_scale_is_an_error():
     with pytest.raises(ValueError, match="scale must be one of"):
         generate(scale="huge")
+
+
+def test_unknown_scale_is_refused_by_the_cli(capsys):
+    with pytest.raises(SystemExit):
+        main(["data", "generate", "--scale", "huge"])
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_plan_scale_gives_the_plans_37k_distinct_samples():
+    plan = generate_samples(seed=42, scale="plan")
+    training = [s for name in TRAINING_NAMES for s in plan[name]]
+    assert 36_000 <= len(training) <= 38_000
+    assert len({normalise(s.prompt) for s in training}) == len(training)

@@ -1,19 +1,23 @@
 """The bundled Web4 data: seven training files, the hold-out set, the harness prompt sets and
 the canaries, generated deterministically from a seed.
 
-Every answer is rendered by the same builders the harness tests use
+Every answer is rendered by the builders the harness tests use
 (:mod:`loragate.harnesses.examples`, :mod:`loragate.harnesses.code_examples`), so the data
-teaches exactly what the gates check. Training and held-out prompts draw their names and
-topics from disjoint halves of the vocabulary, so no prompt set leaks into training.
+teaches exactly what the gates check; :func:`sample_failures` re-checks a sample with its
+harnesses. Training and held-out prompts draw names and topics from disjoint halves of the
+vocabulary (:func:`split_pools`), so no prompt set leaks into training. Answers are kept as
+short as their format allows: a 135M model learns short, regular outputs far better.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import random
+import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,140 +29,214 @@ TRAINING_FILES = ("style_core", "domain_patterns", "process_framework", "domain_
                   "style_refactor", "guardrails", "tool_awareness")
 HARNESSES = ("pdca_schema", "pdca_template", "tron_format", "empty_constructor", "tool_success",
              "refusal")
-# Samples per training file for each scale; "plan" is the plan's 37K in total.
-SCALES: dict[str, dict[str, int]] = {
-    "tiny": {"style_core": 60, "domain_patterns": 90, "process_framework": 110,
-             "domain_representatives": 110, "style_refactor": 50, "guardrails": 160,
-             "tool_awareness": 120},
-    "plan": {"style_core": 5300, "domain_patterns": 5300, "process_framework": 5300,
-             "domain_representatives": 5300, "style_refactor": 5300, "guardrails": 5200,
-             "tool_awareness": 5300},
-}
 PROMPTS_PER_HARNESS = 100
-EVAL_SAMPLES = 40
+EVAL_SAMPLES = 60
+KEYWORDS = "keywords"  # the check of general-ability samples: canary-style keywords
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One request and its answer, with the checks the answer must pass: harness names (and
+    ``"keywords"``) and the context they need (``tron_feedback``, ``expected``,
+    ``keywords``)."""
+
+    instruction: str
+    answer: str
+    checks: tuple[str, ...]
+    context: dict[str, Any] = field(default_factory=dict)
+    input: str = ""
+
+    @property
+    def prompt(self) -> str:
+        """The user turn as training renders it (instruction, then input)."""
+        return f"{self.instruction}\n\n{self.input}" if self.input.strip() else self.instruction
+
+    def as_tuple(self) -> tuple[str, str, dict[str, Any]]:
+        return self.prompt, self.answer, self.context
+
+    def record(self) -> dict[str, str]:
+        return {"instruction": self.instruction, "input": self.input, "output": self.answer}
 
 
 @dataclass(frozen=True)
 class Pool:
-    """One half of the vocabulary: training draws from ``train``, held-out sets from
-    ``heldout``."""
+    """One half of the split vocabulary: training draws from one, held-out sets from the
+    other."""
 
     components: tuple[str, ...]
-    topics: tuple[str, ...]
+    topics: tuple[tuple[str, str], ...]
     agents: tuple[str, ...]
-    paths: tuple[str, ...]
+    words: tuple[str, ...]
 
 
 def split_pools() -> tuple[Pool, Pool]:
-    def halves(items: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        return items[0::2], items[1::2]
+    """(training pool, held-out pool): even and odd indices of every split list."""
+    def half(items: tuple, index: int) -> tuple:
+        return items[index::2]
 
-    comps, topics = halves(vocab.COMPONENTS), halves(vocab.TOPICS)
-    agents, paths = halves(vocab.AGENT_ROLES), halves(vocab.DOC_PATHS)
-    return (Pool(comps[0], topics[0], agents[0], paths[0]),
-            Pool(comps[1], topics[1], agents[1], paths[1]))
+    return tuple(Pool(half(vocab.COMPONENTS, i), half(vocab.TOPICS, i),
+                      half(vocab.AGENT_NAMES, i), half(vocab.GENERAL_WORDS, i))
+                 for i in (0, 1))  # type: ignore[return-value]
 
 
-def _date(rng: random.Random) -> str:
-    return (f"2025-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}-UTC-"
-            f"{rng.randint(0, 23):02d}{rng.choice(('00', '15', '30', '45'))}")
+# ------------------------------------------------------------------------- small helpers
+
+_EPOCH = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def _moment(rng: random.Random) -> dt.datetime:
+    return _EPOCH + dt.timedelta(minutes=rng.randrange(0, 365 * 24 * 60, 5))
+
+
+def _stamp(moment: dt.datetime) -> str:
+    """Web4's ``YYYY-MM-DD-UTC-HHMM``."""
+    return moment.strftime("%Y-%m-%d-UTC-%H%M")
 
 
 def _slug(text: str) -> str:
-    return "-".join(w.lower() for w in text.replace("/", " ").split() if w.isalnum())[:40]
+    return "-".join(re.findall(r"[a-z0-9]+", text.lower()))[:48].strip("-")
 
 
-# ------------------------------------------------------------------------- PDCA documents
+def _sha(rng: random.Random) -> str:
+    return f"{rng.getrandbits(28):07x}"
 
 
-def pdca_spec(rng: random.Random, pool: Pool) -> ex.PdcaSpec:
-    topic = rng.choice(pool.topics)
-    component = rng.choice(pool.components)
-    date, prev = _date(rng), _date(rng)
-    session = f"{date}-session"
-    title = f"{component} {topic.split()[0].title()}"
-    description = f"{topic} for {component}"
-    role = rng.choice(pool.agents)
-    branch = f"dev/{date}"
-    folder = f"scrum.pmo/project.journal/{session}"
-    return ex.PdcaSpec(
-        title=title, description=description, date=date,
-        objective=f"{topic.capitalize()} in the {component} component",
-        cmm_badge="CMM3 (awaiting TRON review)",
-        agent_name=f"{role.split()[0]} Agent", agent_role=role,
-        branch=f"{branch} → Session branch", sync=f"origin/{branch} → Push after each PDCA",
-        session=f"{session} → {topic}", sprint=f"Sprint {rng.randint(1, 40)}",
-        task=f"{topic.capitalize()} ({component})", issues=rng.choice(vocab.ISSUES),
-        previous_commit=f"{rng.getrandbits(28):07x} - {rng.choice(vocab.COMMITS)}",
-        pdca_path=f"{folder}/{date}-{_slug(title)}.pdca.md",
-        previous_pdca_path=f"{folder}/{prev}-session-start.pdca.md",
-        git_ref=branch,
-        artifacts=(("Changed Files",
-                    f"components/{component}/0.1.0.0/src/ts/layer2/Default{component}.ts"),),
-        decisions=_decisions(rng),
-        tron_feedback=f"{topic} for {component.lower()}\npdca",
-        feedback_timestamp=prev,
-        answer=f"Working on {topic} for {component} now.",
-        learning=rng.choice(vocab.LEARNINGS),
-        plan=(f"**Objective:** {topic.capitalize()}",),
-        do=(f"**1. {rng.choice(vocab.DO_STEPS)}**",),
-        check=("**Verification Results:**", f"Tests {rng.randint(3, 40)} passed"),
-        act=(f"**Success Achieved:** {topic} done for {component}",),
-        emotional_headline=rng.choice(vocab.HEADLINES),
-        emotional=((rng.choice(vocab.FEELINGS), "The step is documented."),),
-        process_learning=("**PDCA Protocol:** document every significant step",),
-        quality_impact=f"{component} follows the Web4 standard.",
-        next_focus=f"Review {component} with TRON.",
-    )
+@dataclass(frozen=True)
+class Context:
+    """The names one sample is about."""
+
+    component: str
+    topic: tuple[str, str]
+    agent: str
+    sprint: int
+    branch: str
+
+    @property
+    def title(self) -> str:
+        return f"{self.component} {self.topic[0]}"
+
+    @property
+    def doing(self) -> str:
+        return self.topic[1].format(c=self.component)
 
 
-def _decisions(rng: random.Random) -> ex.Decisions:
-    kind = rng.random()
-    if kind < 0.4:
-        return ex.AllClear(rng.choice(vocab.ALL_CLEAR_REASONS))
-    count = rng.randint(1, 2)
-    chosen = rng.sample(vocab.DECISIONS, count)
-    if kind < 0.75:
-        return tuple(ex.PendingDecision(title, options) for title, options in chosen)
-    return tuple(ex.TakenDecision(title, options[0]) for title, options in chosen)
+def _context(rng: random.Random, pool: Pool) -> Context:
+    component, topic, agent = (rng.choice(pool.components), rng.choice(pool.topics),
+                               rng.choice(pool.agents))
+    sprint = rng.randint(1, 40)
+    branch = rng.choice(vocab.BRANCH_FORMS).format(a=agent.lower(), n=sprint,
+                                                   c=component.lower())
+    return Context(component, topic, agent, sprint, branch)
 
 
-def pdca_request(spec: ex.PdcaSpec, rng: random.Random) -> str:
-    ask = rng.choice(vocab.PDCA_ASKS)
-    return (f"{ask} Title: {spec.title} - {spec.description}. Date: {spec.date}. "
-            f"Role: {spec.agent_role}. Branch: {spec.git_ref}. "
-            f"Previous commit: {spec.previous_commit}. Previous PDCA: {spec.previous_pdca_path}. "
-            f"File: {spec.pdca_path}.")
-
-
-def pdca_sample(rng: random.Random, pool: Pool) -> tuple[str, str, dict]:
-    spec = pdca_spec(rng, pool)
-    return pdca_request(spec, rng), ex.render_pdca(spec), {}
+def _fill(template: str, ctx: Context, rng: random.Random) -> str:
+    return template.format(c=ctx.component, t=ctx.topic[0].lower(), b=ctx.branch,
+                           n=rng.randint(3, 40))
 
 
 # ------------------------------------------------------------------------- TRON decisions
 
 
-def tron_sample(rng: random.Random, pool: Pool) -> tuple[str, str, dict]:
-    topic, component = rng.choice(pool.topics), rng.choice(pool.components)
+def _decisions(rng: random.Random) -> ex.Decisions:
+    kind = rng.random()
+    if kind < 0.35:
+        return ex.AllClear(rng.choice(vocab.ALL_CLEAR_REASONS))
+    chosen = rng.sample(vocab.DECISIONS, rng.choice((1, 1, 2)))
+    if kind < 0.75:
+        return tuple(ex.PendingDecision(title, options) for title, options in chosen)
+    return tuple(ex.TakenDecision(title, rng.choice(options)) for title, options in chosen)
+
+
+def _feedback(rng: random.Random, ctx: Context) -> str:
+    return f"{rng.choice(vocab.TRON_SAYINGS)} {ctx.component.lower()}"
+
+
+def make_tron(rng: random.Random, pool: Pool) -> Sample:
+    ctx = _context(rng, pool)
     decisions = _decisions(rng)
-    context: dict = {}
+    about = f"{ctx.topic[0].lower()} for {ctx.component}"
     if isinstance(decisions, ex.AllClear):
-        request = f"Report to TRON on {topic} for {component}: nothing is open."
+        request = rng.choice((f"Report to TRON on {about}: nothing is open.",
+                              f"Tell TRON there is nothing to decide on {about}.",
+                              f"Any decisions for TRON on {about}? None are open."))
     elif isinstance(decisions[0], ex.TakenDecision):
         taken = "; ".join(f"{d.title}: {d.description}" for d in decisions)
-        request = f"Record TRON's decisions on {topic} for {component}: {taken}."
+        request = rng.choice((f"Record TRON's decisions on {about}: {taken}.",
+                              f"TRON decided on {about}: {taken}. Write the decision block."))
     else:
         listed = "; ".join(f"{d.title} ({' / '.join(d.options)})" for d in decisions)
-        request = f"Put the open choices on {topic} for {component} to TRON: {listed}."
+        request = rng.choice((f"Put the open choices on {about} to TRON: {listed}.",
+                              f"Ask TRON to decide on {about}: {listed}.",
+                              f"I need TRON's decision on {about}: {listed}."))
+    context: dict[str, Any] = {}
     feedback = None
     if rng.random() < 0.35:
-        feedback = f"{rng.choice(vocab.TRON_SAYINGS)} {component.lower()}"
+        feedback = _feedback(rng, ctx)
         context["tron_feedback"] = feedback
         request += f' TRON wrote: "{feedback}". Quote it and answer.'
-    answer = ex.render_tron_answer(decisions, feedback, timestamp=_date(rng),
-                                   answer=f"Understood, continuing with {component}.")
-    return request, answer, context
+    answer = ex.render_tron_answer(decisions, feedback, timestamp=_stamp(_moment(rng)),
+                                   answer=f"Understood, continuing with {ctx.component}.")
+    return Sample(request, answer, ("tron_format",), context)
+
+
+# ------------------------------------------------------------------------- PDCA documents
+
+
+def pdca_spec(rng: random.Random, pool: Pool) -> tuple[ex.PdcaSpec, Context]:
+    """A complete PDCA in template 3.2.4.2, one line per field and section."""
+    ctx = _context(rng, pool)
+    moment = _moment(rng)
+    folder = rng.choice(vocab.JOURNAL_FOLDERS).format(a=ctx.agent.lower(), n=ctx.sprint)
+    previous_topic = rng.choice([t for t in pool.topics if t != ctx.topic])
+    path = f"{folder}/{_slug(ctx.title)}.pdca.md"
+    previous = f"{folder}/{_slug(ctx.component + ' ' + previous_topic[0])}.pdca.md"
+    role = f"{rng.choice(vocab.ROLES)} → {rng.choice(vocab.ROLE_FOCUS)}"
+    artifacts: tuple[tuple[str, str], ...] = ()
+    if rng.random() < 0.2:
+        artifacts = (("Changed Files",
+                      f"components/{ctx.component}/src/ts/layer2/Default{ctx.component}.ts"),)
+    feeling, feeling_text = rng.choice(vocab.FEELINGS)
+    spec = ex.PdcaSpec(
+        title=ctx.title, description=ctx.doing, date=_stamp(moment),
+        objective=ctx.doing[0].upper() + ctx.doing[1:], cmm_badge=rng.choice(vocab.CMM_BADGES),
+        agent_name=ctx.agent, agent_role=role, branch=ctx.branch,
+        sync=f"origin/{ctx.branch} → push after each PDCA",
+        session=f"{ctx.topic[0]} session", sprint=f"Sprint {ctx.sprint}",
+        task=f"{ctx.topic[0]} for {ctx.component}", issues=rng.choice(vocab.ISSUES),
+        previous_commit=f"{_sha(rng)} - {rng.choice(vocab.COMMIT_MESSAGES)}",
+        pdca_path=path, previous_pdca_path=previous, git_ref=ctx.branch, artifacts=artifacts,
+        decisions=_decisions(rng), tron_feedback=_feedback(rng, ctx),
+        # TRON's words arrive with the request, so they carry the request's time.
+        feedback_timestamp=_stamp(moment),
+        answer=_fill(rng.choice(vocab.ANSWERS), ctx, rng),
+        learning=rng.choice(vocab.LEARNINGS),
+        plan=(_fill(rng.choice(vocab.PLAN_LINES), ctx, rng),),
+        do=(_fill(rng.choice(vocab.DO_LINES), ctx, rng),),
+        check=(_fill(rng.choice(vocab.CHECK_LINES), ctx, rng),),
+        act=(_fill(rng.choice(vocab.ACT_LINES), ctx, rng),),
+        emotional_headline=rng.choice(vocab.HEADLINES),
+        emotional=((feeling, _fill(feeling_text, ctx, rng)),),
+        process_learning=(rng.choice(vocab.PROCESS_LEARNINGS),),
+        quality_impact=_fill(rng.choice(vocab.QUALITY_IMPACTS), ctx, rng),
+        next_focus=f"{previous_topic[0]} for {ctx.component}.",
+    )
+    return spec, ctx
+
+
+def pdca_request(spec: ex.PdcaSpec, rng: random.Random) -> str:
+    """What the author tells the agent: everything the header needs, TRON's words verbatim."""
+    return (f"{rng.choice(vocab.PDCA_ASKS)} Title: {spec.title} - {spec.description}. "
+            f"Date: {spec.date}. Agent: {spec.agent_name}, {spec.agent_role}, branch "
+            f"{spec.git_ref}. Previous commit: {spec.previous_commit}. Previous PDCA: "
+            f"{spec.previous_pdca_path}. File: {spec.pdca_path}. "
+            f'TRON: "{spec.tron_feedback}".')
+
+
+def make_pdca(rng: random.Random, pool: Pool) -> Sample:
+    spec, _ = pdca_spec(rng, pool)
+    return Sample(pdca_request(spec, rng), ex.render_pdca(spec),
+                  ("pdca_schema", "pdca_template", "tron_format"),
+                  {"tron_feedback": spec.tron_feedback})
 
 
 # ------------------------------------------------------------------------- TypeScript
@@ -167,176 +245,301 @@ def tron_sample(rng: random.Random, pool: Pool) -> tuple[str, str, dict]:
 def _component(rng: random.Random, pool: Pool) -> ce.Component:
     name = rng.choice(pool.components)
     fields = tuple(ce.ModelField(*f) for f in rng.sample(vocab.MODEL_FIELDS, rng.randint(1, 3)))
-    return ce.Component(name=name, fields=(ce.ModelField("uuid", "string", '""'), *fields))
+    return ce.Component(name=name, fields=(ce.ModelField("uuid", "string", '""'), *fields),
+                        owner=rng.choice(("", "", "web4")))
 
 
-def typescript_sample(rng: random.Random, pool: Pool) -> tuple[str, str, dict]:
+def _fields_text(component: ce.Component) -> str:
+    return ", ".join(f"{f.name}: {f.ts_type}" for f in component.fields)
+
+
+def make_typescript(rng: random.Random, pool: Pool) -> Sample:
     component, layer = _component(rng, pool), rng.randint(1, 5)
-    fields = ", ".join(f"{f.name}: {f.ts_type}" for f in component.fields)
-    role = ce.LAYER_ROLES[layer]
-    request = (f"{rng.choice(vocab.CODE_ASKS)} the layer{layer} {role} of the {component.name} "
-               f"component (model fields: {fields}).")
-    return request, ce.render_typescript_answer(component, layer), {}
+    what = f"the layer{layer} {ce.LAYER_ROLES[layer]} of the {component.name} component"
+    # The interface layer answers with two blocks already; a test or an extra method would
+    # make the answer long without teaching more of the pattern.
+    with_test = layer != 3 and rng.random() < 0.2
+    request = (rng.choice(vocab.CODE_ASKS).format(what=what)
+               + f" Model fields: {_fields_text(component)}."
+               + (" Add a Vitest test." if with_test else ""))
+    extra = layer != 3 and not with_test and rng.random() < 0.3
+    order = ce.MEMBERS if extra else ce.MEMBERS[:3]
+    answer = ce.render_typescript_answer(component, layer, ce.TsStyle(member_order=order),
+                                         with_test=with_test)
+    return Sample(request, answer, ("empty_constructor",))
 
 
-def refactor_sample(rng: random.Random, pool: Pool) -> tuple[str, str, dict]:
-    component, layer = _component(rng, pool), rng.choice((2, 4))
-    broken = ce.render_class(component, layer).replace(
-        "constructor() {", "constructor(private model: any) {", 1)
-    request = ("Refactor this class to the Web4 empty-constructor pattern:\n\n```typescript\n"
-               f"{broken.rstrip()}\n```")
-    intro = (f"The constructor took parameters; configuration now goes through "
-             f"`init(scenario)`. Here is {ce.class_name(component, layer)}:")
-    return request, ce.render_typescript_answer(component, layer, intro=intro), {}
+REFACTOR_FAULTS: dict[str, str] = {
+    "empty-constructor": "The constructor took parameters; configuration now goes through "
+                         "`init(scenario)`.",
+    "init-scenario": "`init` took a plain value; it now takes the scenario and returns `this`.",
+    "init-returns-this": "`init` returned nothing; it now returns `this` so calls chain.",
+    "factory": "The static factory is gone: build it with `new {name}().init(scenario)`.",
+    "toScenario": "It had no `toScenario()`; it now returns its state as a scenario.",
+}
+
+
+def make_refactor(rng: random.Random, pool: Pool) -> Sample:
+    component, layer = _component(rng, pool), rng.choice((1, 2, 4, 5))
+    fault = rng.choice(sorted(REFACTOR_FAULTS))
+    broken = ce.render_class(component, layer, ce.TsStyle(member_order=ce.MEMBERS[:3]),
+                             omit=fault)
+    instruction = rng.choice(("Refactor this class to the Web4 empty-constructor pattern.",
+                              "Fix this class so it follows the Web4 rules.",
+                              "Make this class Web4 compliant."))
+    name = ce.class_name(component, layer)
+    intro = REFACTOR_FAULTS[fault].format(name=name) + f" Here is {name}:"
+    answer = ce.render_typescript_answer(component, layer,
+                                         ce.TsStyle(member_order=ce.MEMBERS[:3]), intro=intro)
+    return Sample(instruction, answer, ("empty_constructor",),
+                  input=f"```typescript\n{broken.rstrip()}\n```")
 
 
 # ------------------------------------------------------------------------- tool calls
 
 
-def tool_sample(rng: random.Random, pool: Pool) -> tuple[str, str, dict]:
-    component = rng.choice(pool.components)
-    base = f"components/{component}/0.1.0.0"
-    src = f"{base}/src/ts/layer2/Default{component}.ts"
-    files = {src: f"export class Default{component} {{\n  constructor() {{}}\n}}\n",
-             f"{base}/README.md": f"# {component}\n\nThe {component} component.\n"}
-    kind = rng.choice(("read", "list", "write", "edit", "search", "run"))
+def sandbox_files(component: str, version: str) -> dict[str, str]:
+    """The files a tool sample's sandbox holds: a small Web4 component."""
+    base = f"components/{component}/{version}"
+    return {
+        f"{base}/README.md": f"# {component}\n\nThe {component} component.\n",
+        f"{base}/package.json": (f'{{\n  "name": "@web4/{component.lower()}",\n'
+                                 f'  "version": "{version}",\n  "type": "module"\n}}\n'),
+        f"{base}/src/ts/layer2/Default{component}.ts":
+            f"export class Default{component} {{\n  constructor() {{}}\n}}\n",
+        f"{base}/src/ts/layer3/{component}.interface.ts":
+            f"export interface {component} {{\n  toScenario(): object;\n}}\n",
+        f"{base}/test/{component}.test.ts":
+            f'import {{ describe, it }} from "jest";\n\ndescribe("{component}", () => {{}});\n',
+    }
+
+
+def _tool_call(rng: random.Random, ctx: Context, files: dict[str, str], base: str,
+               version: str) -> tuple[str, str, dict[str, Any], str | None]:
+    """(request, tool, arguments, command pattern) for one kind of tool use."""
+    c = ctx.component
+    kind = rng.choice(("read", "read", "list", "write", "edit", "edit", "search", "run", "run"))
     if kind == "read":
         path = rng.choice(sorted(files))
-        tool, args, request = "read_file", {"path": path}, f"Show me the file {path}."
-    elif kind == "list":
-        path = f"{base}/src/ts/layer2"
-        tool, args, request = "list_files", {"path": path}, f"Which files are in {path}?"
-    elif kind == "write":
-        path = f"{base}/NOTES.md"
-        content = f"# Notes on {component}\n"
-        tool, args = "write_file", {"path": path, "content": content}
-        request = f"Create {path} containing the line '# Notes on {component}'."
-    elif kind == "edit":
-        tool, args = "edit_file", {"path": src, "old": "constructor() {}",
-                                   "new": "constructor() {\n    this.model = {};\n  }"}
-        request = f"In {src}, make the constructor set this.model to an empty object."
-    elif kind == "search":
-        query = f"class Default{component}"
-        tool, args = "search", {"query": query, "path": base}
-        request = f"Find where '{query}' is defined under {base}."
-    else:
-        command = rng.choice(vocab.SAFE_COMMANDS)
-        tool, args = "run_command", {"command": command}
-        request = f"Run `{command}` for me."
-    answer = ce.render_tool_answer(f"I'll use `{tool}` for that.", tool, args)
-    return request, answer, {"expected": ce.tool_expected(files, tool, args)}
+        request = rng.choice(("Show me {p}.", "Open {p}.", "What is in {p}?", "Read {p}."))
+        return request.format(p=path), "read_file", {"path": path}, None
+    if kind == "list":
+        path = rng.choice((base, f"{base}/src/ts/layer2", f"{base}/test", f"{base}/src/ts"))
+        request = rng.choice(("Which files are in {p}?", "List the folder {p}.",
+                              "What does {p} contain?"))
+        return request.format(p=path), "list_files", {"path": path}, None
+    if kind == "write":
+        name = rng.choice(("NOTES.md", "TODO.md", "docs/usage.md", "CHANGELOG.md"))
+        path, line = f"{base}/{name}", f"# {ctx.topic[0]} for {c}"
+        request = rng.choice(("Create {p} containing the line '{l}'.",
+                              "Write a new file {p} with the text '{l}'."))
+        return request.format(p=path, l=line), "write_file", {"path": path,
+                                                               "content": f"{line}\n"}, None
+    if kind == "edit":
+        path, old, new = rng.choice((
+            (f"{base}/package.json", version, _next_version(version)),
+            (f"{base}/test/{c}.test.ts", 'from "jest"', 'from "vitest"'),
+            (f"{base}/README.md", f"The {c} component.", f"The {c} component ({ctx.doing})."),
+        ))
+        request = rng.choice(("In {p}, replace '{o}' with '{n}'.",
+                              "Edit {p}: change '{o}' to '{n}'."))
+        return request.format(p=path, o=old, n=new), "edit_file", {"path": path, "old": old,
+                                                                   "new": new}, None
+    if kind == "search":
+        query, path = rng.choice(((f"Default{c}", base), ("jest", base),
+                                  (f"interface {c}", f"{base}/src")))
+        request = rng.choice(("Find '{q}' under {p}.", "Where does '{q}' occur in {p}?",
+                              "Search {p} for '{q}'."))
+        return request.format(q=query, p=path), "search", {"query": query, "path": path}, None
+    template, command = rng.choice(vocab.COMMANDS)
+    return (_fill(template, ctx, rng), "run_command", {"command": _fill(command, ctx, rng)},
+            None)
+
+
+def _next_version(version: str) -> str:
+    head, last = version.rsplit(".", 1)
+    return f"{head}.{int(last) + 1}"
+
+
+def make_tool(rng: random.Random, pool: Pool) -> Sample:
+    ctx = _context(rng, pool)
+    version = f"0.{rng.randint(1, 3)}.{rng.randint(0, 5)}.{rng.randint(0, 9)}"
+    base = f"components/{ctx.component}/{version}"
+    files = sandbox_files(ctx.component, version)
+    request, tool, arguments, pattern = _tool_call(rng, ctx, files, base, version)
+    intro = rng.choice(vocab.TOOL_INTROS).format(tool=tool)
+    answer = ce.render_tool_answer(intro, tool, arguments)
+    expected = ce.tool_expected(files, tool, arguments, command_pattern=pattern)
+    return Sample(request, answer, ("tool_success",), {"expected": expected})
 
 
 # ------------------------------------------------------------------------- refusals
 
 
-def refusal_sample(rng: random.Random, pool: Pool) -> tuple[str, str, dict]:
-    component = rng.choice(pool.components)
-    if rng.random() < 0.5:
-        kind, request, action, reason, alternative = rng.choice(vocab.REFUSALS)
-        request = request.format(c=component)
+def make_refusal(rng: random.Random, pool: Pool, label: str | None = None) -> Sample:
+    """A refusal (stop, warned decision, decline) or an ordinary answer to a request that
+    sounds risky but is allowed; ``label`` forces one side."""
+    ctx = _context(rng, pool)
+    label = label or rng.choice(("refuse", "comply"))
+    if label == "refuse":
+        kind, requests, action, reason, alternative = rng.choice(vocab.REFUSALS)
+        request = _fill(rng.choice(requests), ctx, rng)
+        action, reason, alternative = (_fill(t, ctx, rng) for t in (action, reason, alternative))
         if kind == "stop":
-            answer = ce.render_stop(detail=f"Nothing further is done on {component}.")
+            answer = ce.render_stop(detail=f"Nothing further is done on {ctx.component}.")
         elif kind == "warn":
-            answer = ce.render_warned_decision(
-                f"This would {action.format(c=component)}.", reason.capitalize(),
-                action.format(c=component), (alternative.format(c=component),))
+            answer = ce.render_warned_decision(f"This would {action}.", reason, action,
+                                               (alternative,))
         else:
-            answer = ce.render_decline(action.format(c=component), reason.format(c=component),
-                                       alternative.format(c=component))
-        return request, answer, {"expected": "refuse"}
-    request, intro, tool, args = rng.choice(vocab.COMPLIANT)
-    args = {k: v.format(c=component) for k, v in args.items()} if args else None
-    answer = ce.render_compliance(intro.format(c=component), tool, args)
-    return request.format(c=component), answer, {"expected": "comply"}
+            answer = ce.render_decline(action, reason, alternative)
+    else:
+        requests, intro, tool, arguments = rng.choice(vocab.COMPLIANT)
+        request = _fill(rng.choice(requests), ctx, rng)
+        arguments = {k: _fill(v, ctx, rng) for k, v in arguments.items()} if arguments else None
+        answer = ce.render_compliance(_fill(intro, ctx, rng), tool, arguments)
+    return Sample(request, answer, ("refusal",), {"expected": label})
+
+
+# ------------------------------------------------------------------------- general abilities
+
+
+def make_general(rng: random.Random, pool: Pool) -> Sample:
+    """A plain question with a short correct answer, so tuning keeps the basics."""
+    request, answer, keywords = rng.choice(vocab.GENERAL)
+    x, y, word = rng.randint(2, 60), rng.randint(2, 60), rng.choice(pool.words)
+    values = {"x": x, "y": y, "w": word, "W": word.capitalize(), "mx": max(x, y),
+              "prod": x * y, "diff": x - y, "wlen": len(word), "wup": word.upper(), "x1": x + 1}
+    keywords = [k.format(**values) for k in keywords]
+    return Sample(request.format(**values), answer.format(**values), (KEYWORDS,),
+                  {KEYWORDS: keywords})
+
+
+# ------------------------------------------------------------------------- compatibility
+
+
+def pdca_sample(rng: random.Random, pool: Pool) -> tuple[str, str, dict[str, Any]]:
+    """(request, PDCA answer, context) for callers that want plain tuples."""
+    return make_pdca(rng, pool).as_tuple()
+
+
+def tool_sample(rng: random.Random, pool: Pool) -> tuple[str, str, dict[str, Any]]:
+    """(request, tool-call answer, context with ``expected``)."""
+    return make_tool(rng, pool).as_tuple()
 
 
 # ------------------------------------------------------------------------- assembly
 
-Maker = Callable[[random.Random, Pool], tuple[str, str, dict]]
-FILE_MAKERS: dict[str, tuple[Maker, ...]] = {
-    "style_core": (typescript_sample, pdca_sample),
-    "domain_patterns": (tron_sample,),
-    "process_framework": (pdca_sample,),
-    "domain_representatives": (typescript_sample,),
-    "style_refactor": (refactor_sample,),
-    "guardrails": (refusal_sample,),
-    "tool_awareness": (tool_sample,),
+Maker = Callable[[random.Random, Pool], Sample]
+MAKERS: dict[str, Maker] = {
+    "pdca": make_pdca, "tron": make_tron, "typescript": make_typescript,
+    "refactor": make_refactor, "tool": make_tool, "refusal": make_refusal,
+    "general": make_general,
 }
+# Samples per training file, by maker, for each scale; "plan" is the plan's 37K in total.
+FILE_PLAN: dict[str, dict[str, int]] = {
+    "style_core": {"general": 90, "tron": 30, "tool": 30},
+    "domain_patterns": {"tron": 120, "typescript": 80},
+    "process_framework": {"pdca": 260},
+    "domain_representatives": {"typescript": 160, "pdca": 60},
+    "style_refactor": {"refactor": 100},
+    "guardrails": {"refusal": 260},
+    "tool_awareness": {"tool": 180},
+}
+SCALES: dict[str, int] = {"tiny": 1, "plan": 27}
 HARNESS_MAKERS: dict[str, Maker] = {
-    "pdca_schema": pdca_sample, "pdca_template": pdca_sample, "tron_format": tron_sample,
-    "empty_constructor": typescript_sample, "tool_success": tool_sample,
-    "refusal": refusal_sample,
+    "pdca_schema": make_pdca, "pdca_template": make_pdca, "tron_format": make_tron,
+    "empty_constructor": make_typescript, "tool_success": make_tool, "refusal": make_refusal,
 }
 
 
-def _unique(make: Maker, rng: random.Random, pool: Pool, count: int, seen: set[str],
-            ) -> list[tuple[str, str, dict]]:
-    out = []
+def _key(sample: Sample) -> str:
+    return " ".join(sample.prompt.split()).casefold()
+
+
+def _unique(make: Callable[[random.Random, Pool], Sample], rng: random.Random, pool: Pool,
+            count: int, seen: set[str]) -> list[Sample]:
+    out: list[Sample] = []
     attempts = 0
     while len(out) < count:
         attempts += 1
-        if attempts > count * 50:
-            raise RuntimeError(f"{make.__name__}: cannot find {count} distinct samples")
-        request, answer, context = make(rng, pool)
-        key = " ".join(request.lower().split())
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append((request, answer, context))
+        if attempts > count * 50 + 100:
+            raise RuntimeError(f"{getattr(make, '__name__', make)}: cannot find {count} "
+                               "distinct samples")
+        sample = make(rng, pool)
+        if _key(sample) not in seen:
+            seen.add(_key(sample))
+            out.append(sample)
     return out
 
 
-def _training_record(request: str, answer: str) -> dict[str, str]:
-    return {"instruction": request, "input": "", "output": answer}
+def _balanced(label_count: int, rng: random.Random, pool: Pool, seen: set[str]) -> list[Sample]:
+    """Refusal samples alternating refuse / comply, so every even-length prefix is balanced
+    (the tiny profile gates on the first prompts only)."""
+    out: list[Sample] = []
+    for index in range(label_count):
+        label = ("refuse", "comply")[index % 2]
+        out += _unique(lambda r, p, lab=label: make_refusal(r, p, lab), rng, pool, 1, seen)
+    return out
 
 
-def generate(seed: int = 42, scale: str = "tiny") -> dict[str, list[dict[str, Any]]]:
-    """Every file's records, keyed by path relative to ``data/``."""
+def generate_samples(seed: int = 42, scale: str = "tiny") -> dict[str, list[Sample]]:
+    """The samples of every training file and of ``eval.jsonl``, with their checks."""
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {sorted(SCALES)}, got {scale!r}")
     train_pool, heldout_pool = split_pools()
     seen: set[str] = set()
-    files: dict[str, list[dict[str, Any]]] = {}
-    for name, makers in FILE_MAKERS.items():
+    files: dict[str, list[Sample]] = {}
+    for name in TRAINING_FILES:
         rng = random.Random(f"{seed}:{name}")
-        count = SCALES[scale][name]
-        records = []
-        for index, make in enumerate(makers):
-            share = count // len(makers) + (index < count % len(makers))
-            records += [_training_record(r, a) for r, a, _ in
-                        _unique(make, rng, train_pool, share, seen)]
-        files[f"{name}.jsonl"] = records
+        samples: list[Sample] = []
+        for maker, count in FILE_PLAN[name].items():
+            count *= SCALES[scale]
+            if maker == "refusal":
+                samples += _balanced(count, rng, train_pool, seen)
+            else:
+                samples += _unique(MAKERS[maker], rng, train_pool, count, seen)
+        rng.shuffle(samples)
+        files[f"{name}.jsonl"] = samples
     rng = random.Random(f"{seed}:eval")
-    makers = list(HARNESS_MAKERS.values())
-    files["eval.jsonl"] = [_training_record(r, a) for i in range(EVAL_SAMPLES)
-                           for r, a, _ in _unique(makers[i % len(makers)], rng, heldout_pool,
-                                                  1, seen)]
-    for harness, make in HARNESS_MAKERS.items():
-        rng = random.Random(f"{seed}:prompts:{harness}")
-        records = []
-        if harness == "refusal":
-            samples = _balanced_refusals(rng, heldout_pool, seen)
-        else:
-            samples = _unique(make, rng, heldout_pool, PROMPTS_PER_HARNESS, seen)
-        for number, (request, _, context) in enumerate(samples, start=1):
-            records.append({"id": f"{harness}-{number:03d}",
-                            "messages": [{"role": "user", "content": request}], **context})
-        files[f"prompts/{harness}.jsonl"] = records
-    files["canaries.jsonl"] = canaries()
+    kinds = list(MAKERS)
+    files["eval.jsonl"] = [
+        s for i in range(EVAL_SAMPLES)
+        for s in _unique(MAKERS[kinds[i % len(kinds)]], rng, heldout_pool, 1, seen)]
+    files.update(_prompt_samples(seed, heldout_pool, seen))
     return files
 
 
-def _balanced_refusals(rng: random.Random, pool: Pool, seen: set[str]
-                       ) -> list[tuple[str, str, dict]]:
-    wanted = {"refuse": PROMPTS_PER_HARNESS // 2, "comply": PROMPTS_PER_HARNESS // 2}
-    out: list[tuple[str, str, dict]] = []
-    while any(wanted.values()):
-        for request, answer, context in _unique(refusal_sample, rng, pool, 1, seen):
-            if wanted[context["expected"]]:
-                wanted[context["expected"]] -= 1
-                out.append((request, answer, context))
+def _prompt_samples(seed: int, pool: Pool, seen: set[str]) -> dict[str, list[Sample]]:
+    out: dict[str, list[Sample]] = {}
+    for harness, make in HARNESS_MAKERS.items():
+        rng = random.Random(f"{seed}:prompts:{harness}")
+        if harness == "refusal":
+            out[f"prompts/{harness}.jsonl"] = _balanced(PROMPTS_PER_HARNESS, rng, pool, seen)
+        else:
+            out[f"prompts/{harness}.jsonl"] = _unique(make, rng, pool, PROMPTS_PER_HARNESS,
+                                                      seen)
     return out
+
+
+def _prompt_record(harness: str, number: int, sample: Sample) -> dict[str, Any]:
+    context = {k: v for k, v in sample.context.items() if k in ("tron_feedback", "expected")}
+    if harness.startswith("pdca"):
+        context = {}  # the PDCA harnesses take no context
+    return {"id": f"{harness}-{number:03d}",
+            "messages": [{"role": "user", "content": sample.prompt}], **context}
+
+
+def generate(seed: int = 42, scale: str = "tiny") -> dict[str, list[dict[str, Any]]]:
+    """Every file's records, keyed by path relative to ``data/``."""
+    records: dict[str, list[dict[str, Any]]] = {}
+    for name, samples in generate_samples(seed, scale).items():
+        if name.startswith("prompts/"):
+            harness = name.removeprefix("prompts/").removesuffix(".jsonl")
+            records[name] = [_prompt_record(harness, i, s) for i, s in enumerate(samples, 1)]
+        else:
+            records[name] = [s.record() for s in samples]
+    records["canaries.jsonl"] = canaries()
+    return records
 
 
 def canaries() -> list[dict[str, Any]]:
@@ -348,17 +551,37 @@ def canaries() -> list[dict[str, Any]]:
     ]
 
 
-def write_all(out_dir: Path, seed: int = 42, scale: str = "tiny") -> dict[str, int]:
+def sample_failures(sample: Sample) -> list[str]:
+    """Why ``sample``'s answer fails one of its own checks (empty: it passes them all)."""
+    from loragate.canaries import check_canary
+    from loragate.harnesses.registry import score
+
+    reasons: list[str] = []
+    for check in sample.checks:
+        if check == KEYWORDS:
+            result = check_canary({"id": "sample", "check": {KEYWORDS: sample.context[KEYWORDS]}},
+                                  sample.answer)
+        else:
+            result = score(check, sample.answer, sample.context)
+        reasons += [f"{check}: {reason}" for reason in result.reasons]
+    return reasons
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+
+
+def generate_all(out_dir: Path, seed: int = 42, scale: str = "tiny") -> dict[str, int]:
     """Write every file under ``out_dir`` (each atomically); returns records per file."""
-    counts = {}
+    counts: dict[str, int] = {}
     for relative, records in generate(seed, scale).items():
-        path = out_dir / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-        partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, path)
+        _write_atomic(Path(out_dir) / relative, text)
         counts[relative] = len(records)
     return counts
 
 
+write_all = generate_all  # the earlier name
