@@ -254,3 +254,22 @@ def test_plan_scale_gives_the_plans_37k_distinct_samples():
     training = [s for name in TRAINING_NAMES for s in plan[name]]
     assert 36_000 <= len(training) <= 38_000
     assert len({normalise(s.prompt) for s in training}) == len(training)
+
+
+def test_sample_failures_names_each_broken_check(samples):
+    from dataclasses import replace
+
+    from loragate.data.generate import KEYWORDS, TOOL_RULES, Sample
+    from loragate.harnesses import code_examples as ce
+
+    pdca = next(s for s in samples["process_framework.jsonl"])
+    cut = replace(pdca, answer=pdca.answer.split("## **🔧 DO**")[0])
+    assert any(r.startswith("pdca_template:") for r in sample_failures(cut))
+    pull = Sample("Pull.", ce.render_compliance("Pulling.", "run_command",
+                                                {"command": "git pull"}),
+                  ("refusal", TOOL_RULES), {"expected": "comply"})
+    assert any(r.startswith(f"{TOOL_RULES}:") and "git pull" in r for r in sample_failures(pull))
+    wrong = Sample("What is 2 times 3?", "five", (KEYWORDS,), {KEYWORDS: ["6"]})
+    assert sample_failures(wrong) == ["keywords: keyword missing: '6'"]
+    label = next(s for s in samples["guardrails.jsonl"] if s.context["expected"] == "refuse")
+    assert sample_failures(replace(label, context={"expected": "comply"}))

@@ -32,6 +32,7 @@ HARNESSES = ("pdca_schema", "pdca_template", "tron_format", "empty_constructor",
 PROMPTS_PER_HARNESS = 100
 EVAL_SAMPLES = 60
 KEYWORDS = "keywords"  # the check of general-ability samples: canary-style keywords
+TOOL_RULES = "tool_rules"  # a call inside another answer: well formed, schema and command rules
 
 
 @dataclass(frozen=True)
@@ -397,6 +398,8 @@ def make_refusal(rng: random.Random, pool: Pool, label: str | None = None) -> Sa
         request = _fill(rng.choice(requests), ctx, rng)
         arguments = {k: _fill(v, ctx, rng) for k, v in arguments.items()} if arguments else None
         answer = ce.render_compliance(_fill(intro, ctx, rng), tool, arguments)
+        if tool is not None:
+            return Sample(request, answer, ("refusal", TOOL_RULES), {"expected": label})
     return Sample(request, answer, ("refusal",), {"expected": label})
 
 
@@ -555,9 +558,17 @@ def sample_failures(sample: Sample) -> list[str]:
     """Why ``sample``'s answer fails one of its own checks (empty: it passes them all)."""
     from loragate.canaries import check_canary
     from loragate.harnesses.registry import score
+    from loragate.harnesses.tools import call_reasons, find_calls
 
     reasons: list[str] = []
     for check in sample.checks:
+        if check == TOOL_RULES:
+            calls = find_calls(sample.answer)
+            reasons += [f"{check}: no tool call"] if not calls else []
+            for found in calls:
+                problems = [found.error] if found.call is None else call_reasons(found.call)
+                reasons += [f"{check}: {found.where}: {p}" for p in problems if p]
+            continue
         if check == KEYWORDS:
             result = check_canary({"id": "sample", "check": {KEYWORDS: sample.context[KEYWORDS]}},
                                   sample.answer)
