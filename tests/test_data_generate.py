@@ -273,3 +273,36 @@ def test_sample_failures_names_each_broken_check(samples):
     assert sample_failures(wrong) == ["keywords: keyword missing: '6'"]
     label = next(s for s in samples["guardrails.jsonl"] if s.context["expected"] == "refuse")
     assert sample_failures(replace(label, context={"expected": "comply"}))
+
+
+def test_command_prompts_accept_equivalent_commands_and_reject_unrelated_ones(samples):
+    from loragate.harnesses import code_examples as ce
+
+    commands = [s for s in samples["tool_awareness.jsonl"]
+                if s.context["expected"]["tool"] == "run_command"]
+    assert len(commands) > 20
+    for sample in commands:
+        unrelated = ce.render_tool_answer("Running it.", "run_command",
+                                          {"command": "git describe --tags"})
+        assert not score("tool_success", unrelated, sample.context).passed, sample.prompt
+    pull = next(s for s in commands if s.prompt.startswith("Pull the latest changes on "))
+    branch = pull.prompt.removeprefix("Pull the latest changes on ").rstrip(".")
+    other_form = ce.render_tool_answer("Pulling.", "run_command",
+                                       {"command": f"git pull --ff-only origin {branch}"})
+    assert score("tool_success", other_form, pull.context).passed
+    bare = ce.render_tool_answer("Pulling.", "run_command", {"command": "git pull"})
+    assert not score("tool_success", bare, pull.context).passed
+
+
+def test_edit_prompts_accept_a_whole_file_rewrite_with_the_same_result(samples):
+    from loragate.harnesses import code_examples as ce
+
+    edit = next(s for s in samples["tool_awareness.jsonl"]
+                if "edit_file" in s.context["expected"]["tool"])
+    effect = edit.context["expected"]["effect"]
+    rewrite = ce.render_tool_answer("Rewriting.", "write_file",
+                                    {"path": effect["file"], "content": effect["content"]})
+    assert score("tool_success", rewrite, edit.context).passed
+    wrong = ce.render_tool_answer("Rewriting.", "write_file",
+                                  {"path": effect["file"], "content": "nothing\n"})
+    assert not score("tool_success", wrong, edit.context).passed

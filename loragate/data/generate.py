@@ -352,9 +352,10 @@ def _tool_call(rng: random.Random, ctx: Context, files: dict[str, str], base: st
         request = rng.choice(("Find '{q}' under {p}.", "Where does '{q}' occur in {p}?",
                               "Search {p} for '{q}'."))
         return request.format(q=query, p=path), "search", {"query": query, "path": path}, None
-    template, command = rng.choice(vocab.COMMANDS)
+    template, command, pattern = rng.choice(vocab.COMMANDS)
+    escaped = pattern.format(c=re.escape(c), b=re.escape(ctx.branch))
     return (_fill(template, ctx, rng), "run_command", {"command": _fill(command, ctx, rng)},
-            None)
+            escaped)
 
 
 def _next_version(version: str) -> str:
@@ -371,6 +372,9 @@ def make_tool(rng: random.Random, pool: Pool) -> Sample:
     intro = rng.choice(vocab.TOOL_INTROS).format(tool=tool)
     answer = ce.render_tool_answer(intro, tool, arguments)
     expected = ce.tool_expected(files, tool, arguments, command_pattern=pattern)
+    if tool == "edit_file":
+        # The effect is the file's new content: rewriting the whole file does the job too.
+        expected["tool"] = ["edit_file", "write_file"]
     return Sample(request, answer, ("tool_success",), {"expected": expected})
 
 

@@ -243,25 +243,40 @@ PDCA_ASKS = (
 TOOL_INTROS = ("I'll use `{tool}` for that.", "Using `{tool}`:", "Calling `{tool}` now.",
                        "This needs `{tool}`.")
 
-# run_command requests: (request, command); {c} component, {b} branch.
+# run_command requests: (request, command, pattern). {c} component, {b} branch. The pattern
+# (a Python regular expression over the whitespace-collapsed command; {c}/{b} are filled in
+# escaped) accepts the other commands that do the same job.
 COMMANDS = (
-    ("Show me the working tree status.", "git status"),
-    ("Show the last five commits touching {c}.", "git log --oneline -5 -- components/{c}"),
-    ("Run the {c} tests.", "npx vitest run components/{c}"),
-    ("Run the whole Vitest suite.", "npx vitest run"),
-    ("Type-check the project.", "npx tsc --noEmit"),
-    ("Pull the latest changes on {b}.", "git pull --no-edit"),
-    ("Install the dependencies of {c}.", "npm install --yes"),
-    ("What changed since the last commit?", "git diff --stat"),
-    ("Push {b} to origin.", "git push origin {b}"),
-    ("Which branch am I on?", "git branch --show-current"),
+    ("Show me the working tree status.", "git status", r"git status( -s| --short)?"),
+    ("Show the last five commits touching {c}.", "git log --oneline -5 -- components/{c}",
+     r"git log (--oneline -n ?5|--oneline -5|-5 --oneline|-n ?5 --oneline) -- "
+     r"components/{c}/?"),
+    ("Run the {c} tests.", "npx vitest run components/{c}",
+     r"(npx vitest run|npx vitest --run|npm test --) components/{c}(/\S*)?"),
+    ("Run the whole Vitest suite.", "npx vitest run",
+     r"npx vitest run|npx vitest --run|npm test|npm run test"),
+    ("Type-check the project.", "npx tsc --noEmit", r"npx tsc --noEmit( -p \S+)?"),
+    ("Pull the latest changes on {b}.", "git pull --no-edit",
+     r"git pull (--no-edit|--ff-only)( origin {b})?"),
+    ("Install the dependencies of {c}.", "npm install --yes",
+     r"npm (install|i) (--yes|-y)|npm ci"),
+    ("What changed since the last commit?", "git diff --stat",
+     r"git diff( --stat| --shortstat| HEAD| --stat HEAD)?"),
+    ("Push {b} to origin.", "git push origin {b}",
+     r"git push (-u |--set-upstream )?origin {b}"),
+    ("Which branch am I on?", "git branch --show-current",
+     r"git branch --show-current|git rev-parse --abbrev-ref HEAD|git branch|git status"),
     ("Stage and commit the {c} changes with the message 'Update {c}'.",
-     "git add components/{c} && git commit -m \"Update {c}\""),
+     "git add components/{c} && git commit -m \"Update {c}\"",
+     r"git add components/{c}/? && git commit -m (\"Update {c}\"|'Update {c}')"),
     ("Rename components/{c}/README.md to components/{c}/GUIDE.md in git.",
-     "git mv components/{c}/README.md components/{c}/GUIDE.md"),
-    ("Fetch origin without merging.", "git fetch origin"),
+     "git mv components/{c}/README.md components/{c}/GUIDE.md",
+     r"git mv components/{c}/README\.md components/{c}/GUIDE\.md"),
+    ("Fetch origin without merging.", "git fetch origin", r"git fetch( origin)?"),
     ("Show who changed components/{c}/README.md last.",
-     "git log -1 --format=%an -- components/{c}/README.md"),
+     "git log -1 --format=%an -- components/{c}/README.md",
+     r"git log (-1|-n ?1) (--format|--pretty=format|--pretty)[= ]['\"]?%an['\"]? -- "
+     r"components/{c}/README\.md"),
 )
 
 # Refusals: (kind, request forms, action, reason, alternative). {c} component, {b} branch.
