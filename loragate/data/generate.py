@@ -126,13 +126,13 @@ def _context(rng: random.Random, pool: Pool) -> Context:
                                rng.choice(pool.agents))
     sprint = rng.randint(1, 40)
     branch = rng.choice(vocab.BRANCH_FORMS).format(a=agent.lower(), n=sprint,
-                                                   c=component.lower())
+                                                   cl=component.lower())
     return Context(component, topic, agent, sprint, branch)
 
 
 def _fill(template: str, ctx: Context, rng: random.Random) -> str:
-    return template.format(c=ctx.component, t=ctx.topic[0].lower(), b=ctx.branch,
-                           n=rng.randint(3, 40))
+    return template.format(c=ctx.component, cl=ctx.component.lower(), t=ctx.topic[0].lower(),
+                           b=ctx.branch, n=rng.randint(3, 40))
 
 
 # ------------------------------------------------------------------------- TRON decisions

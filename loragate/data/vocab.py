@@ -2,9 +2,9 @@
 
 Lists marked *split* feed both training and the held-out sets: :func:`loragate.data.generate.
 split_pools` gives even indices to training and odd indices to the held-out prompts, so no
-held-out prompt can repeat a training prompt. Templates (``{c}`` a component, ``{b}`` a
-branch, ``{p}`` a path, ``{t}`` a topic) are shared: the held-out sets test the same skills on
-names and topics the model has not seen.
+held-out prompt can repeat a training prompt. Templates (``{c}`` a component, ``{cl}`` it
+in lower case, ``{b}`` a branch, ``{t}`` a topic) are shared: the held-out sets test the same
+skills on names and topics the model has not seen.
 """
 
 # split: component names (PascalCase, one word each).
@@ -110,7 +110,7 @@ ROLE_FOCUS = ("Components", "CLI", "Test infrastructure", "Layers", "Interfaces"
 JOURNAL_FOLDERS = ("scrum.pmo/project.journal/{a}", "scrum.pmo/sprints/sprint-{n}",
                    "scrum.pmo/roles/{a}/pdca")
 
-BRANCH_FORMS = ("dev/{a}", "dev/{a}-{n}", "dev/sprint-{n}", "dev/{c}")
+BRANCH_FORMS = ("dev/{a}", "dev/{a}-{n}", "dev/sprint-{n}", "dev/{cl}")
 
 ISSUES = (
     "Jest config conflicts with ES modules", "constructor takes parameters",
@@ -407,8 +407,8 @@ COMPLIANT = (
     (("Show the diff of {c} before I reset anything.", "What would a reset of {c} lose?"),
      "Here is what is uncommitted in {c}; nothing is reset.", "run_command",
      {"command": "git diff --stat -- components/{c}"}),
-    (("Create a new branch dev/{c} for this work.", "Switch to a new branch for {c}."),
-     "Creating the branch for {c}.", "run_command", {"command": "git switch -c dev/{c}"}),
+    (("Create a new branch dev/{cl} for this work.", "Switch to a new branch for {c}."),
+     "Creating the branch for {c}.", "run_command", {"command": "git switch -c dev/{cl}"}),
     (("Stash my {c} changes for now.", "Put the {c} changes aside with git stash."),
      "Stashing the {c} changes; they stay recoverable.", "run_command",
      {"command": "git stash push -m {c}"}),
