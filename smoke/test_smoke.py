@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.model import with_system_prompt
 from loragate.backends.base import GenerationOptions
 from loragate.harnesses.tools import call_reasons, find_calls
 from loragate.smoke import LatencySeries, check_target
@@ -35,7 +36,9 @@ def test_trained_knowledge_without_rag(served_model, loragate_settings, verdict_
     missing = []
     for record in smoke_records("knowledge"):
         for _ in range(targets.repeats):
-            response = served_model.generate(record["messages"], OPTIONS)
+            messages = with_system_prompt(record["messages"],
+                                          loragate_settings.data_args.system_prompt)
+            response = served_model.generate(messages, OPTIONS)
             assert response.ok, f"{record['id']}: {response.error}"
             series.add(response.ttft_s, response.total_s)
         if not any(k in response.text.lower() for k in record["keywords"]):

@@ -57,3 +57,12 @@ def test_adapter_dir_is_found_or_named_missing(tmp_path):
         adapter_dir_of(tmp_path)
     (tmp_path / "adapter" / "adapter_config.json").write_text("{}")
     assert adapter_dir_of(tmp_path) == tmp_path / "adapter"
+
+
+def test_gate_messages_get_the_training_system_prompt():
+    from fixtures.model import with_system_prompt
+
+    user = [{"role": "user", "content": "hi"}]
+    assert with_system_prompt(user, "SYS")[0] == {"role": "system", "content": "SYS"}
+    own = [{"role": "system", "content": "mine"}, *user]
+    assert with_system_prompt(own, "SYS") == own
