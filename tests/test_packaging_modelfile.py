@@ -140,8 +140,8 @@ def test_ollama_create_uploads_and_reports_progress(tmp_path: Path,
         def __init__(self, host: str) -> None:
             calls["host"] = host
 
-        def version(self) -> dict:
-            return {"version": "0.5.0"}
+        def list(self) -> dict:
+            return {"models": []}
 
         def create_blob(self, blob: Path) -> str:
             calls["blob"] = Path(blob)
@@ -165,3 +165,12 @@ def test_ollama_create_uploads_and_reports_progress(tmp_path: Path,
     assert calls["create"]["system"] == "Follow Web4."
     assert seen == [("pulling", 1, 2), ("success", None, None)]
     assert mf.DEFAULT_OLLAMA_HOST.startswith("http://")
+
+
+def test_the_fake_client_only_uses_methods_the_real_ollama_client_has() -> None:
+    # The fake above once had a `version()` the real client lacks, which hid a bug that made
+    # every real server look absent.
+    import ollama
+
+    for method in ("list", "create_blob", "create"):
+        assert callable(getattr(ollama.Client, method, None)), method

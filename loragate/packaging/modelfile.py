@@ -432,7 +432,7 @@ def ollama_create(
     host = host or os.environ.get("OLLAMA_HOST") or DEFAULT_OLLAMA_HOST
     client = ollama.Client(host=host)
     try:
-        client.version()
+        client.list()  # GET /api/tags: the cheapest call every Ollama server answers
     except Exception as exc:  # connection refused, timeout, DNS: all mean "no server"
         return OllamaImport(False, (
             f"no Ollama server answers at {host} ({type(exc).__name__}); to import the model, "
