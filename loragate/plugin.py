@@ -388,8 +388,9 @@ def build_document(config: pytest.Config, state: VerdictSession) -> dict[str, An
     data_hash = hash_paths(state.data_files)
     model = state.metrics.get("model", {})
     cache = state.metrics.get("cache")
-    if cache and (cache.get("hits", 0) + cache.get("misses", 0)):
-        cache["hit_ratio"] = round(cache.get("hits", 0) / (cache["hits"] + cache["misses"]), 4)
+    if cache:
+        hits, misses = cache.get("hits", 0), cache.get("misses", 0)
+        cache["hit_ratio"] = round(hits / (hits + misses), 4) if hits + misses else None
     return {
         "schema": SCHEMA,
         "loragate_version": __version__,

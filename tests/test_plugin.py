@@ -243,6 +243,7 @@ def test_metrics_and_html_reports(pytester):
         test_gate=harness_file("pdca_schema", "ship_gate", passes=99),
         test_metrics=textwrap.dedent("""
             def test_latency(verdict_metrics):
+                verdict_metrics.count("cache", "misses", 3)  # a cold run: misses, no hits
                 verdict_metrics.add("latency", "ttft_p50_ms", 12.5)
                 verdict_metrics.add("model", "digest", "sha256:abc")
             """),
@@ -254,6 +255,7 @@ def test_metrics_and_html_reports(pytester):
                       "--self-contained-html", f"--verdict-html={own}", f"--junitxml={junit}")
     assert result.ret == 0
     assert doc["metrics"]["latency"] == {"ttft_p50_ms": 12.5}
+    assert doc["metrics"]["cache"] == {"misses": 3, "hit_ratio": 0.0}
     assert doc["model"]["digest"] == "sha256:abc"
     page = html.read_text()
     assert "loragate-gates" in page
