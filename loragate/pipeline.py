@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from loragate.config import LoragateConfig, load_config
-from loragate.report import render_text
+from loragate.report import render_comparison_markdown, render_text
 
 GATE_SUITES = ("gates", "canaries")
 GATE_MARKERS = "ship_gate or quality_gate or canary"
@@ -180,7 +180,9 @@ def run_pipeline(args: argparse.Namespace) -> int:
     if tuned is not None:
         shutil.copyfile(tuned_json, reports / "verdict.json")
     write_timings(reports / "timings.json", report)
-    print_summary(report, tuned, read_verdict(reports / "verdict-base.json"))
+    base = read_verdict(reports / "verdict-base.json")
+    write_comparison(reports / "comparison.md", base, tuned, reports / "timings.json")
+    print_summary(report, tuned, base)
     if tuned is None:
         print("loragate: the tuned model's verdict was not written", file=sys.stderr)
         return 2
@@ -258,6 +260,16 @@ def write_timings(path: Path, report: PipelineReport) -> None:
     payload = {"stages": [asdict(t) for t in report.timings],
                "total_s": round(sum(t.seconds for t in report.timings), 1)}
     path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+
+
+def write_comparison(path: Path, base: dict | None, tuned: dict | None,
+                     timings_path: Path) -> None:
+    """The README's side-by-side table of both verdicts and the stage times."""
+    documents = {label: doc for label, doc in (("base", base), ("tuned", tuned)) if doc}
+    if not documents:
+        return
+    timings = json.loads(timings_path.read_text(encoding="utf-8"))
+    path.write_text(render_comparison_markdown(documents, timings), encoding="utf-8")
 
 
 def print_summary(report: PipelineReport, tuned: dict | None, base: dict | None,

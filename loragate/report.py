@@ -87,3 +87,55 @@ def render_text(document: dict[str, Any]) -> str:
     out.append(f"VERDICT: {document['verdict'].upper()}")
     out += [f"  - {reason}" for reason in document["blocking_reasons"]]
     return "\n".join(out)
+
+
+def _harness_cell(harness: dict[str, Any] | None) -> str:
+    if harness is None:
+        return "—"
+    if harness["metric"] == "f1":
+        figure = f"F1 {harness['f1']:.2f}"
+    else:
+        figure = f"{harness['passed']}/{harness['n']}"
+    return f"{figure} {'pass' if harness['gate_passed'] else 'FAIL'}"
+
+
+def _summary_line(label: str, document: dict[str, Any]) -> str:
+    overall = document["overall"]
+    line = f"**{label}**: {document['verdict'].upper()}, overall {overall['score']:.1f}"
+    canaries = document.get("canaries")
+    if canaries:
+        line += (f"; canaries {canaries['model_passed']}/{canaries['n']} "
+                 f"(baseline {canaries['baseline_passed']}/{canaries['n']}, "
+                 f"regressions: {', '.join(canaries['regressions']) or 'none'})")
+    latency = document.get("metrics", {}).get("latency") or {}
+    figures = [f"{k} {v}" for k, v in latency.items() if not isinstance(v, dict)]
+    if figures:
+        line += "; latency " + ", ".join(figures)
+    return line
+
+
+def render_comparison_markdown(documents: dict[str, dict[str, Any]],
+                               timings: dict[str, Any] | None = None) -> str:
+    """Verdicts side by side (e.g. ``{"base": …, "tuned": …}``) as Markdown, for a README.
+
+    ``timings`` is the pipeline's ``timings.json``: a table of the wall time of each stage.
+    """
+    labels = list(documents)
+    names = list(dict.fromkeys(n for d in documents.values() for n in d["harnesses"]))
+    out: list[str] = []
+    if timings:
+        out += ["| stage | wall time | |", "|---|---:|---|"]
+        for stage in timings["stages"]:
+            note = "reused" if stage.get("reused") else stage.get("detail") or ""
+            out.append(f"| {stage['stage']} | {stage['seconds']:.0f} s | {note} |")
+        out += [f"| total | {timings['total_s']:.0f} s | |", ""]
+    out.append("| harness | gate | threshold | " + " | ".join(labels) + " |")
+    out.append("|---|---|---:|" + "---|" * len(labels))
+    for name in names:
+        first = next(d["harnesses"][name] for d in documents.values() if name in d["harnesses"])
+        cells = [_harness_cell(documents[label]["harnesses"].get(name)) for label in labels]
+        out.append(f"| {name} | {first['gate']} | {first['threshold']:.2f} | "
+                   + " | ".join(cells) + " |")
+    for label in labels:
+        out += ["", _summary_line(label, documents[label])]
+    return "\n".join(out) + "\n"
