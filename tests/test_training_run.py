@@ -24,6 +24,7 @@ from loragate.training.trainer import (
     make_health_monitor,
     select_device,
     train,
+    wants_length_grouping,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -274,6 +275,15 @@ def test_plan_argument_names_map_onto_installed_transformers() -> None:
     assert True in renamed.values()
     with pytest.raises(TrainingError, match="not_an_argument"):
         for_installed_transformers({"not_an_argument": 1})
+
+
+@pytest.mark.parametrize(("batch", "packing", "grouped"),
+                         [(2, False, True), (1, False, False), (2, True, False)])
+def test_length_grouping_only_where_it_saves_padding(tmp_path: Path, batch: int, packing: bool,
+                                                     grouped: bool) -> None:
+    config = tiny_config(tmp_path, tmp_path / "base", per_device_train_batch_size=batch)
+    config.data_args.packing = packing
+    assert wants_length_grouping(config) is grouped
 
 
 # --------------------------------------------------------------------------- warning signs
