@@ -1,5 +1,12 @@
 """Root conftest: the fixture modules shared by every suite (see fixtures/)."""
 
+# The Step 2 suite lives in ./packaging/. Under --import-mode=importlib pytest names its
+# modules "packaging.test_…" and registers a bare "packaging" module for the folder, which
+# then hides the PyPI `packaging` that transformers and sentence-transformers import (every
+# Step 1/2 check and RAG smoke test died with "cannot import name 'version'"). Importing the
+# real one first makes pytest hang the suite's modules under it instead.
+import packaging.version  # noqa: F401
+
 pytest_plugins = [
     "pytester",
     "fixtures.tiny_models",

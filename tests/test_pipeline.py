@@ -66,3 +66,16 @@ def test_gate_messages_get_the_training_system_prompt():
     assert with_system_prompt(user, "SYS")[0] == {"role": "system", "content": "SYS"}
     own = [{"role": "system", "content": "mine"}, *user]
     assert with_system_prompt(own, "SYS") == own
+
+
+def test_collecting_the_packaging_suite_keeps_the_pypi_packaging_module():
+    """The verdict run collects ./packaging/; transformers must still find packaging.version."""
+    import subprocess
+    import sys
+
+    script = ("import pytest; pytest.main(['packaging', 'training', '--collect-only', '-q']); "
+              "import packaging.version; print(packaging.version.__name__)")
+    done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parents[1],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("packaging.version")
