@@ -26,7 +26,13 @@ import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
-from loragate.packaging.llamacpp import convert_hf_to_gguf, default_cache_dir, ensure_converter  # noqa: E402
+from loragate.packaging.llamacpp import (  # noqa: E402
+    HF_CONVERTER,
+    convert_hf_to_gguf,
+    default_cache_dir,
+    ensure_converter,
+    prestarted,
+)
 from loragate.packaging.merge import merge_adapter  # noqa: E402
 from loragate.packaging.quantize import quantize_gguf  # noqa: E402
 from loragate.training.base_model import materialise_smollm2  # noqa: E402
@@ -80,12 +86,15 @@ def main() -> int:
     try:
         adapter = args.adapter or make_adapter(base, work / "adapter")
         timings = {}
+        # As `loragate package` does: the converter process starts with the merge (its imports
+        # overlap it), and starting it is counted in the merge's time.
         started = time.perf_counter()
-        merged = merge_adapter(base, adapter, work / "merged")
-        timings["merge"] = time.perf_counter() - started
-        started = time.perf_counter()
-        f16 = convert_hf_to_gguf(merged, work / "model.f16.gguf")
-        timings["convert"] = time.perf_counter() - started
+        with prestarted(HF_CONVERTER, cache, warm_dir=base) as converter:
+            merged = merge_adapter(base, adapter, work / "merged")
+            timings["merge"] = time.perf_counter() - started
+            started = time.perf_counter()
+            f16 = convert_hf_to_gguf(merged, work / "model.f16.gguf", process=converter)
+            timings["convert"] = time.perf_counter() - started
         started = time.perf_counter()
         quantized = quantize_gguf(f16, work / f"model.{args.quant}.gguf", args.quant)
         timings["quantize"] = time.perf_counter() - started

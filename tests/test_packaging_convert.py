@@ -105,6 +105,44 @@ def test_converter_failure_carries_its_stderr(tmp_path: Path, tiny_llama_dir: Pa
     assert list(tmp_path.glob(".out.gguf*")) == []
 
 
+def test_prestarted_converter_writes_the_same_gguf(
+    tiny_gguf: Path, tiny_llama_dir: Path, tmp_path: Path
+) -> None:
+    with llamacpp.prestarted(llamacpp.HF_CONVERTER, warm_dir=tiny_llama_dir) as process:
+        out = convert_hf_to_gguf(tiny_llama_dir, tmp_path / "warm.gguf", process=process)
+    assert out.read_bytes() == tiny_gguf.read_bytes()
+    assert [p.name for p in tmp_path.iterdir()] == ["warm.gguf"]
+
+
+def test_prestarted_converter_failure_carries_its_stderr(tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"architectures": ["NoSuchModelForCausalLM"]}')
+    with (llamacpp.prestarted(llamacpp.HF_CONVERTER) as process,
+          pytest.raises(ConverterError, match="NoSuchModelForCausalLM")):
+        convert_hf_to_gguf(broken, tmp_path / "out.gguf", process=process)
+    assert not (tmp_path / "out.gguf").exists()
+
+
+def test_prestarted_converter_runs_once_and_only_its_script(
+    tiny_llama_dir: Path, tiny_adapter_dir: Path, tmp_path: Path
+) -> None:
+    with llamacpp.prestarted(llamacpp.HF_CONVERTER) as process:
+        with pytest.raises(ValueError, match="prestarted for convert_hf_to_gguf.py"):
+            llamacpp.convert_lora_to_gguf(tiny_adapter_dir, tiny_llama_dir,
+                                          tmp_path / "a.gguf", process=process)
+        convert_hf_to_gguf(tiny_llama_dir, tmp_path / "m.gguf", process=process)
+        with pytest.raises(ConverterError, match="already used"):
+            convert_hf_to_gguf(tiny_llama_dir, tmp_path / "again.gguf", process=process)
+
+
+def test_unused_prestarted_converter_is_stopped() -> None:
+    with llamacpp.prestarted(llamacpp.LORA_CONVERTER) as process:
+        proc = process._proc
+        assert proc is not None and proc.poll() is None
+    assert proc.returncode is not None  # an earlier step failing leaves no process behind
+
+
 def test_not_an_hf_folder_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConverterError, match=r"no config\.json"):
         convert_hf_to_gguf(tmp_path, tmp_path / "x.gguf")

@@ -13,18 +13,25 @@ own process keeps PyPI's ``gguf`` for reading files.
 The converters run in a subprocess of the current interpreter, so their imports, memory and
 logging stay out of the caller's process, and their output is written under a temporary name
 and renamed only when the converter exits cleanly.
+
+Importing torch, transformers and the converter package costs a fresh process about 5 s on
+2 cores, more than converting a 135M model. :func:`prestarted` starts that process before its
+input exists (while the merge runs) and hands it the command line when the input is ready: the
+same converter, the same arguments and the same isolation, with its imports done in parallel.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
@@ -42,6 +49,10 @@ COMPLETE_MARKER = ".loragate-complete"
 # Lines of the converter's stderr quoted in an error: enough for the traceback's end.
 STDERR_TAIL_LINES = 30
 OUTTYPES = ("f32", "f16", "bf16", "q8_0", "auto")
+# Safetensors up to this size are converted with --no-lazy: computing every output tensor
+# before writing holds one f16 copy of the model in memory and skips the lazy-tensor
+# bookkeeping; above it, lazy mode keeps memory at one tensor (a 7B model would need 14 GB).
+NO_LAZY_MAX_BYTES = 2 * 2**30
 
 
 class ConverterError(RuntimeError):
@@ -158,17 +169,23 @@ def convert_hf_to_gguf(
     *,
     cache_dir: Path | None = None,
     timeout_s: float | None = None,
+    process: PrestartedConverter | None = None,
 ) -> Path:
-    """Convert an HF model folder to a GGUF at ``out_path`` with llama.cpp's converter."""
+    """Convert an HF model folder to a GGUF at ``out_path`` with llama.cpp's converter.
+
+    ``process``, from :func:`prestarted` with :data:`HF_CONVERTER`, runs it in a process whose
+    imports are already done; without it a fresh process is started.
+    """
     hf_dir, out_path = Path(hf_dir), Path(out_path)
     if outtype not in OUTTYPES:
         raise ValueError(f"outtype {outtype!r} is not one of {OUTTYPES}")
     if not (hf_dir / "config.json").is_file():
         raise ConverterError(f"{hf_dir}: not an HF model folder (no config.json)")
     converter = ensure_converter(cache_dir) / HF_CONVERTER
-    return _run_to_file(
-        [str(converter), str(hf_dir), "--outtype", outtype], out_path, timeout_s=timeout_s
-    )
+    args = [str(converter), str(hf_dir), "--outtype", outtype]
+    if _weights_size(hf_dir) <= NO_LAZY_MAX_BYTES:
+        args.append("--no-lazy")
+    return _run_to_file(args, out_path, timeout_s=timeout_s, process=process)
 
 
 def convert_lora_to_gguf(
@@ -179,8 +196,13 @@ def convert_lora_to_gguf(
     *,
     cache_dir: Path | None = None,
     timeout_s: float | None = None,
+    process: PrestartedConverter | None = None,
 ) -> Path:
-    """Convert a peft LoRA adapter folder to a llama.cpp LoRA GGUF (for ``--lora``/``ADAPTER``)."""
+    """Convert a peft LoRA adapter folder to a llama.cpp LoRA GGUF (for ``--lora``/``ADAPTER``).
+
+    ``process``: as for :func:`convert_hf_to_gguf`, from :func:`prestarted` with
+    :data:`LORA_CONVERTER`.
+    """
     adapter_dir, base_dir, out_path = Path(adapter_dir), Path(base_dir), Path(out_path)
     if outtype not in OUTTYPES:
         raise ValueError(f"outtype {outtype!r} is not one of {OUTTYPES}")
@@ -193,23 +215,39 @@ def convert_lora_to_gguf(
         [str(converter), str(adapter_dir), "--base", str(base_dir), "--outtype", outtype],
         out_path,
         timeout_s=timeout_s,
+        process=process,
     )
 
 
-def _run_to_file(args: Sequence[str], out_path: Path, *, timeout_s: float | None) -> Path:
+def _weights_size(hf_dir: Path) -> int:
+    return sum(p.stat().st_size for p in hf_dir.glob("*.safetensors"))
+
+
+def _run_to_file(
+    args: Sequence[str],
+    out_path: Path,
+    *,
+    timeout_s: float | None,
+    process: PrestartedConverter | None = None,
+) -> Path:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     partial = out_path.with_name(f".{out_path.name}.partial-{os.getpid()}")
-    command = [sys.executable, *args, "--outfile", str(partial)]
+    argv = [*args, "--outfile", str(partial)]
+    if process is not None and process.script != Path(args[0]).name:
+        raise ValueError(f"a process prestarted for {process.script} cannot run {args[0]}")
     try:
-        result = subprocess.run(
-            command, capture_output=True, text=True, env=_converter_env(),
-            timeout=timeout_s, check=False,
-        )
-        if result.returncode != 0 or not partial.is_file():
+        if process is not None:
+            returncode, stdout, stderr = process.run(argv, timeout_s)
+        else:
+            result = subprocess.run(
+                [sys.executable, *argv], capture_output=True, text=True, env=_converter_env(),
+                timeout=timeout_s, check=False,
+            )
+            returncode, stdout, stderr = result.returncode, result.stdout, result.stderr
+        if returncode != 0 or not partial.is_file():
             raise ConverterError(
                 f"{Path(args[0]).name} failed for {out_path.name} "
-                f"(exit {result.returncode}); last lines of its output:\n"
-                + _tail(result.stderr or result.stdout)
+                f"(exit {returncode}); last lines of its output:\n" + _tail(stderr or stdout)
             )
         os.replace(partial, out_path)
     except subprocess.TimeoutExpired:
@@ -219,6 +257,80 @@ def _run_to_file(args: Sequence[str], out_path: Path, *, timeout_s: float | None
     finally:
         partial.unlink(missing_ok=True)
     return out_path
+
+
+# The prestarted process: the converter script's own path set-up and imports, a warm-up on a
+# model of the same architecture (transformers imports a model's config code on first use,
+# about 1 s of it here), then one command line read from stdin, run as the script would run.
+# Not the tokenizer: building one is real work the warm-up would only throw away.
+_PRESTART_BOOTSTRAP = """
+import json, os, runpy, sys
+folder, warm_dir = sys.argv[1], sys.argv[2]
+sys.path[0:0] = [folder, os.path.join(folder, "gguf-py")]
+import torch, conversion
+if warm_dir:
+    try:
+        from transformers import AutoConfig
+        AutoConfig.from_pretrained(warm_dir)
+    except Exception:
+        pass  # only a warm-up: the real run reports its own errors
+line = sys.stdin.readline()
+if not line.strip():
+    sys.exit(0)  # cancelled
+sys.argv = json.loads(line)
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+class PrestartedConverter:
+    """One run of a llama.cpp converter in a process started ahead of it (:func:`prestarted`)."""
+
+    def __init__(self, script: str, folder: Path, warm_dir: Path | None) -> None:
+        if script not in EXTRACTED_FILES:
+            raise ValueError(f"{script!r} is not one of the converters {EXTRACTED_FILES}")
+        self.script = script
+        self._proc: subprocess.Popen[str] | None = subprocess.Popen(
+            [sys.executable, "-c", _PRESTART_BOOTSTRAP, str(folder), str(warm_dir or "")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=_converter_env(),
+        )
+
+    def run(self, argv: Sequence[str], timeout_s: float | None) -> tuple[int, str, str]:
+        """Run ``python *argv`` in the prestarted process: (exit status, stdout, stderr)."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            raise ConverterError(f"the process prestarted for {self.script} was already used")
+        try:
+            stdout, stderr = proc.communicate(json.dumps(list(argv)) + "\n", timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise
+        return proc.returncode, stdout, stderr
+
+    def close(self) -> None:
+        """Stop the process if it was never used (an earlier step failed)."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.kill()
+            proc.communicate()
+
+
+@contextlib.contextmanager
+def prestarted(
+    script: str, cache_dir: Path | None = None, *, warm_dir: Path | None = None
+) -> Iterator[PrestartedConverter]:
+    """A converter process that does its imports now and runs when given its arguments.
+
+    ``warm_dir`` is an HF folder of the same architecture as the model to convert (the base):
+    loading its config imports the code the real run needs. Pass the process to
+    :func:`convert_hf_to_gguf` or :func:`convert_lora_to_gguf`; it is killed on exit if unused.
+    """
+    process = PrestartedConverter(script, ensure_converter(cache_dir), warm_dir)
+    try:
+        yield process
+    finally:
+        process.close()
 
 
 def _converter_env() -> dict[str, str]:
