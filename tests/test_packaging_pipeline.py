@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from loragate.config import LoragateConfig
+from loragate.packaging import merge as merge_mod
 from loragate.packaging import pipeline
 from loragate.packaging.gguf_checks import (
     file_type_matches,
@@ -21,6 +22,7 @@ from loragate.packaging.gguf_checks import (
 from loragate.packaging.merge import (
     AdapterMismatchError,
     AdapterNotFoundError,
+    direct_merge_plan,
     merge_adapter,
     resolve_dtype,
 )
@@ -104,6 +106,94 @@ def test_merge_saves_the_configured_dtype(tmp_path: Path, tiny_llama_dir: Path,
         key = next(iter(handle.keys()))
         assert str(handle.get_tensor(key).dtype) == "torch.float16"
     assert json.loads((out / "config.json").read_text())["dtype"] == "float16"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_direct_merge_writes_what_peft_writes(tmp_path: Path, tiny_llama_dir: Path,
+                                              tiny_adapter_dir: Path, dtype: str) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    plan = direct_merge_plan(tiny_llama_dir, tiny_adapter_dir)
+    assert plan is not None and len(plan.weights) == 2 * 7  # 2 layers, 7 projections
+    direct, peft = tmp_path / "direct", tmp_path / "peft"
+    direct.mkdir()
+    peft.mkdir()
+    merge_mod._merge_direct(tiny_llama_dir, tiny_adapter_dir, direct, dtype, plan)
+    merge_mod._merge_with_peft(tiny_llama_dir, tiny_adapter_dir, peft, dtype)
+    ours, theirs = load_file(direct / "model.safetensors"), load_file(peft / "model.safetensors")
+    assert ours.keys() == theirs.keys()
+    for key in ours:  # the same arithmetic, so the same bits
+        assert ours[key].dtype == theirs[key].dtype == getattr(torch, dtype), key
+        assert torch.equal(ours[key], theirs[key]), key
+    config = json.loads((direct / "config.json").read_text())
+    assert config["dtype"] == dtype
+    assert config == {**json.loads((tiny_llama_dir / "config.json").read_text()), "dtype": dtype}
+
+
+def test_direct_merge_of_a_sharded_base(tmp_path: Path, tiny_llama_dir: Path,
+                                        tiny_adapter_dir: Path) -> None:
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    sharded = tmp_path / "sharded"
+    AutoModelForCausalLM.from_pretrained(tiny_llama_dir).save_pretrained(
+        sharded, max_shard_size="100KB")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copyfile(tiny_llama_dir / name, sharded / name)
+    plan = direct_merge_plan(sharded, tiny_adapter_dir)
+    assert plan is not None and len(plan.shards) > 1
+    merged = merge_adapter(sharded, tiny_adapter_dir, tmp_path / "merged")
+    reference = merge_adapter(tiny_llama_dir, tiny_adapter_dir, tmp_path / "reference")
+    ours: dict = {}
+    for shard in plan.shards:
+        ours.update(load_file(merged / shard))
+    theirs = load_file(reference / "model.safetensors")
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[key], theirs[key]) for key in ours)
+    index = json.loads((merged / "model.safetensors.index.json").read_text())
+    assert index["metadata"]["total_size"] == sum(t.numel() * 4 for t in ours.values())
+    AutoModelForCausalLM.from_pretrained(merged)  # the index and the shards agree
+
+
+def test_adapters_beyond_plain_lora_go_through_peft(tmp_path: Path, tiny_llama_dir: Path,
+                                                    tiny_adapter_dir: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    adapter = tmp_path / "patterned"
+    shutil.copytree(tiny_adapter_dir, adapter)
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    # Same rank as everywhere else, so the merge must come out as the plain adapter's.
+    config["rank_pattern"] = {"q_proj": config["r"]}
+    (adapter / "adapter_config.json").write_text(json.dumps(config))
+    assert direct_merge_plan(tiny_llama_dir, adapter) is None
+    for key, value in [("use_dora", True), ("modules_to_save", ["lm_head"]),
+                       ("init_lora_weights", "pissa"), ("bias", "all")]:
+        changed = tmp_path / key
+        shutil.copytree(tiny_adapter_dir, changed)
+        (changed / "adapter_config.json").write_text(json.dumps({**config, key: value}))
+        assert direct_merge_plan(tiny_llama_dir, changed) is None, key
+
+    def no_direct(*args: object) -> None:
+        raise AssertionError("a patterned adapter must not take the direct merge")
+
+    monkeypatch.setattr(merge_mod, "_merge_direct", no_direct)
+    via_peft = merge_adapter(tiny_llama_dir, adapter, tmp_path / "via-peft")
+    monkeypatch.undo()
+    plain = merge_adapter(tiny_llama_dir, tiny_adapter_dir, tmp_path / "plain")
+    assert (via_peft / "model.safetensors").read_bytes() == (
+        plain / "model.safetensors").read_bytes()
+
+
+def test_rslora_scale(tmp_path: Path, tiny_llama_dir: Path, tiny_adapter_dir: Path) -> None:
+    adapter = tmp_path / "rslora"
+    shutil.copytree(tiny_adapter_dir, adapter)
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    plain = direct_merge_plan(tiny_llama_dir, adapter)
+    assert plain is not None and plain.scale == config["lora_alpha"] / config["r"]
+    (adapter / "adapter_config.json").write_text(json.dumps({**config, "use_rslora": True}))
+    rslora = direct_merge_plan(tiny_llama_dir, adapter)
+    assert rslora is not None and rslora.scale == config["lora_alpha"] / config["r"] ** 0.5
 
 
 def test_missing_adapter_is_named(tmp_path: Path, tiny_llama_dir: Path) -> None:

@@ -6,12 +6,20 @@ another base could otherwise "merge" into a model that is just the base. The mer
 done in float32 (exact for fp32 bases, no fp16 matmuls on CPU) and the result is cast to the
 base's dtype, or the configured one, before it is saved as safetensors with the tokenizer and
 its chat template. The folder is written under a temporary name and renamed when complete.
+
+A plain LoRA adapter (what ``loragate train`` writes: no DoRA, no bias, no patterns, no
+modules_to_save, Linear layers whose weights the base checkpoint names as they are) is merged
+straight from the safetensors files, one shard at a time: ``W += (B @ A) * scale``, the very
+arithmetic peft's ``merge_and_unload`` does, without building the model and its peft wrappers
+(about 1.5 s of Python for SmolLM2-135M's 210 layers, 70% of the merge) and without holding a
+whole float32 copy of the base. Any other adapter goes through peft.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import shutil
@@ -127,29 +135,158 @@ def resolve_dtype(base_dir: Path, wanted: str = "base") -> str:
 
 def merge_adapter(base_dir: Path, adapter_dir: Path, out_dir: Path, dtype: str = "base") -> Path:
     """Write ``base_dir`` + ``adapter_dir`` merged into ``out_dir`` (safetensors + tokenizer)."""
+    base_dir, adapter_dir, out_dir = Path(base_dir), Path(adapter_dir), Path(out_dir)
+    check_adapter_files(adapter_dir)
+    target_dtype = resolve_dtype(base_dir, dtype)
+    plan = direct_merge_plan(base_dir, adapter_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        if plan is not None:
+            _merge_direct(base_dir, adapter_dir, staging, target_dtype, plan)
+        else:
+            _merge_with_peft(base_dir, adapter_dir, staging, target_dtype)
+        _tokenizer_source(adapter_dir, base_dir).save_pretrained(staging)
+        _replace_dir(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
+
+
+def _merge_with_peft(base_dir: Path, adapter_dir: Path, out: Path, target_dtype: str) -> None:
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    base_dir, adapter_dir, out_dir = Path(base_dir), Path(adapter_dir), Path(out_dir)
-    check_adapter_files(adapter_dir)
-    target_dtype = resolve_dtype(base_dir, dtype)
     base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     check_adapter_matches(base, adapter_dir)
     with _torch_threads(1):
         merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
         merged = merged.to(getattr(torch, target_dtype))
     merged.config.dtype = target_dtype
+    merged.save_pretrained(out, safe_serialization=True)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
-        merged.save_pretrained(staging, safe_serialization=True)
-        _tokenizer_source(adapter_dir, base_dir).save_pretrained(staging)
-        _replace_dir(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return out_dir
+
+# Adapter settings that do not change the merge arithmetic. Any other setting with a value
+# (DoRA, rank/alpha patterns, modules_to_save, lora_bias, a newer peft's variant, …) sends the
+# adapter to peft's own merge.
+_PLAIN_LORA_KEYS = frozenset({
+    "peft_type", "base_model_name_or_path", "revision", "task_type", "inference_mode",
+    "peft_version", "auto_mapping", "target_modules", "exclude_modules", "layers_pattern",
+    "layers_to_transform", "lora_dropout", "megatron_core", "qalora_group_size", "bias", "r",
+    "lora_alpha", "use_rslora", "init_lora_weights",
+})
+_INDEX_FILE = "model.safetensors.index.json"
+_SINGLE_FILE = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class DirectMergePlan:
+    """A plain LoRA adapter the safetensors merge handles: scale and the weights it touches."""
+
+    scale: float
+    # base checkpoint key ("model.layers.0.self_attn.q_proj.weight") → adapter key prefix
+    weights: dict[str, str]
+    shards: tuple[str, ...]
+
+
+def direct_merge_plan(base_dir: Path, adapter_dir: Path) -> DirectMergePlan | None:
+    """How to merge without peft, or None when the adapter or the base needs peft's merge."""
+    from safetensors import safe_open
+
+    base_dir, adapter_dir = Path(base_dir), Path(adapter_dir)
+    config = json.loads((adapter_dir / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    if config.get("peft_type") != "LORA" or config.get("bias", "none") != "none":
+        return None
+    if config.get("init_lora_weights", True) not in (True, False, "gaussian"):
+        return None  # PiSSA, OLoRA, …: the base itself was changed at init
+    if any(value for key, value in config.items() if key not in _PLAIN_LORA_KEYS):
+        return None
+    base_config = json.loads((base_dir / "config.json").read_text(encoding="utf-8"))
+    if base_config.get("quantization_config"):
+        return None
+    shards = _base_shards(base_dir)
+    if shards is None:
+        return None
+
+    pairs: dict[str, dict[str, tuple[int, ...]]] = {}
+    with safe_open(str(adapter_dir / ADAPTER_WEIGHTS), framework="pt") as handle:
+        for key in handle.keys():  # noqa: SIM118 - safe_open is not a mapping
+            match = _LORA_KEY.match(key)
+            if match is None:
+                return None  # trained biases, embeddings, saved modules: peft's business
+            prefix = key[: -len(".weight")]
+            prefix = prefix[: prefix.rindex(match["kind"])]
+            shape = tuple(handle.get_slice(key).get_shape())
+            pairs.setdefault(match["module"], {"prefix": prefix})[match["kind"]] = shape
+    base_shapes: dict[str, tuple[int, ...]] = {}
+    for shard in shards:
+        with safe_open(str(base_dir / shard), framework="pt") as handle:
+            for key in handle.keys():  # noqa: SIM118
+                base_shapes[key] = tuple(handle.get_slice(key).get_shape())
+
+    weights = {}
+    for module, found in pairs.items():
+        a, b = found.get("lora_A"), found.get("lora_B")
+        weight = base_shapes.get(f"{module}.weight")
+        # Anything but a Linear weight the checkpoint names as the module is, with matching
+        # shapes, is left to peft, which also names a mismatch precisely.
+        if a is None or b is None or weight is None or len(weight) != 2:
+            return None
+        if len(a) != 2 or len(b) != 2 or a[0] != b[1] or (b[0], a[1]) != weight:
+            return None
+        weights[f"{module}.weight"] = found["prefix"]
+    rank, alpha = int(config["r"]), float(config["lora_alpha"])
+    scale = alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
+    return DirectMergePlan(scale=scale, weights=weights, shards=shards)
+
+
+def _base_shards(base_dir: Path) -> tuple[str, ...] | None:
+    if (base_dir / _INDEX_FILE).is_file():
+        index = json.loads((base_dir / _INDEX_FILE).read_text(encoding="utf-8"))
+        return tuple(sorted(set(index["weight_map"].values())))
+    if (base_dir / _SINGLE_FILE).is_file():
+        return (_SINGLE_FILE,)
+    return None  # .bin checkpoints: transformers loads those
+
+
+def _merge_direct(
+    base_dir: Path, adapter_dir: Path, out: Path, target_dtype: str, plan: DirectMergePlan
+) -> None:
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    dtype = getattr(torch, target_dtype)
+    adapter = load_file(str(adapter_dir / ADAPTER_WEIGHTS))
+    total = 0
+    with _torch_threads(1):
+        for shard in plan.shards:
+            tensors = {}
+            with safe_open(str(base_dir / shard), framework="pt") as handle:
+                for key in handle.keys():  # noqa: SIM118
+                    # float32 throughout, as peft does on a base loaded in float32. Not in
+                    # place: get_tensor may return a view of the file's (private) mapping.
+                    tensor = handle.get_tensor(key).to(torch.float32)
+                    prefix = plan.weights.get(key)
+                    if prefix is not None:
+                        lora_a = adapter[f"{prefix}lora_A.weight"].to(torch.float32)
+                        lora_b = adapter[f"{prefix}lora_B.weight"].to(torch.float32)
+                        tensor = tensor + (lora_b @ lora_a) * plan.scale
+                    tensors[key] = tensor.to(dtype).contiguous()
+            total += sum(t.numel() * t.element_size() for t in tensors.values())
+            save_file(tensors, str(out / shard), metadata={"format": "pt"})
+    if len(plan.shards) > 1:
+        index = json.loads((base_dir / _INDEX_FILE).read_text(encoding="utf-8"))
+        index.setdefault("metadata", {})["total_size"] = total
+        (out / _INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+    config = json.loads((base_dir / "config.json").read_text(encoding="utf-8"))
+    config["dtype"] = target_dtype
+    if "torch_dtype" in config:
+        config["torch_dtype"] = target_dtype
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    if (base_dir / "generation_config.json").is_file():
+        shutil.copyfile(base_dir / "generation_config.json", out / "generation_config.json")
 
 
 @contextlib.contextmanager
