@@ -262,9 +262,12 @@ def _run_to_file(
 # The prestarted process: the converter script's own path set-up and imports, a warm-up on a
 # model of the same architecture (transformers imports a model's config code on first use,
 # about 1 s of it here), then one command line read from stdin, run as the script would run.
-# Not the tokenizer: building one is real work the warm-up would only throw away.
+# Not the tokenizer: building one is real work the warm-up would only throw away. The garbage
+# collector is off while importing (imports make few cycles; 0.4 s of 3.2 s saved) and the
+# imported objects are then frozen out of later collections.
 _PRESTART_BOOTSTRAP = """
-import json, os, runpy, sys
+import gc, json, os, runpy, sys
+gc.disable()
 folder, warm_dir = sys.argv[1], sys.argv[2]
 sys.path[0:0] = [folder, os.path.join(folder, "gguf-py")]
 import torch, conversion
@@ -274,6 +277,8 @@ if warm_dir:
         AutoConfig.from_pretrained(warm_dir)
     except Exception:
         pass  # only a warm-up: the real run reports its own errors
+gc.freeze()
+gc.enable()
 line = sys.stdin.readline()
 if not line.strip():
     sys.exit(0)  # cancelled
