@@ -85,6 +85,9 @@ def test_merge_applies_the_adapter(tmp_path: Path, tiny_llama_dir: Path,
     assert (merged_dir / "chat_template.jinja").is_file() or json.loads(
         (merged_dir / "tokenizer_config.json").read_text()).get("chat_template")
     assert not list(merged_dir.glob("adapter_*"))
+    sibling = tmp_path / "made-by-mkdir"
+    sibling.mkdir()  # the umask's mode, not mkdtemp's owner-only 0700
+    assert merged_dir.stat().st_mode & 0o777 == sibling.stat().st_mode & 0o777
 
     ids = torch.tensor([[1, 200, 300, 400]])
     base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)

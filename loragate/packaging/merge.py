@@ -23,7 +23,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,7 +139,7 @@ def merge_adapter(base_dir: Path, adapter_dir: Path, out_dir: Path, dtype: str =
     target_dtype = resolve_dtype(base_dir, dtype)
     plan = direct_merge_plan(base_dir, adapter_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    staging = _staging_dir(out_dir)
     try:
         if plan is not None:
             _merge_direct(base_dir, adapter_dir, staging, target_dtype, plan)
@@ -151,6 +150,16 @@ def merge_adapter(base_dir: Path, adapter_dir: Path, out_dir: Path, dtype: str =
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir
+
+
+def _staging_dir(out_dir: Path) -> Path:
+    """A fresh sibling folder with the umask's permissions (mkdtemp's 0700 would make the
+    finished model unreadable to anyone but its creator, e.g. a model server's user)."""
+    while True:
+        staging = out_dir.parent / f".{out_dir.name}-{os.urandom(4).hex()}"
+        with contextlib.suppress(FileExistsError):
+            staging.mkdir()
+            return staging
 
 
 def _merge_with_peft(base_dir: Path, adapter_dir: Path, out: Path, target_dtype: str) -> None:
