@@ -23,7 +23,6 @@ same converter, the same arguments and the same isolation, with its imports done
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -33,6 +32,8 @@ import tarfile
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+from loragate.backends.cache import file_digest
 
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 SDIST_NAME = f"llama_cpp_python-{LLAMA_CPP_PYTHON_VERSION}.tar.gz"
@@ -77,7 +78,7 @@ def ensure_converter(cache_dir: Path | None = None) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         sdist = _download_sdist(staging / "download")
-        digest = _sha256(sdist)
+        digest = file_digest(sdist)
         if digest != SDIST_SHA256:
             raise ConverterError(
                 f"{sdist.name}: sha256 {digest} is not the recorded {SDIST_SHA256}; "
@@ -148,14 +149,6 @@ def _move_into_place(staging: Path, target: Path) -> None:
     except OSError:
         if not converter_is_complete(target):
             raise
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:

@@ -18,8 +18,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loragate.backends.cache import file_digest
 from loragate.packaging import llamacpp
 from loragate.packaging.merge import ADAPTER_CONFIG, ADAPTER_WEIGHTS, check_adapter_files
+from loragate.training.trainer import base_fingerprint
 
 PACKAGE_DIRNAME = "package"
 MANIFEST = "package.json"
@@ -93,25 +95,9 @@ def packaging_inputs_hash(config: Any, adapter_dir: Path, base_dir: Path) -> str
     }
     digest.update(json.dumps(settings, sort_keys=True).encode())
     for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
-        digest.update(_file_sha256(Path(adapter_dir) / name).encode())
-    digest.update(_base_fingerprint(Path(base_dir)).encode())
+        digest.update(file_digest(Path(adapter_dir) / name).encode())
+    digest.update(base_fingerprint(Path(base_dir)).encode())
     return digest.hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _base_fingerprint(base_dir: Path) -> str:
-    # Names and sizes, not bytes: hashing a 7B base would cost minutes on every call.
-    parts = [(base_dir / "config.json").read_text(encoding="utf-8")]
-    for path in sorted(base_dir.glob("*.safetensors")):
-        parts.append(f"{path.name}:{path.stat().st_size}")
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def is_up_to_date(previous: PackageResult | None, inputs_hash: str) -> bool:
