@@ -181,7 +181,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
         shutil.copyfile(tuned_json, reports / "verdict.json")
     write_timings(reports / "timings.json", report)
     base = read_verdict(reports / "verdict-base.json")
-    write_comparison(reports / "comparison.md", base, tuned, reports / "timings.json")
+    write_comparison(reports / "comparison.md", base, tuned, timings_payload(report))
     print_summary(report, tuned, base)
     if tuned is None:
         print("loragate: the tuned model's verdict was not written", file=sys.stderr)
@@ -256,19 +256,21 @@ def base_gguf_stage(config: LoragateConfig, *, force: bool, timing: StageTiming)
     return target if target.is_file() else f16
 
 
+def timings_payload(report: PipelineReport) -> dict[str, Any]:
+    return {"stages": [asdict(t) for t in report.timings],
+            "total_s": round(sum(t.seconds for t in report.timings), 1)}
+
+
 def write_timings(path: Path, report: PipelineReport) -> None:
-    payload = {"stages": [asdict(t) for t in report.timings],
-               "total_s": round(sum(t.seconds for t in report.timings), 1)}
-    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(timings_payload(report), indent=2) + "\n", encoding="utf-8")
 
 
 def write_comparison(path: Path, base: dict | None, tuned: dict | None,
-                     timings_path: Path) -> None:
+                     timings: dict[str, Any]) -> None:
     """The README's side-by-side table of both verdicts and the stage times."""
     documents = {label: doc for label, doc in (("base", base), ("tuned", tuned)) if doc}
     if not documents:
         return
-    timings = json.loads(timings_path.read_text(encoding="utf-8"))
     path.write_text(render_comparison_markdown(documents, timings), encoding="utf-8")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from loragate.pipeline import PipelineReport, write_comparison, write_timings
+from loragate.pipeline import PipelineReport, timings_payload, write_comparison, write_timings
 from loragate.report import render_comparison_markdown
 from loragate.verdict import CanaryOutcome, GateRule, SampleOutcome, compute_verdict
 
@@ -40,13 +40,12 @@ def test_pipeline_writes_comparison_with_stage_times(tmp_path):
     with report.stage("verdict-tuned") as timing:
         timing.detail = "(cleared)"
     write_timings(tmp_path / "timings.json", report)
-    write_comparison(tmp_path / "comparison.md", verdict(3), verdict(1),
-                     tmp_path / "timings.json")
+    write_comparison(tmp_path / "comparison.md", verdict(3), verdict(1), timings_payload(report))
     text = (tmp_path / "comparison.md").read_text()
     assert "| train |" in text and "reused" in text and "(cleared)" in text
     assert json.loads((tmp_path / "timings.json").read_text())["stages"][0]["stage"] == "train"
 
 
 def test_no_verdict_writes_no_comparison(tmp_path):
-    write_comparison(tmp_path / "comparison.md", None, None, tmp_path / "timings.json")
+    write_comparison(tmp_path / "comparison.md", None, None, {"stages": [], "total_s": 0})
     assert not (tmp_path / "comparison.md").exists()
