@@ -106,6 +106,9 @@ class LoraSettings(_Strict):
     )
     bias: Literal["none", "all", "lora_only"] = "none"
     task_type: Literal["CAUSAL_LM"] = "CAUSAL_LM"
+    # Adapt only these decoder layers (peft's layers_to_transform); None adapts all. The
+    # backward pass then stops at the lowest adapted layer, which is where CPU time goes.
+    layers_to_transform: list[int] | None = None
 
 
 class DataArgs(_Strict):

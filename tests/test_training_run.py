@@ -171,7 +171,9 @@ def test_two_process_gloo_run_produces_one_adapter(tmp_path: Path, tiny_llama_di
     config = tiny_config(tmp_path, tiny_llama_dir, max_steps=2, save_steps=100)
     config_file = tmp_path / "ddp.json"
     config_file.write_text(config.model_dump_json())
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    # Prepend, not replace: an environment that brings its packages on PYTHONPATH keeps them.
+    pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=pythonpath)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc_per_node", "2", "-m", "loragate.training.cli", "--config",
                str(config_file)]
@@ -294,21 +296,38 @@ class State:
         self.global_step, self.epoch = step, epoch
 
 
+def log_losses(monitor, first_step: int, epoch: float, losses: list[float],
+               grad_norm: float = 1.0) -> None:
+    for offset, loss in enumerate(losses):
+        monitor.on_log(None, State(first_step + offset, epoch), None,
+                       logs={"loss": loss, "grad_norm": grad_norm})
+
+
 def test_warning_signs_are_recorded_once_each() -> None:
     monitor = make_health_monitor("cpu", (0.4, 1.5), 5.0, memory_budget_gb=1e-6, announce=False)
-    monitor.on_log(None, State(5, 0.5), None, logs={"loss": 2.0, "grad_norm": 1.0})
+    log_losses(monitor, 1, 0.5, [2.0, 2.0, 2.0])
     assert monitor.warnings == []  # a high loss before epoch 1 is normal
-    monitor.on_log(None, State(10, 1.2), None, logs={"loss": 1.8, "grad_norm": 7.0})
-    monitor.on_log(None, State(11, 1.3), None, logs={"loss": 1.7, "grad_norm": 9.0})
-    monitor.on_log(None, State(20, 2.0), None, logs={"loss": 0.2, "grad_norm": 1.0})
-    monitor.on_train_end(None, State(20, 2.0), None)
+    log_losses(monitor, 10, 1.2, [1.8], grad_norm=7.0)
+    log_losses(monitor, 11, 1.3, [1.7], grad_norm=9.0)
+    log_losses(monitor, 20, 2.0, [0.2] * 10)
+    monitor.on_train_end(None, State(30, 2.0), None)
     text = "\n".join(monitor.warnings)
     assert len(monitor.warnings) == 4
-    assert "1.800 > 1.5 after epoch 1" in text
-    assert "0.200 < 0.4" in text
+    assert "1.950 > 1.5 after epoch 1 (mean of the last 4 logged losses, step 10)" in text
+    assert "0.350 < 0.4 (mean of the last 10 logged losses, step 28)" in text
     assert "gradient norm 7.00 > 5.0" in text
     assert "above the budget" in text and "cpu rss" in text
     assert monitor.grad_norm_over == 2
+
+
+def test_one_outlying_batch_loss_is_not_a_warning() -> None:
+    """The losses around the end of epoch 1 of a real 2-epoch run (partial last batch)."""
+    monitor = make_health_monitor("cpu", (0.4, 1.5), 50.0, memory_budget_gb=99, announce=False)
+    log_losses(monitor, 334, 0.99, [0.5, 0.45, 0.6, 0.4, 0.45, 0.29, 1.66, 0.35, 0.56])
+    log_losses(monitor, 343, 1.0, [2.32, 0.19, 0.17, 0.17])
+    early = make_health_monitor("cpu", (0.4, 1.5), 50.0, memory_budget_gb=99, announce=False)
+    log_losses(early, 14, 0.05, [0.9, 0.88, 0.87, 0.64, 0.63, 0.44, 0.35, 0.59])
+    assert monitor.warnings == [] and early.warnings == []
 
 
 # --------------------------------------------------------------------------- loragate train
@@ -342,3 +361,22 @@ def test_cli_reports_bad_data_with_file_and_line(
         handle.write("{not json\n")
     assert main(["--config", str(write_config_file(tmp_path, config))]) == EXIT_DATA
     assert "train.jsonl:13: invalid JSON" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- LoRA placement
+
+
+def test_layers_to_transform_adapts_only_the_named_layers(tmp_path: Path,
+                                                          tiny_llama_dir: Path) -> None:
+    from loragate.training.trainer import Precision, load_peft_model, training_config_hash
+
+    config = tiny_config(tmp_path, tiny_llama_dir)
+    everywhere = training_config_hash(config)
+    assert "layers_to_transform" not in config.lora_config.model_dump(mode="json",
+                                                                      exclude_none=True)
+    config.lora_config.layers_to_transform = [1]
+    model = load_peft_model(config, tiny_llama_dir, "cpu", Precision("fp32"))
+    adapted = {name.split(".layers.")[1].split(".")[0]
+               for name, _ in model.named_parameters() if "lora_A" in name}
+    assert adapted == {"1"}
+    assert training_config_hash(config) != everywhere
