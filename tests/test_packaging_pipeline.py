@@ -88,6 +88,11 @@ def test_merge_applies_the_adapter(tmp_path: Path, tiny_llama_dir: Path,
     sibling = tmp_path / "made-by-mkdir"
     sibling.mkdir()  # the umask's mode, not mkdtemp's owner-only 0700
     assert merged_dir.stat().st_mode & 0o777 == sibling.stat().st_mode & 0o777
+    made_by_open = tmp_path / "made-by-open"
+    made_by_open.write_text("")
+    # safetensors writes through an owner-only temporary: the weights get the umask's mode too.
+    for path in merged_dir.iterdir():
+        assert path.stat().st_mode & 0o777 == made_by_open.stat().st_mode & 0o777, path.name
 
     ids = torch.tensor([[1, 200, 300, 400]])
     base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)

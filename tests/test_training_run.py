@@ -76,6 +76,11 @@ def test_run_writes_a_safetensors_adapter_and_stats_then_is_reused(
     assert (out / "adapter_config.json").is_file()
     assert (out / "tokenizer_config.json").is_file()
     assert not list(out.glob("*.bin")) and not list(out.glob("*.pt"))
+    made_by_open = tmp_path / "made-by-open"
+    made_by_open.write_text("")
+    # safetensors writes an owner-only file; a model server running as another user reads it.
+    assert ((out / ADAPTER_WEIGHTS).stat().st_mode & 0o777
+            == made_by_open.stat().st_mode & 0o777)
     assert list((out / "runs").rglob("events.out.tfevents.*"))
     assert not (Path.cwd() / "runs").exists()
     stats = json.loads((out / STATS_FILE).read_text())

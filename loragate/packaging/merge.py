@@ -146,6 +146,9 @@ def merge_adapter(base_dir: Path, adapter_dir: Path, out_dir: Path, dtype: str =
         else:
             _merge_with_peft(base_dir, adapter_dir, staging, target_dtype)
         _tokenizer_source(adapter_dir, base_dir).save_pretrained(staging)
+        from loragate.training.trainer import give_files_the_umask_mode
+
+        give_files_the_umask_mode(staging)
         _replace_dir(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -322,6 +322,20 @@ def peak_memory_gb(device: str) -> tuple[float, str]:
     return psutil.Process().memory_info().rss / GIB, "cpu rss"
 
 
+def give_files_the_umask_mode(folder: Path) -> None:
+    """Give the files directly in ``folder`` the mode a plain ``open`` would have given them.
+
+    safetensors writes through an owner-only (0600) temporary file, so the adapter and the
+    merged weights were unreadable to a model server running as another user.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = 0o666 & ~umask
+    for path in Path(folder).iterdir():
+        if path.is_file() and not path.is_symlink():
+            path.chmod(mode)
+
+
 # The loss warnings read a moving mean: one logged loss is one batch. On a 2-epoch CUDA run
 # of the bundled data, the 2-sample last batch of epoch 1 logged 2.32 between neighbours of
 # 0.2-0.6, and step 23 logged 0.35 while its ten-step mean was 0.7; both tripped a warning.
@@ -675,6 +689,7 @@ def train(config: Any, *, force: bool = False,
         # pickle the training arguments next to it.
         model.save_pretrained(output_dir, safe_serialization=True)
         tokenizer.save_pretrained(output_dir)
+        give_files_the_umask_mode(output_dir)
         _write_json(output_dir / STATS_FILE, stats)
     # No rank returns (and maybe starts packaging) before the adapter is on disk.
     wait_for_everyone = getattr(trainer.accelerator, "wait_for_everyone", None)
