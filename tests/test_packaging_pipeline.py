@@ -342,3 +342,55 @@ def test_step2_suite_skips_without_a_package(pytester: pytest.Pytester, tmp_path
                                  "test_step2_checks.py")
     outcome.assert_outcomes(skipped=7)
     outcome.stdout.fnmatch_lines(["*no packaged model at*none*loragate package*"])
+
+
+# ------------------------------------------------------------------ durable outputs
+
+
+@pytest.fixture
+def synced_paths(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Every path os.fsync is called on, in order, with the renames between them."""
+    import os
+
+    events: list[Path] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src, dst) -> None:
+        events.append(Path(f"rename:{Path(src).name}->{Path(dst).name}"))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    return events
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads /proc/self/fd")
+def test_durable_replace_syncs_data_before_the_name(tmp_path: Path, synced_paths) -> None:
+    from loragate.packaging.files import durable_replace
+
+    partial, final = tmp_path / ".out.partial", tmp_path / "out"
+    partial.write_bytes(b"GGUF" + b"\0" * 64)
+    durable_replace(partial, final)
+    assert synced_paths == [partial, Path("rename:.out.partial->out"), tmp_path]
+    assert final.read_bytes().startswith(b"GGUF") and not partial.exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads /proc/self/fd")
+def test_every_package_output_reaches_the_disk_under_its_temporary_name(
+        tmp_path: Path, tiny_llama_dir: Path, tiny_adapter_dir: Path, synced_paths) -> None:
+    config = _config(tmp_path)
+    config.packaging.quant_types = ["Q8_0"]
+    result = package(config, tiny_adapter_dir, base_dir=tiny_llama_dir, progress=False)
+    finals = [p for p in result.package_dir.rglob("*") if p.is_file()]
+    assert len(finals) >= 6
+    for final in finals:
+        before_rename = [p for p in synced_paths
+                         if p.name.startswith(f".{final.name}.partial")
+                         or (p.name == final.name
+                             and p.parent.name.startswith(f".{final.parent.name}-"))]
+        assert before_rename, f"{final.relative_to(result.package_dir)} was never synced"
+    assert result.package_dir in synced_paths  # the renames into it, too

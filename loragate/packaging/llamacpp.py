@@ -34,6 +34,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from loragate.backends.cache import file_digest
+from loragate.packaging.files import durable_replace
 
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 SDIST_NAME = f"llama_cpp_python-{LLAMA_CPP_PYTHON_VERSION}.tar.gz"
@@ -242,7 +243,7 @@ def _run_to_file(
                 f"{Path(args[0]).name} failed for {out_path.name} "
                 f"(exit {returncode}); last lines of its output:\n" + _tail(stderr or stdout)
             )
-        os.replace(partial, out_path)
+        durable_replace(partial, out_path)
     except subprocess.TimeoutExpired:
         raise ConverterError(
             f"{Path(args[0]).name} did not finish within {timeout_s}s for {out_path.name}"

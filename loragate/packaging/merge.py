@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loragate.packaging.files import sync_folder, sync_folder_files
+
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 MERGE_DTYPES = ("base", "float32", "float16", "bfloat16")
@@ -149,7 +151,9 @@ def merge_adapter(base_dir: Path, adapter_dir: Path, out_dir: Path, dtype: str =
         from loragate.training.trainer import give_files_the_umask_mode
 
         give_files_the_umask_mode(staging)
+        sync_folder_files(staging)
         _replace_dir(staging, out_dir)
+        sync_folder(out_dir.parent)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir

@@ -20,6 +20,7 @@ from typing import Any
 
 from loragate.backends.cache import file_digest
 from loragate.packaging import llamacpp
+from loragate.packaging.files import durable_replace
 from loragate.packaging.merge import ADAPTER_CONFIG, ADAPTER_WEIGHTS, check_adapter_files
 from loragate.training.trainer import base_fingerprint
 
@@ -243,7 +244,7 @@ def write_modelfile(config: Any, tokenizer_dir: Path, gguf: Path, path: Path) ->
         modelfile.system = config.data_args.system_prompt
     partial = path.with_name(f".{path.name}.partial")
     partial.write_text(modelfile.render(), encoding="utf-8")
-    partial.replace(path)
+    durable_replace(partial, path)
     return path
 
 
@@ -268,4 +269,4 @@ def _write_manifest(result: PackageResult) -> None:
     path = result.package_dir / MANIFEST
     partial = path.with_name(f".{path.name}.partial")
     partial.write_text(json.dumps(result.to_manifest(), indent=2) + "\n", encoding="utf-8")
-    partial.replace(path)
+    durable_replace(partial, path)

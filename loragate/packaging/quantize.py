@@ -18,6 +18,8 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from loragate.packaging.files import durable_replace
+
 QUANT_TYPES = ("Q4_K_M", "Q5_K_M", "Q8_0", "f16")
 DEFAULT_QUANT_TYPE = "Q4_K_M"
 GGUF_MAGIC = b"GGUF"
@@ -103,7 +105,7 @@ def quantize_gguf(
     partial = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
     try:
         _run_llama_quantize(source, partial, target_ftype, n_threads, quant_type, quantize_fn)
-        os.replace(partial, dest)
+        durable_replace(partial, dest)
     finally:
         partial.unlink(missing_ok=True)
     return dest
