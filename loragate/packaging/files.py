@@ -1,10 +1,13 @@
-"""How packaging puts a finished file in place: written under a temporary name, synced, renamed.
+"""How a finished model file is put in place: readable as any new file, synced, renamed.
+
+safetensors writes through an owner-only (0600) temporary file, so adapters and merged weights
+would be unreadable to a model server running as another user; they get the umask's mode.
 
 A rename alone is atomic for running processes but not across a crash of the machine: ext4
 and xfs may commit the new name before the data, which leaves a final-named file that is
 empty or short. Syncing the file before the rename and the folder after it makes "a file with
 the final name is complete" hold after a power cut too. The cost is the disk's write speed
-(about 290 MB/s here, ~3 s for the SmolLM2 package), which is what packaging is measured
+(about 300 MB/s here: the SmolLM2 package takes ~4 s longer), which is what packaging is measured
 against in benchmarks/packaging.py.
 """
 
@@ -48,3 +51,14 @@ def sync_folder_files(folder: Path) -> None:
         if path.is_file() and not path.is_symlink():
             sync_file(path)
     sync_folder(folder)
+
+
+def give_files_the_umask_mode(folder: Path) -> None:
+    """Give the files directly in ``folder`` the mode a plain ``open`` would have given them
+    (the adapter after training, the merged model before it is renamed in place)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = 0o666 & ~umask
+    for path in Path(folder).iterdir():
+        if path.is_file() and not path.is_symlink():
+            path.chmod(mode)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loragate.packaging.files import sync_folder, sync_folder_files
+from loragate.packaging.files import give_files_the_umask_mode, sync_folder, sync_folder_files
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -148,8 +148,6 @@ def merge_adapter(base_dir: Path, adapter_dir: Path, out_dir: Path, dtype: str =
         else:
             _merge_with_peft(base_dir, adapter_dir, staging, target_dtype)
         _tokenizer_source(adapter_dir, base_dir).save_pretrained(staging)
-        from loragate.training.trainer import give_files_the_umask_mode
-
         give_files_the_umask_mode(staging)
         sync_folder_files(staging)
         _replace_dir(staging, out_dir)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loragate.packaging.files import give_files_the_umask_mode
 from loragate.training.base_model import load_tokenizer, resolve_base_model
 from loragate.training.data import (
     LoadReport,
@@ -320,20 +321,6 @@ def peak_memory_gb(device: str) -> tuple[float, str]:
     import psutil
 
     return psutil.Process().memory_info().rss / GIB, "cpu rss"
-
-
-def give_files_the_umask_mode(folder: Path) -> None:
-    """Give the files directly in ``folder`` the mode a plain ``open`` would have given them.
-
-    safetensors writes through an owner-only (0600) temporary file, so the adapter and the
-    merged weights were unreadable to a model server running as another user.
-    """
-    umask = os.umask(0)
-    os.umask(umask)
-    mode = 0o666 & ~umask
-    for path in Path(folder).iterdir():
-        if path.is_file() and not path.is_symlink():
-            path.chmod(mode)
 
 
 # The loss warnings read a moving mean: one logged loss is one batch. On a 2-epoch CUDA run
