@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import _no_shadow  # noqa: F401 - before any third-party import: see its docstring
+
 from loragate.backends import CachedBackend, GenerationOptions, ResponseCache, open_backend
 from loragate.config import BackendSettings
 from loragate.packaging.llamacpp import convert_hf_to_gguf, default_cache_dir

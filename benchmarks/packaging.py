@@ -20,29 +20,25 @@ made with random lora_B, so the merge does real work.
 
 from __future__ import annotations
 
-import sys
+import argparse
+import shutil
+import tempfile
+import time
 from pathlib import Path
 
-# Run as a script, this file's folder is sys.path[0] and this file would shadow the PyPI
-# `packaging` library that transformers imports; drop the folder before importing anything.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import _no_shadow  # noqa: F401 - before any third-party import: see its docstring
 
-import argparse  # noqa: E402
-import shutil  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-
-from loragate.packaging.files import sync_file, sync_folder  # noqa: E402
-from loragate.packaging.llamacpp import (  # noqa: E402
+from loragate.packaging.files import sync_file, sync_folder
+from loragate.packaging.llamacpp import (
     HF_CONVERTER,
     convert_hf_to_gguf,
     default_cache_dir,
     ensure_converter,
     prestarted,
 )
-from loragate.packaging.merge import merge_adapter  # noqa: E402
-from loragate.packaging.quantize import quantize_gguf  # noqa: E402
-from loragate.training.base_model import materialise_smollm2  # noqa: E402
+from loragate.packaging.merge import merge_adapter
+from loragate.packaging.quantize import quantize_gguf
+from loragate.training.base_model import materialise_smollm2
 
 
 def make_adapter(base_dir: Path, out: Path, rank: int = 16) -> Path:
