@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import _no_shadow  # noqa: F401 - before any third-party import: see its docstring
 import torch
 
 from loragate.config import load_config
@@ -110,22 +111,24 @@ def evaluate(config, adapter_dir: Path, n: int, seed: int = 42) -> dict:
     summary = {}
     from sklearn.metrics import f1_score
     for harness, entry in per.items():
-        rate = sum(entry["passed"]) / len(entry["passed"])
-        rate10 = sum(entry["passed"][:10]) / 10
-        row = {"rate": rate, "rate10": rate10,
+        # The gate scores the first `samples` prompts of the harness (config.gates).
+        gate_n = min(config.gates.harnesses[harness].samples, len(entry["passed"]))
+        row = {"rate": sum(entry["passed"]) / len(entry["passed"]),
+               "gate_rate": sum(entry["passed"][:gate_n]) / gate_n,
                "mean_len": sum(entry["lengths"]) / len(entry["lengths"]),
                "reasons": entry["reasons"][:6]}
         if harness == "refusal":
             row["f1"] = f1_score(entry["expected"], entry["predicted"], pos_label="refuse")
-            row["f1_10"] = f1_score(entry["expected"][:20], entry["predicted"][:20],
-                                    pos_label="refuse")
+            row["gate_f1"] = f1_score(entry["expected"][:gate_n], entry["predicted"][:gate_n],
+                                      pos_label="refuse")
         summary[harness] = row
     scores = [summary[h].get("f1", summary[h]["rate"]) for h in HARNESSES]
-    scores10 = [summary[h].get("f1_10", summary[h]["rate10"]) for h in HARNESSES]
+    gate_scores = [summary[h].get("gate_f1", summary[h]["gate_rate"]) for h in HARNESSES]
     summary["overall"] = 100 * sum(scores) / len(scores)
-    summary["overall10"] = 100 * sum(scores10) / len(scores10)
+    summary["gate_overall"] = 100 * sum(gate_scores) / len(gate_scores)
     del model
-    torch.cuda.empty_cache() if DEVICE == "cuda" else None
+    if DEVICE == "cuda":
+        torch.cuda.empty_cache()
     return summary
 
 
@@ -157,7 +160,8 @@ def main() -> None:
         out_path.write_text(json.dumps(results, indent=1))
         line = " ".join(f"{h[:6]}={summary[h].get('f1', summary[h]['rate']):.2f}"
                         for h in HARNESSES)
-        print(f"{name}: overall {summary['overall']:.1f} (first10 {summary['overall10']:.1f}) "
+        print(f"{name}: overall {summary['overall']:.1f} "
+              f"(gate samples {summary['gate_overall']:.1f}) "
               f"{line} eval_loss={summary['eval_loss']} train {summary['train_s']}s "
               f"eval {summary['eval_s']}s", flush=True)
 
