@@ -23,7 +23,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "gate": ("loragate.pipeline", "Step 3: run the ship and quality gates against --model"),
     "pipeline": ("loragate.pipeline",
                  "all stages in order, each reusing an up-to-date artifact"),
-    "report": ("loragate.report_cli",
+    "report": ("loragate.gating.report_cli",
                "re-render a verdict JSON as HTML, or re-verdict it with other thresholds"),
     "check": ("loragate.harnesses.cli", "run one harness validator on text files or stdin"),
     "data": ("loragate.data.cli", "generate the bundled Web4 training and prompt data"),

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from loragate.config import LoragateConfig, load_config
-from loragate.report import render_comparison_markdown, render_text
+from loragate.gating.report import render_comparison_markdown, render_text
 
 GATE_SUITES = ("gates", "canaries")
 GATE_MARKERS = "ship_gate or quality_gate or canary"

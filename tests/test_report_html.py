@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from loragate.report import render_html
-from loragate.verdict import CanaryOutcome, GateRule, SampleOutcome, compute_verdict
+from loragate.gating.report import render_html
+from loragate.gating.verdict import CanaryOutcome, GateRule, SampleOutcome, compute_verdict
 
 
 def document() -> dict:

@@ -4,7 +4,7 @@ Registered through the ``pytest11`` entry point. A gate test records each sample
 the ``gate_sample`` fixture; canary tests through ``canary_outcome``; any test may add figures
 to the verdict (latency, load time, cache hit ratio) through ``verdict_metrics``. Records
 travel in ``report.user_properties`` so they cross pytest-xdist workers, and the controller
-computes the verdict at session end (:mod:`loragate.verdict`).
+computes the verdict at session end (:mod:`loragate.gating.verdict`).
 
 When a session recorded anything for the verdict, its exit status *is* the verdict:
 0 cleared, 1 blocked, whatever the count of failed samples. A session that recorded nothing
@@ -25,7 +25,7 @@ import pytest
 
 from loragate import __version__
 from loragate.config import LoragateConfig, load_config, project_root_for, resolve_paths
-from loragate.verdict import (
+from loragate.gating.verdict import (
     SCHEMA,
     CanaryOutcome,
     CheckOutcome,
@@ -337,7 +337,7 @@ class VerdictPlugin:
         return self.state.document
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        from loragate.report import render_text
+        from loragate.gating.report import render_text
 
         if self.state.document is None:
             return
@@ -348,7 +348,7 @@ class VerdictPlugin:
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_summary(self, prefix: list[str]) -> None:
         """Put the gate table at the top of pytest-html's report."""
-        from loragate.report import render_gate_table_html
+        from loragate.gating.report import render_gate_table_html
 
         if self.state.has_records and not _is_worker(self.config):
             prefix.append(render_gate_table_html(self.document()))
@@ -425,7 +425,7 @@ def hash_paths(paths: list[Path]) -> str:
 
 
 def _write_outputs(config: pytest.Config, document: dict[str, Any]) -> None:
-    from loragate.report import render_html
+    from loragate.gating.report import render_html
 
     json_path = config.getoption("verdict_json")
     if json_path:

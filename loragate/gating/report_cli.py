@@ -9,8 +9,8 @@ import argparse
 import json
 from pathlib import Path
 
-from loragate.report import render_html, render_text
-from loragate.verdict import SCHEMA, reverdict
+from loragate.gating.report import render_html, render_text
+from loragate.gating.verdict import SCHEMA, reverdict
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
