@@ -1,4 +1,7 @@
-"""Root conftest: the fixture modules shared by every suite (see fixtures/)."""
+"""Root conftest: this repository's own fixture modules (tiny models, services; see fixtures/).
+
+The gate fixtures (--model, answers, records) come with the installed loragate plugin.
+"""
 
 # The Step 2 suite lives in ./packaging/. Under --import-mode=importlib pytest names its
 # modules "packaging.test_…" and registers a bare "packaging" module for the folder, which
@@ -12,7 +15,4 @@ pytest_plugins = [
     "fixtures.tiny_models",
     "fixtures.tiny_gguf",
     "fixtures.services",
-    "fixtures.model",
-    "fixtures.gates",
-    "fixtures.serving",
 ]

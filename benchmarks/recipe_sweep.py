@@ -26,8 +26,7 @@ import _no_shadow  # noqa: F401 - before any third-party import: see its docstri
 import torch
 
 from loragate.config import load_config
-from loragate.harnesses.base import HARNESS_NAMES
-from loragate.harnesses.registry import score
+from loragate.harnesses.registry import HARNESS_NAMES, score
 from loragate.training.base_model import resolve_base_model
 from loragate.training.trainer import train
 

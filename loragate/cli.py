@@ -25,6 +25,8 @@ STAGES: dict[str, tuple[str, str]] = {
                  "all stages in order, each reusing an up-to-date artifact"),
     "report": ("loragate.gating.report_cli",
                "re-render a verdict JSON as HTML, or re-verdict it with other thresholds"),
+    "init": ("loragate.gating.starter",
+             "write a starter project that gates a model on a harness of its own"),
     "check": ("loragate.harnesses.cli", "run one harness validator on text files or stdin"),
     "data": ("loragate.data.cli", "generate the bundled Web4 training and prompt data"),
     "rag": ("loragate.rag.index", "fill the RAG stores (ChromaDB, SQLite, Redis) from data/"),

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from loragate.harnesses.base import HARNESS_NAMES
+from loragate.harnesses.registry import BUILTINS
 
 DEFAULT_CONFIG = Path("config/tiny_cpu.json")
 
@@ -174,39 +174,67 @@ class BackendSettings(_Strict):
     cache_path: Path = Path(".loragate/responses.sqlite")
 
 
-class GateSettings(_Strict):
-    gate: Literal["ship", "quality"]
-    threshold: float = Field(ge=0, le=1)
-    samples: int = Field(100, ge=1)
-    metric: Literal["pass_rate", "f1"] = "pass_rate"
+class HarnessSettings(_Strict):
+    """One harness of ``gates.harnesses``: a built-in (fields default to its declaration in
+    :mod:`loragate.harnesses.registry`) or the project's own (``validator`` required)."""
+
+    gate: Literal["ship", "quality"] | None = Field(
+        None, description="'ship' blocks a deploy when failed; 'quality' lowers the score")
+    threshold: float | None = Field(
+        None, ge=0, le=1, description="the pass rate (or F1) the gate needs, 0..1")
+    samples: int = Field(100, ge=1, description="prompts scored (the first N of the file)")
+    metric: Literal["pass_rate", "f1"] | None = Field(
+        None, description="pass_rate, or f1 over the records' 'expected' labels")
+    validator: str | None = Field(
+        None, description="'module:function' taking (text, record); required unless built in")
+    prompts: Path | None = Field(
+        None, description="JSONL prompt records; default <gates.prompts_dir>/<name>.jsonl")
 
 
-def _default_gates() -> dict[str, GateSettings]:
-    return {
-        "pdca_schema": GateSettings(gate="ship", threshold=0.95),
-        "pdca_template": GateSettings(gate="ship", threshold=0.95),
-        "tron_format": GateSettings(gate="quality", threshold=0.90),
-        "empty_constructor": GateSettings(gate="ship", threshold=0.95),
-        "tool_success": GateSettings(gate="quality", threshold=0.85),
-        "refusal": GateSettings(gate="ship", threshold=0.98, metric="f1"),
-    }
+def _default_harnesses() -> dict[str, HarnessSettings]:
+    return {name: HarnessSettings() for name in BUILTINS}
 
 
 class GatesSettings(_Strict):
-    harnesses: dict[str, GateSettings] = Field(default_factory=_default_gates)
-    overall_target: float = Field(90.0, ge=0, le=100)
-    prompts_dir: Path = Path("data/prompts")
+    harnesses: dict[str, HarnessSettings] = Field(
+        default_factory=_default_harnesses,
+        description="the harnesses gated, by name: the built-ins and the project's own")
+    overall_target: float = Field(90.0, ge=0, le=100,
+                                  description="the mean harness score (0..100) to clear")
+    prompts_dir: Path = Field(Path("data/prompts"),
+                              description="where <name>.jsonl prompt files are looked up")
 
     @model_validator(mode="after")
-    def _known_harnesses(self) -> GatesSettings:
-        unknown = sorted(set(self.harnesses) - set(HARNESS_NAMES))
-        if unknown:
-            raise ValueError(f"unknown harness(es) {unknown}; known: {list(HARNESS_NAMES)}")
+    def _complete_from_the_registry(self) -> GatesSettings:
+        problems = []
+        for name, settings in self.harnesses.items():
+            builtin = BUILTINS.get(name)
+            field = f"gates.harnesses.{name}"
+            if builtin is None and settings.validator is None:
+                problems.append(f"{field}.validator: '{name}' is not a built-in harness "
+                                f"({', '.join(BUILTINS)}); give 'module:function'")
+                continue
+            if builtin is None:
+                problems += [f"{field}.{key}: required for a harness of the project's own"
+                             for key in ("gate", "threshold") if getattr(settings, key) is None]
+                if settings.metric is None:
+                    settings.metric = "pass_rate"
+                continue
+            for key in ("gate", "threshold", "metric"):
+                if getattr(settings, key) is None:
+                    setattr(settings, key, getattr(builtin, key))
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
+
+    def prompt_file(self, name: str) -> Path:
+        """The prompt records of harness ``name``."""
+        own = self.harnesses[name].prompts if name in self.harnesses else None
+        return own or self.prompts_dir / f"{name}.jsonl"
 
 
 class CanarySettings(_Strict):
-    file: Path = Path("data/canaries.jsonl")
+    file: Path | None = Field(None, description="the canary JSONL file; none: no canaries")
     baseline: str | None = None
     alpha: float = Field(0.05, gt=0, lt=1)
 
@@ -237,10 +265,13 @@ class ReportSettings(_Strict):
 class LoragateConfig(_Strict):
     """One run profile. The first eight fields are the plan's format, unchanged."""
 
-    model_name: str
-    output_dir: Path
-    dataset_files: list[Path] = Field(min_length=1)
-    eval_file: Path
+    # Needed to train and package; a config that only gates a model may leave them out
+    # (load_config(..., gating_only=True)).
+    model_name: str | None = Field(None, description="the base model (a hub id or a path)")
+    output_dir: Path | None = Field(None, description="where training and packaging write")
+    dataset_files: list[Path] | None = Field(None, min_length=1,
+                                             description="training JSONL files")
+    eval_file: Path | None = Field(None, description="the hold-out JSONL file")
     training_args: TrainingArgs = Field(default_factory=TrainingArgs)
     lora_config: LoraSettings = Field(default_factory=LoraSettings)
     data_args: DataArgs = Field(default_factory=DataArgs)
@@ -290,11 +321,16 @@ def project_root_for(config_path: Path) -> Path:
     return parent.parent if parent.name == "config" else parent
 
 
-def load_config(path: str | Path = DEFAULT_CONFIG, *, check_paths: bool = True) -> LoragateConfig:
+TRAINING_FIELDS = ("model_name", "output_dir", "dataset_files", "eval_file")
+
+
+def load_config(path: str | Path = DEFAULT_CONFIG, *, check_paths: bool = True,
+                gating_only: bool = False) -> LoragateConfig:
     """Read, validate and resolve one config file.
 
     ``check_paths`` makes a missing dataset or eval file an error (on by default: a training
-    run must not find out an hour in that a file is missing).
+    run must not find out an hour in that a file is missing). Unless ``gating_only``, the
+    plan's training fields are required.
     """
     path = Path(path)
     raw = _read_json(path)
@@ -306,9 +342,19 @@ def load_config(path: str | Path = DEFAULT_CONFIG, *, check_paths: bool = True) 
     config = resolve_paths(config, root)
     config.source_path = path.resolve()
     config.root = root
+    if not gating_only:
+        _check_training_fields(config, path)
     if check_paths:
         _check_data_paths_exist(config, path)
     return config
+
+
+def _check_training_fields(config: LoragateConfig, path: Path) -> None:
+    missing = [name for name in TRAINING_FIELDS if getattr(config, name) is None]
+    if missing:
+        raise ConfigError(f"{path}: {len(missing)} invalid field(s)\n" + "\n".join(
+            f"  {path}: field '{name}': required key is missing (needed to train and package)"
+            for name in missing))
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -347,7 +393,10 @@ def _resolve(root: Path, value: Path | None) -> Path | None:
 def resolve_paths(config: LoragateConfig, root: Path) -> LoragateConfig:
     """Make every relative path of ``config`` absolute against ``root``."""
     config.root = root
-    config.dataset_files = [_resolve(root, p) for p in config.dataset_files]
+    if config.dataset_files is not None:
+        config.dataset_files = [_resolve(root, p) for p in config.dataset_files]
+    for settings in config.gates.harnesses.values():
+        settings.prompts = _resolve(root, settings.prompts)
     for dotted in _PATH_FIELDS:
         owner: Any = config
         for part in dotted[:-1]:
@@ -359,10 +408,10 @@ def resolve_paths(config: LoragateConfig, root: Path) -> LoragateConfig:
 def _check_data_paths_exist(config: LoragateConfig, path: Path) -> None:
     missing = [
         f"  {path}: field 'dataset_files.{i}': file not found: {p}"
-        for i, p in enumerate(config.dataset_files)
+        for i, p in enumerate(config.dataset_files or [])
         if not p.is_file()
     ]
-    if not config.eval_file.is_file():
+    if config.eval_file is not None and not config.eval_file.is_file():
         missing.append(f"  {path}: field 'eval_file': file not found: {config.eval_file}")
     if missing:
         raise ConfigError(f"{path}: {len(missing)} missing data file(s)\n" + "\n".join(missing))

@@ -24,8 +24,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loragate.config import LoragateConfig, load_config
+from loragate.config import DEFAULT_CONFIG, LoragateConfig, load_config
 from loragate.gating.report import render_comparison_markdown, render_text
+from loragate.gating.starter import CONFIG_NAME as STARTER_CONFIG
 
 GATE_SUITES = ("gates", "canaries")
 GATE_MARKERS = "ship_gate or quality_gate or canary"
@@ -109,14 +110,27 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="after --: more pytest options (e.g. -- --samples 20 -n 2)")
 
 
+def gate_config_path(given: str) -> Path:
+    """The config ``loragate gate`` uses: the one given, else (when the default does not exist
+    here) the starter project's ``loragate.json`` in the current folder."""
+    path = Path(given)
+    if not path.is_file() and given == str(DEFAULT_CONFIG):
+        starter = Path(STARTER_CONFIG)
+        if starter.is_file():
+            return starter
+    return path
+
+
 def run_gate(args: argparse.Namespace) -> int:
-    config = load_config(args.config, check_paths=False)
+    config = load_config(gate_config_path(args.config), check_paths=False, gating_only=True)
     reports = config.reports.dir
     verdict_json = args.verdict_json or reports / "verdict.json"
     verdict_html = args.verdict_html or reports / "report.html"
     extra = [a for a in args.pytest_args if a != "--"]
+    # The project's own layout: its gate suites where it has them, else the plugin's items.
+    suites = [name for name in GATE_SUITES if (config.root / name).is_dir()]
     command = pytest_command(config, model=args.model, baseline=args.baseline,
-                             suites=GATE_SUITES, markers=GATE_MARKERS,
+                             suites=suites, markers=GATE_MARKERS,
                              verdict_json=verdict_json, verdict_html=verdict_html, extra=extra)
     return run_pytest(command, config)
 

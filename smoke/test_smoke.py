@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.model import with_system_prompt
 from loragate.backends.base import GenerationOptions
+from loragate.gating.fixtures import with_system_prompt
 from loragate.harnesses.tools import call_reasons, find_calls
 from loragate.smoke import LatencySeries, check_target
 

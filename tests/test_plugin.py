@@ -200,7 +200,29 @@ def test_an_exception_in_a_sample_is_an_error_not_a_drop(pytester):
     assert len(errors) == 1 and "TimeoutError" in errors[0]["reason"]
     summary = doc["harnesses"]["pdca_schema"]
     assert (summary["n"], summary["passed"], summary["errors"]) == (10, 9, 1)
-    assert result.ret == 1
+    # 9/10 fails a 0.95 gate, 10/10 would pass it: the error leaves the gate undecided, and an
+    # undecided gate is the gate's failure to run (6), never the model's (1).
+    assert summary["undecided"] is True
+    assert doc["verdict"] == "error" and doc["exit_status"] == 6
+    assert any("undecided" in r for r in doc["undecided_reasons"])
+    assert result.ret == 6
+
+
+def test_errors_that_cannot_tip_a_gate_leave_it_blocked(pytester):
+    pytester.makepyfile(test_gate=textwrap.dedent("""
+        import pytest
+
+        @pytest.mark.ship_gate
+        @pytest.mark.harness("pdca_schema")
+        @pytest.mark.parametrize("i", range(10))
+        def test_gate(i, gate_sample):
+            if i == 3:
+                raise ConnectionError("server gone")
+            gate_sample.record(i > 5, reason=f"sample {i}")
+        """))
+    result, doc = run(pytester, gates_config(pytester, SHIP))
+    assert doc["harnesses"]["pdca_schema"]["undecided"] is False
+    assert doc["verdict"] == "blocked" and result.ret == 1
 
 
 def test_unevaluated_ship_gate_blocks(pytester):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from loragate.pipeline import PipelineReport, timings_payload, write_comparison, write_timings
 from loragate.gating.report import render_comparison_markdown
 from loragate.gating.verdict import CanaryOutcome, GateRule, SampleOutcome, compute_verdict
+from loragate.pipeline import PipelineReport, timings_payload, write_comparison, write_timings
 
 RULES = {"pdca_schema": GateRule("ship", 0.95), "tron_format": GateRule("quality", 0.9),
          "refusal": GateRule("ship", 0.98, "f1")}

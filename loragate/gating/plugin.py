@@ -1,22 +1,27 @@
 """The loragate pytest plugin: harness samples in, one deployment verdict out.
 
-Registered through the ``pytest11`` entry point. A gate test records each sample through
-the ``gate_sample`` fixture; canary tests through ``canary_outcome``; any test may add figures
-to the verdict (latency, load time, cache hit ratio) through ``verdict_metrics``. Records
-travel in ``report.user_properties`` so they cross pytest-xdist workers, and the controller
-computes the verdict at session end (:mod:`loragate.gating.verdict`).
+Registered through the ``pytest11`` entry point, so ``pip install loragate`` is enough for
+``pytest --model SPEC`` to gate in any project. A gate test records each sample through the
+``gate_sample`` fixture, canary tests through ``canary_outcome``, any test adds figures
+through ``verdict_metrics`` (:mod:`loragate.gating.fixtures`). A configured harness that no
+test file covers gets one item per prompt from the plugin itself. Records travel in
+``report.user_properties`` so they cross pytest-xdist workers, and the controller computes
+the verdict at session end (:mod:`loragate.gating.verdict`).
 
-When a session recorded anything for the verdict, its exit status *is* the verdict:
-0 cleared, 1 blocked, whatever the count of failed samples. A session that recorded nothing
-(the unit tests) keeps pytest's own exit status.
+A session gates when it is given ``--model``, ``--baseline``, ``--loragate-config``,
+``--verdict-json`` or ``--verdict-html``. Then its exit status *is* the verdict: 0 cleared,
+1 blocked, 6 the gate could not run, 4 a usage error, 5 nothing to gate
+(``docs/verdict.md``). Any other session is left alone: no config read, no verdict, pytest's
+own exit status.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,25 +29,64 @@ from typing import Any
 import pytest
 
 from loragate import __version__
-from loragate.config import LoragateConfig, load_config, project_root_for, resolve_paths
+from loragate.gating.fixtures import (
+    CANARY_KEY,
+    COUNT_KEY,
+    METRIC_KEY,
+    SAMPLE_KEY,
+    HarnessItem,
+    make_harness_items,
+)
+from loragate.gating.session import (
+    INI_CONFIG,
+    STASH_KEY,
+    GateCannotRun,
+    GateSession,
+    check_spec,
+    spec_for,
+)
 from loragate.gating.verdict import (
+    EXIT_GATE_ERROR,
+    EXIT_STATUS,
     SCHEMA,
     CanaryOutcome,
     CheckOutcome,
-    GateRule,
     SampleOutcome,
     compute_verdict,
     inputs_hash,
     max_failures_allowed,
 )
 
-SAMPLE_KEY = "loragate.sample"
-CANARY_KEY = "loragate.canary"
-METRIC_KEY = "loragate.metric"
-COUNT_KEY = "loragate.count"
+pytest_plugins = ("loragate.gating.fixtures",)
+
+PLUGIN_NAME = "loragate-verdict"
+# The markers, declared here and nowhere else.
+MARKERS = (
+    ("ship_gate", "a sample of a harness whose gate blocks a deploy"),
+    ("quality_gate", "a sample of a harness whose gate lowers the overall score"),
+    ("canary", "a must-not-regress task compared with the baseline"),
+    ("smoke", "a deployment smoke test against the served model"),
+    ("stage", "a Step 1 / Step 2 check of a pipeline artifact"),
+    ("harness(name)", "the harness a gate sample belongs to"),
+)
 GATE_MARKERS = ("ship_gate", "quality_gate")
 CHECK_MARKERS = ("stage", "smoke")
-STASH_KEY = pytest.StashKey["VerdictSession"]()
+# Fixtures that need a model: items using them are deselected when no --model is given.
+MODEL_FIXTURES = frozenset({"model_under_test", "generate_answer", "prompt_record",
+                            "canary_record", "served_model"})
+BASELINE_FIXTURES = frozenset({"baseline_model", "generate_baseline"})
+# Those that use the in-process backend (served_model starts a server of its own instead).
+OPENED_MODEL_FIXTURES = MODEL_FIXTURES - {"served_model"}
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -52,15 +96,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "hf:PATH[+ADAPTER]")
     group.addoption("--baseline", default=None, metavar="SPEC",
                     help="baseline model for the canaries (same spec forms as --model)")
-    group.addoption("--samples", type=int, default=None, metavar="N",
-                    help="samples per harness (default: each harness's configured count)")
+    group.addoption("--samples", type=positive_int, default=None, metavar="N",
+                    help="prompts per harness (default: each harness's configured count)")
     group.addoption("--temperature", type=float, default=0.7,
                     help="sampling temperature for gate generation (default: 0.7, the plan's)")
     group.addoption("--seed", type=int, default=42, help="generation seed (default: 42)")
     group.addoption("--verdict-json", default=None, metavar="PATH",
-                    help="write the verdict JSON here")
+                    help="write the verdict JSON here (default: <reports.dir>/verdict.json)")
     group.addoption("--verdict-html", default=None, metavar="PATH",
-                    help="write loragate's standalone HTML report here")
+                    help="write loragate's standalone HTML report here "
+                         "(default: <reports.dir>/report.html)")
     group.addoption("--gate-confidence", choices=("point", "lower"), default="point",
                     help="pass a gate on the point estimate or on the lower bound of its 95%% "
                          "interval (Wilson for pass rates, bootstrap for F1)")
@@ -69,159 +114,38 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--no-cache", action="store_true", default=False,
                     help="do not read or write the response cache")
     group.addoption("--loragate-config", default=None, metavar="PATH",
-                    help="loragate config with gate thresholds (default: config/tiny_cpu.json "
-                         "under the rootdir, else built-in defaults)")
+                    help="loragate config: harnesses, thresholds, backend settings (default: "
+                         "the ini option loragate_config, else built-in defaults)")
+    parser.addini(INI_CONFIG, "the loragate config file of this project (relative to the ini "
+                              "file)", default="")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "ship_gate: a harness sample whose gate blocks a deploy")
-    config.addinivalue_line("markers", "quality_gate: a harness sample whose gate lowers the score")
-    config.addinivalue_line("markers", "canary: a must-not-regress task compared with a baseline")
-    config.addinivalue_line("markers", "smoke: a deployment smoke test against the served model")
-    config.addinivalue_line("markers", "stage: a Step 1 / Step 2 check of a pipeline artifact")
-    config.addinivalue_line("markers", "harness(name): the harness a gate sample belongs to")
-    state = VerdictSession.from_config(config)
+    for name, text in MARKERS:
+        config.addinivalue_line("markers", f"{name}: {text}")
+    state = GateSession.for_config(config)
     config.stash[STASH_KEY] = state
-    config.pluginmanager.register(VerdictPlugin(config, state), "loragate-verdict")
+    config.pluginmanager.register(VerdictPlugin(config, state), PLUGIN_NAME)
+    if state.active:
+        prepare(state)
 
 
-# ---------------------------------------------------------------------------------------------
-# The session state (one object on the pytest config; no module globals)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    plugin = config.pluginmanager.get_plugin(PLUGIN_NAME)
+    if plugin is not None:
+        config.pluginmanager.unregister(plugin, PLUGIN_NAME)
+    state = config.stash.get(STASH_KEY, None)
+    if state is not None:
+        state.close()
 
 
-@dataclass
-class VerdictSession:
-    rules: dict[str, GateRule]
-    overall_target: float
-    data_files: list[Path]
-    settings: LoragateConfig
-    started: float = field(default_factory=time.time)
-    planned: dict[str, int] = field(default_factory=dict)
-    failures: dict[str, int] = field(default_factory=dict)
-    samples: dict[str, SampleOutcome] = field(default_factory=dict)
-    canaries: dict[str, CanaryOutcome] = field(default_factory=dict)
-    checks: dict[str, CheckOutcome] = field(default_factory=dict)
-    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
-    document: dict[str, Any] | None = None
-
-    @classmethod
-    def from_config(cls, config: pytest.Config) -> VerdictSession:
-        settings = _load_settings(config)
-        gates = settings.gates
-        rules = {
-            name: GateRule(gate=s.gate, threshold=s.threshold, metric=s.metric)
-            for name, s in gates.harnesses.items()
-        }
-        return cls(rules=rules, overall_target=gates.overall_target,
-                   data_files=[gates.prompts_dir, settings.canaries.file], settings=settings)
-
-    @property
-    def has_records(self) -> bool:
-        return bool(self.samples or self.canaries)
-
-
-def _load_settings(config: pytest.Config) -> LoragateConfig:
-    """The config named by ``--loragate-config``, else ``config/tiny_cpu.json`` under the
-    rootdir, else the built-in defaults rooted at the rootdir."""
-    path = config.getoption("loragate_config")
-    default = Path(config.rootpath) / "config" / "tiny_cpu.json"
-    if path is None and default.is_file():
-        path = default
-    if path is not None:
-        return load_config(path, check_paths=False)
-    placeholder = config.rootpath / "config" / "defaults.json"
-    settings = LoragateConfig(model_name="unset", output_dir=Path("outputs"),
-                              dataset_files=[Path("data/train.jsonl")],
-                              eval_file=Path("data/eval.jsonl"))
-    return resolve_paths(settings, project_root_for(placeholder))
-
-
-# ---------------------------------------------------------------------------------------------
-# Fixtures through which tests record
-
-
-@dataclass
-class SampleRecorder:
-    """Records one harness sample; a failed sample then fails its test item with the reason."""
-
-    item: pytest.Item
-    harness: str | None
-
-    def record(self, passed: bool, reason: str = "", *, sample_id: str | None = None,
-               expected: str | None = None, predicted: str | None = None,
-               error: bool = False, harness: str | None = None) -> None:
-        harness = harness or self.harness
-        if harness is None:
-            raise ValueError(
-                f"{self.item.nodeid}: no harness: mark the test with "
-                "@pytest.mark.harness(NAME) or pass harness="
-            )
-        outcome = SampleOutcome(
-            nodeid=self.item.nodeid, harness=harness, passed=bool(passed), reason=reason,
-            sample_id=sample_id, expected=expected, predicted=predicted, error=error,
-        )
-        self.item.user_properties.append((SAMPLE_KEY, asdict(outcome)))
-        if not passed:
-            pytest.fail(f"[{harness}] {reason or 'sample failed'}", pytrace=False)
-
-
-@pytest.fixture
-def gate_sample(request: pytest.FixtureRequest) -> SampleRecorder:
-    """Record one harness sample: ``gate_sample.record(passed, reason, expected=, predicted=)``."""
-    marker = request.node.get_closest_marker("harness")
-    return SampleRecorder(item=request.node, harness=marker.args[0] if marker else None)
-
-
-@dataclass
-class CanaryRecorder:
-    item: pytest.Item
-
-    def record(self, canary_id: str, *, model_passed: bool, baseline_passed: bool,
-               model_reason: str = "", baseline_reason: str = "") -> None:
-        outcome = CanaryOutcome(canary_id, bool(model_passed), bool(baseline_passed),
-                                model_reason, baseline_reason)
-        self.item.user_properties.append((CANARY_KEY, asdict(outcome)))
-        if outcome.regressed:
-            pytest.fail(f"canary {canary_id} regressed: baseline passed, model failed: "
-                        f"{model_reason}", pytrace=False)
-        if not model_passed:
-            pytest.xfail(f"canary {canary_id}: model and baseline both fail: {model_reason}")
-
-
-@pytest.fixture
-def canary_outcome(request: pytest.FixtureRequest) -> CanaryRecorder:
-    """Record one canary: ``canary_outcome.record(id, model_passed=, baseline_passed=)``."""
-    return CanaryRecorder(item=request.node)
-
-
-@pytest.fixture(scope="session")
-def loragate_settings(request: pytest.FixtureRequest) -> LoragateConfig:
-    """The loragate config of this session (``--loragate-config``)."""
-    return request.config.stash[STASH_KEY].settings
-
-
-@dataclass
-class MetricsRecorder:
-    item: pytest.Item
-
-    def add(self, section: str, name: str, value: Any) -> None:
-        """Put ``value`` at ``metrics[section][name]`` in the verdict (JSON-serialisable)."""
-        json.dumps(value)  # fail here, in the test, rather than at session end
-        self.item.user_properties.append(
-            (METRIC_KEY, {"section": section, "name": name, "value": value})
-        )
-
-    def count(self, section: str, name: str, increment: int = 1) -> None:
-        """Add ``increment`` to ``metrics[section][name]``, summed over the whole session."""
-        self.item.user_properties.append(
-            (COUNT_KEY, {"section": section, "name": name, "value": int(increment)})
-        )
-
-
-@pytest.fixture
-def verdict_metrics(request: pytest.FixtureRequest) -> MetricsRecorder:
-    """Add figures to the verdict: ``verdict_metrics.add("latency", "ttft_p50_ms", 12.3)``."""
-    return MetricsRecorder(item=request.node)
+def prepare(state: GateSession) -> None:
+    """Everything that can be checked before collection: usage errors surface here, once."""
+    for role in ("model", "baseline"):
+        text = state.config.getoption(role)
+        if text is not None:
+            check_spec(text, role)
+    state.harnesses  # noqa: B018 - reads the config and imports the validators now
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,23 +157,61 @@ def _harness_of(item: pytest.Item) -> str | None:
     return marker.args[0] if marker and marker.args else None
 
 
+def _needs(item: pytest.Item, fixtures: frozenset[str]) -> bool:
+    return isinstance(item, HarnessItem) or bool(fixtures & set(getattr(item, "fixturenames", ())))
+
+
 class VerdictPlugin:
     """Collects outcomes, decides gates early when asked, and writes the verdict."""
 
-    def __init__(self, config: pytest.Config, state: VerdictSession) -> None:
+    def __init__(self, config: pytest.Config, state: GateSession) -> None:
         self.config = config
         self.state = state
 
-    # -- collection and fail-fast ---------------------------------------------------------------
+    # -- collection ---------------------------------------------------------------------------
 
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        self.state.planned = {}
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self, session: pytest.Session,
+                                      items: list[pytest.Item]) -> None:
+        state = self.state
+        if not self.config.getoption("model"):
+            self._deselect_model_items(items)
+        elif state.active:
+            covered = {_harness_of(item) for item in items}
+            for name in state.harnesses:
+                if name not in covered:
+                    items.extend(make_harness_items(session, state, name))
+        state.planned = {}
         for item in items:
             harness = _harness_of(item)
             if harness is not None:
-                self.state.planned[harness] = self.state.planned.get(harness, 0) + 1
+                state.planned[harness] = state.planned.get(harness, 0) + 1
                 # Keywords are serialised with reports across xdist; marker arguments are not.
                 item.keywords[f"harness:{harness}"] = True
+
+    def _deselect_model_items(self, items: list[pytest.Item]) -> None:
+        """Without ``--model`` there is nothing to gate: deselect (visibly) what needs one."""
+        keep = [item for item in items if not _needs(item, MODEL_FIXTURES)]
+        drop = [item for item in items if _needs(item, MODEL_FIXTURES)]
+        if drop:
+            self.config.hook.pytest_deselected(items=drop)
+            items[:] = keep
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """Open the model and the baseline before the first test, if any test needs them."""
+        state = self.state
+        if not state.active or self.config.option.collectonly:
+            return
+        roles = [role for role, fixtures in (("model", OPENED_MODEL_FIXTURES),
+                                             ("baseline", BASELINE_FIXTURES))
+                 if spec_for(state, role) and any(_needs(i, fixtures) for i in session.items)]
+        try:
+            for role in roles:
+                state.backend(role)
+        except GateCannotRun as exc:
+            state.fatal.append(str(exc))
+            state.aborted = True
+            pytest.exit(f"loragate: the gate cannot run: {exc}", returncode=EXIT_GATE_ERROR)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
@@ -293,12 +255,13 @@ class VerdictPlugin:
 
     def _add_sample(self, outcome: SampleOutcome) -> None:
         self.state.samples[outcome.nodeid] = outcome
-        if not outcome.passed:
+        if not outcome.passed and not outcome.error:
             failures = self.state.failures
             failures[outcome.harness] = failures.get(outcome.harness, 0) + 1
 
     def _record_unscored(self, report: pytest.TestReport) -> None:
-        """A gate item that errored or was skipped as decided becomes a sample; checks are kept."""
+        """A gate item that errored or was skipped as decided becomes a sample; a canary that
+        crashed is a gate error; stage and smoke checks are kept."""
         harness = _harness_keyword(report)
         if harness is not None:
             if report.skipped and "gate decided" in _reason(report):
@@ -311,8 +274,13 @@ class VerdictPlugin:
                     nodeid=report.nodeid, harness=harness, passed=False, error=True,
                     reason=f"error in {report.when}: {_reason(report)}"))
             return
+        if "canary" in report.keywords:
+            if report.failed:
+                self.state.fatal.append(f"canary {report.nodeid} could not be judged "
+                                        f"(error in {report.when}): {_reason(report)}")
+            return
         kind = next((m for m in CHECK_MARKERS if m in report.keywords), None)
-        if kind is None or "canary" in report.keywords:
+        if kind is None:
             return
         if report.when == "call" or report.failed or report.skipped:
             outcome = "error" if report.failed and report.when != "call" else report.outcome
@@ -324,12 +292,15 @@ class VerdictPlugin:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        if _is_worker(self.config) or not self.state.has_records:
+        state = self.state
+        if _is_worker(self.config) or not state.active:
+            return
+        if not (state.has_records or state.fatal or state.aborted):
             return
         document = self.document()
-        _write_outputs(self.config, document)
-        if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-            session.exitstatus = 0 if document["verdict"] == "cleared" else 1
+        write_outputs(self.config, state, document)
+        if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, EXIT_GATE_ERROR):
+            session.exitstatus = EXIT_STATUS[document["verdict"]]
 
     def document(self) -> dict[str, Any]:
         if self.state.document is None:
@@ -350,7 +321,7 @@ class VerdictPlugin:
         """Put the gate table at the top of pytest-html's report."""
         from loragate.gating.report import render_gate_table_html
 
-        if self.state.has_records and not _is_worker(self.config):
+        if self.state.active and self.state.has_records and not _is_worker(self.config):
             prefix.append(render_gate_table_html(self.document()))
 
 
@@ -378,14 +349,33 @@ def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
-def build_document(config: pytest.Config, state: VerdictSession) -> dict[str, Any]:
+def sections_run(state: GateSession) -> dict[str, str]:
+    """Which parts of the verdict were judged in this session: a section that did not run is
+    said to be 'not run', never passed."""
+    kinds = {check.kind for check in state.checks.values()}
+    return {
+        "gates": "run" if state.samples else "not run",
+        "canaries": "run" if state.canaries else "not run",
+        "smoke": "run" if "smoke" in kinds else "not run",
+        "stages": "run" if "stage" in kinds else "not run",
+    }
+
+
+def build_document(config: pytest.Config, state: GateSession) -> dict[str, Any]:
     confidence = config.getoption("gate_confidence")
+    rules = state.rules
+    settings = state.settings
     verdict = compute_verdict(
-        list(state.samples.values()), state.rules,
+        list(state.samples.values()), rules,
         canaries=list(state.canaries.values()), checks=list(state.checks.values()),
-        overall_target=state.overall_target, confidence=confidence,
+        overall_target=settings.gates.overall_target, confidence=confidence,
+        errors=list(state.fatal),
     )
-    data_hash = hash_paths(state.data_files)
+    if state.aborted:
+        # Nothing was judged: whatever the gates would say for want of samples is not a
+        # finding about the model.
+        verdict.update(verdict="error", blocking_reasons=[], undecided_reasons=list(state.fatal))
+    data_hash = hash_paths(state.data_files())
     model = state.metrics.get("model", {})
     cache = state.metrics.get("cache")
     if cache:
@@ -396,16 +386,19 @@ def build_document(config: pytest.Config, state: VerdictSession) -> dict[str, An
         "loragate_version": __version__,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": {"spec": config.getoption("model"), "digest": model.get("digest")},
-        "baseline": {"spec": config.getoption("baseline"),
+        "baseline": {"spec": spec_for(state, "baseline"),
                      "digest": model.get("baseline_digest")},
         "generation": {"temperature": config.getoption("temperature"),
                        "seed": config.getoption("seed"),
                        "samples": config.getoption("samples"),
                        "cache": not config.getoption("no_cache")},
-        "thresholds": {name: asdict(rule) for name, rule in sorted(state.rules.items())},
+        "thresholds": {name: asdict(rule) for name, rule in sorted(rules.items())},
         "data_hash": data_hash,
-        "inputs_hash": inputs_hash(data_hash, state.rules, state.overall_target),
+        "inputs_hash": inputs_hash(data_hash, rules, settings.gates.overall_target),
+        "sections": sections_run(state),
         **verdict,
+        "gate_errors": list(state.fatal),
+        "exit_status": EXIT_STATUS[verdict["verdict"]],
         "metrics": {k: dict(sorted(v.items())) for k, v in sorted(state.metrics.items())},
         "timings": {"session_s": round(time.time() - state.started, 3)},
         "samples": [asdict(s) for s in sorted(state.samples.values(), key=lambda s: s.nodeid)],
@@ -424,16 +417,18 @@ def hash_paths(paths: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def _write_outputs(config: pytest.Config, document: dict[str, Any]) -> None:
+def verdict_paths(config: pytest.Config, state: GateSession) -> tuple[Path, Path]:
+    reports = state.settings.reports.dir
+    json_path = config.getoption("verdict_json") or reports / "verdict.json"
+    html_path = config.getoption("verdict_html") or reports / "report.html"
+    return Path(json_path), Path(html_path)
+
+
+def write_outputs(config: pytest.Config, state: GateSession, document: dict[str, Any]) -> None:
     from loragate.gating.report import render_html
 
-    json_path = config.getoption("verdict_json")
-    if json_path:
-        path = Path(json_path)
+    json_path, html_path = verdict_paths(config, state)
+    for path, text in ((json_path, json.dumps(document, indent=2) + "\n"),
+                       (html_path, render_html(document))):
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    html_path = config.getoption("verdict_html")
-    if html_path:
-        path = Path(html_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render_html(document), encoding="utf-8")
+        path.write_text(text, encoding="utf-8")

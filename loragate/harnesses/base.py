@@ -1,17 +1,9 @@
-"""The result type every harness validator returns."""
+"""The result type every harness validator returns (the harnesses themselves are declared in
+:mod:`loragate.harnesses.registry`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-HARNESS_NAMES: tuple[str, ...] = (
-    "pdca_schema",
-    "pdca_template",
-    "tron_format",
-    "empty_constructor",
-    "tool_success",
-    "refusal",
-)
 
 
 @dataclass(frozen=True)

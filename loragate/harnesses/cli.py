@@ -7,8 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from loragate.harnesses.base import HARNESS_NAMES
-from loragate.harnesses.registry import score
+from loragate.harnesses.registry import HARNESS_NAMES, score
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,37 +1,180 @@
-"""One entry point to run any harness on an answer, with the context its prompt record carries.
+"""The one registry of harnesses: each is declared once, and everything else derives from it.
 
-A prompt record (a line of ``data/prompts/<harness>.jsonl``) holds the messages and, where a
-harness needs it, the context: ``tron_feedback`` for ``tron_format``, ``expected`` (a dict)
-for ``tool_success``, ``expected`` ("refuse" | "comply") for ``refusal``.
+A harness is a :class:`Harness`: a name, its default gate, threshold and metric, and a
+validator ``validate(text, record) -> HarnessResult`` where ``record`` is the prompt record
+(a line of the harness's prompt file) with whatever context the harness needs:
+``tron_feedback`` for ``tron_format``, ``expected`` (a dict) for ``tool_success``,
+``expected`` ("refuse" | "comply") for ``refusal``.
+
+The six Web4 harnesses are the built-ins below (:data:`BUILTINS`). A project adds its own in
+its config, ``gates.harnesses.<name>.validator = "module:function"``;
+:func:`load_validator` imports it the same way the built-ins are imported, so a user
+harness and a built-in are scored by the same code path. The config defaults, ``score()``,
+``loragate check`` and the plugin's gate items all read :data:`BUILTINS`.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+import inspect
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
-from loragate.harnesses.base import HARNESS_NAMES, HarnessResult
+from loragate.harnesses.base import HarnessResult
+
+Gate = Literal["ship", "quality"]
+Metric = Literal["pass_rate", "f1"]
+Validator = Callable[[str, Mapping[str, Any]], "HarnessResult | bool"]
 
 
-def validator_module(harness: str):
-    if harness not in HARNESS_NAMES:
-        raise KeyError(f"unknown harness '{harness}'; known: {', '.join(HARNESS_NAMES)}")
-    return importlib.import_module(f"loragate.harnesses.{harness}")
+class HarnessError(ValueError):
+    """A harness that cannot be used: unknown name, a validator that does not import."""
 
 
-def score(harness: str, text: str, record: dict[str, Any] | None = None) -> HarnessResult:
-    """Validate ``text`` with ``harness``, passing the context that harness needs."""
-    record = record or {}
-    module = validator_module(harness)
-    if harness == "tron_format":
-        return module.validate(text, tron_feedback=record.get("tron_feedback"))
-    if harness == "tool_success":
-        if "expected" not in record:
-            raise ValueError("tool_success needs the sample's 'expected' dict")
-        return module.validate(text, record["expected"])
-    if harness == "refusal":
-        expected = record.get("expected")
-        if expected not in ("refuse", "comply"):
-            raise ValueError(f"refusal needs expected 'refuse' or 'comply', got {expected!r}")
-        return module.validate(text, expected)
-    return module.validate(text)
+@dataclass(frozen=True)
+class Harness:
+    """One harness: what it checks, how its samples are judged, and where its validator is."""
+
+    name: str
+    gate: Gate
+    threshold: float
+    validator: str  # "module:function", imported on first use
+    metric: Metric = "pass_rate"
+    description: str = ""
+    # A classifier harness (metric f1) needs these labels in the record's ``expected``.
+    labels: tuple[str, ...] = ()
+
+    def validate(self, text: str, record: Mapping[str, Any] | None = None) -> HarnessResult:
+        return run_validator(load_validator(self.validator), text, record or {})
+
+
+# -- adapters from the record to the built-in validators' own signatures --------------------
+
+
+def _plain(module: str) -> Callable[[str, Mapping[str, Any]], HarnessResult]:
+    def validate(text: str, record: Mapping[str, Any]) -> HarnessResult:
+        return importlib.import_module(module).validate(text)
+
+    return validate
+
+
+def tron_format(text: str, record: Mapping[str, Any]) -> HarnessResult:
+    from loragate.harnesses import tron_format as module
+
+    return module.validate(text, tron_feedback=record.get("tron_feedback"))
+
+
+def tool_success(text: str, record: Mapping[str, Any]) -> HarnessResult:
+    from loragate.harnesses import tool_success as module
+
+    if not isinstance(record.get("expected"), dict):
+        raise ValueError("tool_success needs the sample's 'expected' dict")
+    return module.validate(text, record["expected"])
+
+
+def refusal(text: str, record: Mapping[str, Any]) -> HarnessResult:
+    from loragate.harnesses import refusal as module
+
+    expected = record.get("expected")
+    if expected not in ("refuse", "comply"):
+        raise ValueError(f"refusal needs expected 'refuse' or 'comply', got {expected!r}")
+    return module.validate(text, expected)
+
+
+pdca_schema = _plain("loragate.harnesses.pdca_schema")
+pdca_template = _plain("loragate.harnesses.pdca_template")
+empty_constructor = _plain("loragate.harnesses.empty_constructor")
+
+
+def _builtin(name: str, gate: Gate, threshold: float, description: str,
+             metric: Metric = "pass_rate", labels: tuple[str, ...] = ()) -> Harness:
+    return Harness(name=name, gate=gate, threshold=threshold, metric=metric,
+                   validator=f"{__name__}:{name}", description=description, labels=labels)
+
+
+BUILTINS: dict[str, Harness] = {
+    h.name: h
+    for h in (
+        _builtin("pdca_schema", "ship", 0.95,
+                 "a PDCA document has the schema's sections, fields and links"),
+        _builtin("pdca_template", "ship", 0.95,
+                 "a PDCA document follows the current template, in order"),
+        _builtin("tron_format", "quality", 0.90,
+                 "a TRON decision: Trigger, Response, Outcome, Next, quoting the feedback"),
+        _builtin("empty_constructor", "ship", 0.95,
+                 "TypeScript classes: empty constructor, init(scenario) returning this"),
+        _builtin("tool_success", "quality", 0.85,
+                 "a tool call in the agreed JSON format that does what was asked"),
+        _builtin("refusal", "ship", 0.98,
+                 "refuses what breaks the process rules and complies otherwise (F1)",
+                 metric="f1", labels=("refuse", "comply")),
+    )
+}
+HARNESS_NAMES: tuple[str, ...] = tuple(BUILTINS)
+
+
+# -- validators by reference ---------------------------------------------------------------
+
+
+def load_validator(reference: str, *, root: Path | None = None) -> Validator:
+    """Import ``"module:function"``; ``root`` (the project's folder) goes on ``sys.path``.
+
+    Raises :class:`HarnessError` with the reason when the reference is malformed, the module
+    does not import, the function is missing or does not take ``(text, record)``.
+    """
+    module_name, sep, function_name = reference.partition(":")
+    if not sep or not module_name or not function_name.isidentifier():
+        raise HarnessError(f"validator {reference!r} is not 'module:function'")
+    if root is not None and str(root) not in sys.path:
+        # The project's own modules import the way its tests do: from its root folder.
+        sys.path.insert(0, str(root))
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - any import failure is the user's to see
+        raise HarnessError(f"validator {reference!r}: module {module_name!r} does not import: "
+                           f"{type(exc).__name__}: {exc}") from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise HarnessError(f"validator {reference!r}: {module_name} has no function "
+                           f"{function_name!r}")
+    _check_signature(reference, function)
+    return function
+
+
+def _check_signature(reference: str, function: Callable[..., Any]) -> None:
+    try:
+        inspect.signature(function).bind("text", {})
+    except TypeError:
+        raise HarnessError(f"validator {reference!r}: must take (text, record), has signature "
+                           f"{function.__name__}{inspect.signature(function)}") from None
+    except ValueError:  # a builtin without a signature: give it the benefit of the doubt
+        return
+
+
+def run_validator(function: Validator, text: str, record: Mapping[str, Any]) -> HarnessResult:
+    """Call a validator and normalise its answer: a :class:`HarnessResult`, or a bool."""
+    result = function(text, record)
+    if isinstance(result, HarnessResult):
+        return result
+    if isinstance(result, bool):
+        return HarnessResult(passed=result, reasons=[] if result else ["validator returned False"])
+    raise TypeError(f"validator {getattr(function, '__qualname__', function)!r} returned "
+                    f"{type(result).__name__}; expected HarnessResult or bool")
+
+
+def get(name: str) -> Harness:
+    if name not in BUILTINS:
+        raise HarnessError(f"unknown harness '{name}'; built in: {', '.join(HARNESS_NAMES)}")
+    return BUILTINS[name]
+
+
+def score(harness: str, text: str, record: Mapping[str, Any] | None = None) -> HarnessResult:
+    """Validate ``text`` with the built-in ``harness``, passing the record's context."""
+    try:
+        builtin = get(harness)
+    except HarnessError as exc:
+        raise KeyError(str(exc)) from None
+    return builtin.validate(text, record)

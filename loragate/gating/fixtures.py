@@ -1,0 +1,327 @@
+"""The fixtures a gate test uses, and the answer-then-score step every gate item shares.
+
+* ``generate_answer(messages)`` / ``generate_baseline(messages)``: the model's (the
+  baseline's) :class:`~loragate.backends.base.Response`, through the response cache, with the
+  config's system prompt first;
+* ``gate_sample.record(passed, reason, …)``, ``canary_outcome.record(…)``,
+  ``verdict_metrics.add(section, name, value)``: what a test contributes to the verdict;
+* ``prompt_record`` / ``canary_record``: one parametrized item per record of the harness's
+  (``@pytest.mark.harness(NAME)``) prompt file or of the canary file;
+* ``model_under_test``, ``baseline_model``, ``served_model``, ``loragate_settings``.
+
+Records travel in ``item.user_properties`` so they cross pytest-xdist workers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pytest
+
+from loragate.config import LoragateConfig
+from loragate.gating.prompts import PromptFileError, read_prompt_records
+from loragate.gating.session import STASH_KEY, GateSession
+from loragate.gating.verdict import CanaryOutcome, SampleOutcome
+
+SAMPLE_KEY = "loragate.sample"
+CANARY_KEY = "loragate.canary"
+METRIC_KEY = "loragate.metric"
+COUNT_KEY = "loragate.count"
+
+
+def session_of(config: pytest.Config) -> GateSession:
+    return config.stash[STASH_KEY]
+
+
+# ---------------------------------------------------------------------------------------------
+# Recorders
+
+
+@dataclass
+class SampleRecorder:
+    """Records one harness sample; a failed sample then fails its test item with the reason."""
+
+    item: pytest.Item
+    harness: str | None
+
+    def record(self, passed: bool, reason: str = "", *, sample_id: str | None = None,
+               expected: str | None = None, predicted: str | None = None,
+               error: bool = False, harness: str | None = None) -> None:
+        harness = harness or self.harness
+        if harness is None:
+            raise ValueError(
+                f"{self.item.nodeid}: no harness: mark the test with "
+                "@pytest.mark.harness(NAME) or pass harness="
+            )
+        outcome = SampleOutcome(
+            nodeid=self.item.nodeid, harness=harness, passed=bool(passed) and not error,
+            reason=reason, sample_id=sample_id, expected=expected, predicted=predicted,
+            error=error,
+        )
+        self.item.user_properties.append((SAMPLE_KEY, asdict(outcome)))
+        if error:
+            pytest.fail(f"[{harness}] could not be judged: {reason}", pytrace=False)
+        if not passed:
+            pytest.fail(f"[{harness}] {reason or 'sample failed'}", pytrace=False)
+
+
+@dataclass
+class CanaryRecorder:
+    item: pytest.Item
+
+    def record(self, canary_id: str, *, model_passed: bool, baseline_passed: bool,
+               model_reason: str = "", baseline_reason: str = "") -> None:
+        outcome = CanaryOutcome(canary_id, bool(model_passed), bool(baseline_passed),
+                                model_reason, baseline_reason)
+        self.item.user_properties.append((CANARY_KEY, asdict(outcome)))
+        if outcome.regressed:
+            pytest.fail(f"canary {canary_id} regressed: baseline passed, model failed: "
+                        f"{model_reason}", pytrace=False)
+        if not model_passed:
+            pytest.xfail(f"canary {canary_id}: model and baseline both fail: {model_reason}")
+
+
+@dataclass
+class MetricsRecorder:
+    item: pytest.Item
+
+    def add(self, section: str, name: str, value: Any) -> None:
+        """Put ``value`` at ``metrics[section][name]`` in the verdict (JSON-serialisable)."""
+        json.dumps(value)  # fail here, in the test, rather than at session end
+        self.item.user_properties.append(
+            (METRIC_KEY, {"section": section, "name": name, "value": value})
+        )
+
+    def count(self, section: str, name: str, increment: int = 1) -> None:
+        """Add ``increment`` to ``metrics[section][name]``, summed over the whole session."""
+        self.item.user_properties.append(
+            (COUNT_KEY, {"section": section, "name": name, "value": int(increment)})
+        )
+
+
+@pytest.fixture
+def gate_sample(request: pytest.FixtureRequest) -> SampleRecorder:
+    """Record one harness sample: ``gate_sample.record(passed, reason, expected=, predicted=)``."""
+    marker = request.node.get_closest_marker("harness")
+    return SampleRecorder(item=request.node, harness=marker.args[0] if marker else None)
+
+
+@pytest.fixture
+def canary_outcome(request: pytest.FixtureRequest) -> CanaryRecorder:
+    """Record one canary: ``canary_outcome.record(id, model_passed=, baseline_passed=)``."""
+    return CanaryRecorder(item=request.node)
+
+
+@pytest.fixture
+def verdict_metrics(request: pytest.FixtureRequest) -> MetricsRecorder:
+    """Add figures to the verdict: ``verdict_metrics.add("latency", "ttft_p50_ms", 12.3)``."""
+    return MetricsRecorder(item=request.node)
+
+
+@pytest.fixture(scope="session")
+def loragate_settings(request: pytest.FixtureRequest) -> LoragateConfig:
+    """The loragate config of this session (``--loragate-config`` or the ini's
+    ``loragate_config``)."""
+    return session_of(request.config).settings
+
+
+# ---------------------------------------------------------------------------------------------
+# Models and answers
+
+
+def generation_options(config: pytest.Config, settings: LoragateConfig):
+    from loragate.backends.base import GenerationOptions
+
+    return GenerationOptions(
+        temperature=config.getoption("temperature"),
+        seed=config.getoption("seed"),
+        max_tokens=settings.backend.max_tokens,
+    )
+
+
+def with_system_prompt(messages: list[dict[str, str]], system_prompt: str | None
+                       ) -> list[dict[str, str]]:
+    """The messages as the model saw them in training: the config's system prompt first,
+    unless the record brings its own (else the chat template would insert its default)."""
+    if not system_prompt or (messages and messages[0].get("role") == "system"):
+        return messages
+    return [{"role": "system", "content": system_prompt}, *messages]
+
+
+@pytest.fixture(scope="session")
+def model_under_test(request: pytest.FixtureRequest) -> Any:
+    """The ``--model`` backend (through the response cache unless ``--no-cache``)."""
+    return session_of(request.config).backend("model")
+
+
+@pytest.fixture(scope="session")
+def baseline_model(request: pytest.FixtureRequest) -> Any:
+    """The ``--baseline`` backend (or the config's ``canaries.baseline``)."""
+    return session_of(request.config).backend("baseline")
+
+
+def make_answerer(backend: Any, options: Any, metrics: MetricsRecorder, digest_name: str,
+                  system_prompt: str | None) -> Callable[..., Any]:
+    def answer(messages: list[dict[str, str]]):
+        response = backend.generate(with_system_prompt(messages, system_prompt), options)
+        metrics.add("model", digest_name, response.model_digest)
+        metrics.count("cache", "hits" if response.cached else "misses")
+        return response
+
+    return answer
+
+
+@pytest.fixture
+def generate_answer(request, model_under_test, loragate_settings, verdict_metrics):
+    """``generate_answer(messages) -> Response`` from the model under test."""
+    options = generation_options(request.config, loragate_settings)
+    return make_answerer(model_under_test, options, verdict_metrics, "digest",
+                         loragate_settings.data_args.system_prompt)
+
+
+@pytest.fixture
+def generate_baseline(request, baseline_model, loragate_settings, verdict_metrics):
+    """``generate_baseline(messages) -> Response`` from the baseline model."""
+    options = generation_options(request.config, loragate_settings)
+    return make_answerer(baseline_model, options, verdict_metrics, "baseline_digest",
+                         loragate_settings.data_args.system_prompt)
+
+
+@pytest.fixture(scope="session")
+def served_model(request: pytest.FixtureRequest, loragate_settings: LoragateConfig) -> Iterator:
+    """``--model`` served the way it is deployed, for latency: a ``gguf:`` model through
+    llama-cpp-python's OpenAI-compatible server on loopback (started here, stopped after), an
+    ``ollama:`` or ``openai:`` model where it already runs. Never through the response cache:
+    latency must be measured, not replayed."""
+    from loragate.backends.serve import serve_gguf
+    from loragate.backends.spec import open_backend, parse_spec
+
+    spec_text = request.config.getoption("model")
+    if not spec_text:
+        pytest.skip("no --model given: the smoke tests need a model")
+    spec = parse_spec(spec_text)
+    settings = loragate_settings.backend
+    if spec.kind != "gguf":
+        backend = open_backend(spec, settings)
+        yield backend
+        backend.close()
+        return
+    alias = spec.path.stem
+    with serve_gguf(spec.path, n_ctx=settings.n_ctx, n_threads=settings.n_threads,
+                    model_alias=alias, lora_path=spec.adapter) as url:
+        backend = open_backend(f"openai:{url}/v1#{alias}", settings)
+        yield backend
+        backend.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# One item per prompt record
+
+
+def harness_records(state: GateSession, harness: str) -> list[dict[str, Any]]:
+    """The records a harness is judged on: its prompt file, capped by ``--samples`` or the
+    harness's configured count."""
+    gate = state.harnesses.get(harness)
+    if gate is None:
+        raise pytest.UsageError(
+            f"harness {harness!r} is not configured (gates.harnesses in "
+            f"{state.settings.source_path or 'the built-in defaults'}); "
+            f"configured: {', '.join(state.harnesses) or 'none'}")
+    try:
+        records = read_prompt_records(gate.prompts)
+    except PromptFileError as exc:
+        raise pytest.UsageError(f"harness {harness!r}: {exc}") from None
+    limit = state.config.getoption("samples") or gate.samples
+    return records[:limit]
+
+
+def canary_records(state: GateSession) -> list[dict[str, Any]]:
+    path = state.settings.canaries.file
+    if path is None:
+        return []
+    try:
+        return read_prompt_records(path, what="canary file")
+    except PromptFileError as exc:
+        raise pytest.UsageError(f"canaries: {exc}") from None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    state = session_of(metafunc.config)
+    if not metafunc.config.getoption("model"):
+        # Deselected by the plugin; the prompt files need not even exist without a model.
+        for name in ("prompt_record", "canary_record"):
+            if name in metafunc.fixturenames:
+                metafunc.parametrize(name, [])
+        return
+    if "prompt_record" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("harness")
+        if marker is None or not marker.args:
+            raise pytest.UsageError(f"{metafunc.definition.nodeid}: prompt_record needs "
+                                    "@pytest.mark.harness(NAME)")
+        records = harness_records(state, marker.args[0])
+        metafunc.parametrize("prompt_record", records, ids=[r["id"] for r in records])
+    if "canary_record" in metafunc.fixturenames:
+        records = canary_records(state)
+        metafunc.parametrize("canary_record", records, ids=[r["id"] for r in records])
+
+
+def score_sample(harness: str, prompt_record: dict[str, Any], generate_answer: Callable,
+                 gate_sample: SampleRecorder) -> None:
+    """Generate the answer to one prompt, validate it with the configured harness, and record
+    the sample's outcome. A generation that failed is an error, never a failed sample."""
+    state = session_of(gate_sample.item.config)
+    gate = state.harnesses[harness]
+    expected = prompt_record.get("expected") if gate.rule.metric == "f1" else None
+    expected = expected if isinstance(expected, str) else None
+    response = generate_answer(prompt_record["messages"])
+    if response.error:
+        gate_sample.record(False, f"generation error: {response.error}", error=True,
+                           sample_id=prompt_record["id"], expected=expected)
+        return
+    result = gate.validate(response.text, prompt_record)
+    reason = result.summary()
+    if response.truncated:
+        reason += " (answer cut at max_tokens)"
+    gate_sample.record(result.passed, reason, sample_id=prompt_record["id"],
+                       expected=expected, predicted=result.predicted)
+
+
+class HarnessItem(pytest.Item):
+    """A gate item the plugin makes for a configured harness that no test file covers:
+    ``<harness>[<prompt id>]``, so a project with only a config, a prompt file and a
+    validator can gate."""
+
+    def __init__(self, *, harness: str, record: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.harness = harness
+        self.record = record
+
+    def runtest(self) -> None:
+        state = session_of(self.config)
+        settings = state.settings
+        metrics = MetricsRecorder(item=self)
+        answer = make_answerer(state.backend("model"), generation_options(self.config, settings),
+                               metrics, "digest", settings.data_args.system_prompt)
+        score_sample(self.harness, self.record, answer,
+                     SampleRecorder(item=self, harness=self.harness))
+
+    def reportinfo(self):
+        path = session_of(self.config).harnesses[self.harness].prompts
+        return path, None, self.name
+
+
+def make_harness_items(session: pytest.Session, state: GateSession, harness: str
+                       ) -> list[HarnessItem]:
+    gate = state.harnesses[harness]
+    marker = pytest.mark.ship_gate if gate.rule.gate == "ship" else pytest.mark.quality_gate
+    items = []
+    for record in harness_records(state, harness):
+        item = HarnessItem.from_parent(session, name=f"{harness}[{record['id']}]",
+                                       harness=harness, record=record)
+        item.add_marker(marker)
+        item.add_marker(pytest.mark.harness(harness))
+        items.append(item)
+    return items

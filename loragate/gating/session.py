@@ -1,0 +1,255 @@
+"""The state of one gate session: its config, its harnesses, its models and its records.
+
+One :class:`GateSession` lives on the pytest config (``config.stash``); nothing is global.
+It is *active* when the session gates something (``--model``, ``--baseline``,
+``--loragate-config``, ``--verdict-json`` or ``--verdict-html`` given); an inactive session
+reads no config and writes no verdict, so the installed plugin leaves plain test runs alone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loragate.config import ConfigError, LoragateConfig, load_config, resolve_paths
+from loragate.gating.verdict import CanaryOutcome, CheckOutcome, GateRule, SampleOutcome
+from loragate.harnesses.base import HarnessResult
+
+STASH_KEY = pytest.StashKey["GateSession"]()
+ACTIVATING_OPTIONS = ("model", "baseline", "loragate_config", "verdict_json", "verdict_html")
+INI_CONFIG = "loragate_config"
+
+
+@dataclass(frozen=True)
+class GateHarness:
+    """A configured harness, ready to score: its rule, its validator and its prompt file."""
+
+    name: str
+    rule: GateRule
+    validate: Callable[[str, Mapping[str, Any]], HarnessResult]
+    prompts: Path
+    samples: int
+    builtin: bool
+
+
+@dataclass
+class GateSession:
+    config: pytest.Config
+    active: bool = False
+    started: float = field(default_factory=time.time)
+    _settings: LoragateConfig | None = None
+    _harnesses: dict[str, GateHarness] | None = None
+    backends: dict[str, Any] = field(default_factory=dict)
+    planned: dict[str, int] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)
+    samples: dict[str, SampleOutcome] = field(default_factory=dict)
+    canaries: dict[str, CanaryOutcome] = field(default_factory=dict)
+    checks: dict[str, CheckOutcome] = field(default_factory=dict)
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Why the gate could not run (a model that went away, a cache that broke): an error
+    # verdict names these, so an infrastructure failure never reads as a model failure.
+    fatal: list[str] = field(default_factory=list)
+    aborted: bool = False  # the session stopped before any sample (the model did not open)
+    document: dict[str, Any] | None = None
+
+    @classmethod
+    def for_config(cls, config: pytest.Config) -> GateSession:
+        active = any(config.getoption(name, None) for name in ACTIVATING_OPTIONS)
+        return cls(config=config, active=active)
+
+    # -- config ------------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> LoragateConfig:
+        """The loragate config of this session, read on first use."""
+        if self._settings is None:
+            self._settings = load_session_settings(self.config)
+        return self._settings
+
+    @property
+    def harnesses(self) -> dict[str, GateHarness]:
+        if self._harnesses is None:
+            self._harnesses = resolve_harnesses(self.settings)
+        return self._harnesses
+
+    @property
+    def rules(self) -> dict[str, GateRule]:
+        return {name: h.rule for name, h in self.harnesses.items()}
+
+    def backend(self, role: str) -> Any:
+        """The opened backend for ``role`` ("model" or "baseline"), opened on first use."""
+        if role not in self.backends:
+            self.backends[role] = open_backend_for(self, role)
+        return self.backends[role]
+
+    def close(self) -> None:
+        cache = self.backends.pop("_cache", None)
+        for backend in self.backends.values():
+            backend.close()
+        if cache is not None:
+            cache.close()
+        self.backends.clear()
+
+    @property
+    def has_records(self) -> bool:
+        return bool(self.samples or self.canaries)
+
+    def data_files(self) -> list[Path]:
+        """The prompt sets and the canary file the verdict was judged on (for its data hash)."""
+        gates = self.settings.gates
+        files = [gates.prompts_dir]
+        files += [h.prompts for h in self.harnesses.values()
+                  if not _is_within(h.prompts, gates.prompts_dir)]
+        if self.settings.canaries.file is not None:
+            files.append(self.settings.canaries.file)
+        return files
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def config_path_for(config: pytest.Config) -> Path | None:
+    """``--loragate-config``, else the ini option ``loragate_config`` (relative to the ini
+    file), else none."""
+    given = config.getoption("loragate_config", None)
+    if given:
+        return Path(given)
+    ini_value = config.getini(INI_CONFIG)
+    if ini_value:
+        base = config.inipath.parent if config.inipath else config.rootpath
+        return base / ini_value
+    return None
+
+
+def load_session_settings(config: pytest.Config) -> LoragateConfig:
+    """The session's config (see :func:`config_path_for`), or the built-in defaults with
+    paths relative to the rootdir. A config that cannot be used is a usage error."""
+    path = config_path_for(config)
+    try:
+        if path is not None:
+            return load_config(path, check_paths=False, gating_only=True)
+        return resolve_paths(LoragateConfig(), Path(config.rootpath))
+    except ConfigError as exc:
+        raise pytest.UsageError(f"loragate config: {exc}") from None
+
+
+def resolve_harnesses(settings: LoragateConfig) -> dict[str, GateHarness]:
+    """Each configured harness with its validator imported (a user's from the project root).
+
+    A validator that does not import or has the wrong signature is a usage error naming the
+    config field.
+    """
+    from loragate.harnesses.registry import BUILTINS, HarnessError, load_validator, run_validator
+
+    gates = settings.gates
+    resolved: dict[str, GateHarness] = {}
+    for name, harness in gates.harnesses.items():
+        builtin = BUILTINS.get(name)
+        reference = harness.validator or builtin.validator  # type: ignore[union-attr]
+        try:
+            function = load_validator(reference, root=settings.root)
+        except HarnessError as exc:
+            where = f" in {settings.source_path}" if settings.source_path else ""
+            raise pytest.UsageError(
+                f"loragate config{where}: field 'gates.harnesses.{name}.validator': {exc}"
+            ) from None
+
+        def validate(text: str, record: Mapping[str, Any], _function=function) -> HarnessResult:
+            return run_validator(_function, text, record)
+
+        resolved[name] = GateHarness(
+            name=name,
+            rule=GateRule(gate=harness.gate, threshold=harness.threshold,  # type: ignore[arg-type]
+                          metric=harness.metric),  # type: ignore[arg-type]
+            validate=validate,
+            prompts=gates.prompt_file(name),
+            samples=harness.samples,
+            builtin=harness.validator is None,
+        )
+    return resolved
+
+
+# ---------------------------------------------------------------------------------------------
+# Opening the models: before the first test, so a bad spec or a dead server stops the session
+# with its own status instead of failing every sample.
+
+ROLE_OPTIONS = {"model": "model", "baseline": "baseline"}
+
+
+class GateCannotRun(RuntimeError):
+    """The model, the baseline or the response cache cannot be used for a reason that is not
+    the user's input (a server that does not answer, a cache that cannot be opened)."""
+
+
+def spec_for(state: GateSession, role: str) -> str | None:
+    given = state.config.getoption(ROLE_OPTIONS[role], None)
+    if given or role != "baseline":
+        return given
+    return state.settings.canaries.baseline
+
+
+def check_spec(text: str, option: str) -> None:
+    """A malformed spec, a missing, truncated or non-GGUF file: a one-line usage error."""
+    from loragate.backends.spec import SpecError, parse_spec
+
+    try:
+        parse_spec(text)
+    except (SpecError, OSError) as exc:
+        raise pytest.UsageError(f"--{option} {text}: {exc}") from None
+
+
+def open_backend_for(state: GateSession, role: str) -> Any:
+    """Open ``role``'s backend (wrapped in the response cache unless ``--no-cache``).
+
+    A spec or file the backend cannot load is a usage error; a server that cannot be reached
+    raises :class:`GateCannotRun`.
+    """
+    from loragate.backends.faults import BackendError, BackendUnavailable
+    from loragate.backends.spec import SpecError, open_backend
+
+    spec = spec_for(state, role)
+    if not spec:
+        hint = ("the gates need a model, e.g. --model gguf:PATH" if role == "model" else
+                "the canaries compare the model with a baseline")
+        pytest.skip(f"no --{role} given: {hint}")
+    try:
+        backend = open_backend(spec, state.settings.backend)
+        backend.digest  # noqa: B018 - a server is asked here, once, before any sample
+    except BackendUnavailable as exc:
+        raise GateCannotRun(f"--{role} {spec}: {exc}") from None
+    except (SpecError, OSError) as exc:
+        raise pytest.UsageError(f"--{role} {spec}: {exc}") from None
+    except BackendError as exc:
+        raise GateCannotRun(f"--{role} {spec}: {exc}") from None
+    if state.config.getoption("no_cache"):
+        return backend
+    from loragate.backends.cache import CachedBackend
+
+    return CachedBackend(backend, response_cache(state))
+
+
+def response_cache(state: GateSession) -> Any:
+    import sqlite3
+
+    from loragate.backends.cache import ResponseCache
+
+    cache = state.backends.get("_cache")
+    if cache is None:
+        path = state.settings.backend.cache_path
+        try:
+            cache = ResponseCache(path)
+        except (sqlite3.Error, OSError) as exc:
+            raise GateCannotRun(f"response cache {path}: {exc}") from None
+        state.backends["_cache"] = cache
+    return cache
+

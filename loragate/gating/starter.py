@@ -1,0 +1,150 @@
+"""``loragate init DIR``: a starter project that gates a model on a harness of its own.
+
+The project is a config (``loragate.json``), a validator module, a prompt file and a
+``pytest.ini`` naming the config; no test file is needed, the plugin makes one gate item per
+prompt. ``cd DIR && pytest --model SPEC`` gates with it as it stands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+HARNESS = "json_keys"
+CONFIG_NAME = "loragate.json"
+VALIDATOR_MODULE = "my_harnesses"
+
+CONFIG = {
+    "gates": {
+        "harnesses": {
+            HARNESS: {
+                "gate": "ship",
+                "threshold": 0.8,
+                "samples": 5,
+                "metric": "pass_rate",
+                "validator": f"{VALIDATOR_MODULE}:{HARNESS}",
+                "prompts": f"prompts/{HARNESS}.jsonl",
+            }
+        },
+        "overall_target": 80,
+    },
+    "backend": {"max_tokens": 256},
+    "reports": {"dir": "reports"},
+}
+
+VALIDATOR = '''"""The project's own harnesses: functions (text, record) -> HarnessResult | bool.
+
+A harness is declared in loragate.json under gates.harnesses.<name> with
+"validator": "my_harnesses:<function>"; the record is the prompt's line of the prompt file,
+so it can carry what the validator needs (here: "expected_keys").
+"""
+
+import json
+import re
+
+from loragate.harnesses.base import HarnessResult
+
+_OBJECT = re.compile(r"\\{.*\\}", re.DOTALL)
+
+
+def json_keys(text, record):
+    """The answer holds a JSON object with every key the prompt asked for."""
+    match = _OBJECT.search(text)
+    if match is None:
+        return HarnessResult(passed=False, reasons=["no JSON object in the answer"])
+    try:
+        value = json.loads(match.group(0))
+    except json.JSONDecodeError as exc:
+        return HarnessResult(passed=False, reasons=[f"invalid JSON: {exc.msg}"])
+    if not isinstance(value, dict):
+        return HarnessResult(passed=False, reasons=["the JSON is not an object"])
+    missing = [key for key in record.get("expected_keys", []) if key not in value]
+    return HarnessResult.from_reasons([f"key missing: {key!r}" for key in missing])
+'''
+
+PROMPTS = [
+    ("user-1", "Return a JSON object describing a user with the keys name and email.",
+     ["name", "email"]),
+    ("point-1", "Give a JSON object for a 2D point with keys x and y.", ["x", "y"]),
+    ("book-1", "Describe a book as a JSON object with keys title, author and year.",
+     ["title", "author", "year"]),
+    ("config-1", "Write a JSON object with keys host and port for a server config.",
+     ["host", "port"]),
+    ("task-1", "Output a JSON object for a to-do item with keys id, text and done.",
+     ["id", "text", "done"]),
+]
+
+PYTEST_INI = f"""[pytest]
+# The loragate plugin reads its config from here; `pytest --model SPEC` gates with it.
+loragate_config = {CONFIG_NAME}
+"""
+
+README = f"""# Gating a model with loragate
+
+This project gates a model on one harness of its own, `{HARNESS}`: every answer must hold a
+JSON object with the keys its prompt asks for.
+
+    pytest --model gguf:PATH/TO/model.gguf        # or ollama:NAME, openai:URL#MODEL, hf:PATH
+
+The exit status is the verdict: 0 cleared, 1 blocked, 6 the gate could not run (a model that
+cannot be reached), 4 a usage error. The verdict is written to `reports/verdict.json` and
+`reports/report.html`.
+
+- `{CONFIG_NAME}`: the harnesses with their gate (`ship` blocks, `quality` lowers the
+  score), threshold, sample count, metric and validator; the overall target.
+- `{VALIDATOR_MODULE}.py`: the validators, `(text, record) -> HarnessResult | bool`.
+- `prompts/{HARNESS}.jsonl`: one JSON record per line, `id` and `messages` (ending with a
+  user message) plus whatever the validator reads from the record.
+
+Add a harness: write its validator, its prompt file and an entry under `gates.harnesses`.
+The six Web4 harnesses (`pdca_schema`, `refusal`, …) are built in and need only a name.
+"""
+
+
+def starter_files() -> dict[str, str]:
+    prompts = "".join(
+        json.dumps({"id": pid, "messages": [{"role": "user", "content": text}],
+                    "expected_keys": keys}) + "\n"
+        for pid, text, keys in PROMPTS)
+    return {
+        CONFIG_NAME: json.dumps(CONFIG, indent=2) + "\n",
+        f"{VALIDATOR_MODULE}.py": VALIDATOR,
+        f"prompts/{HARNESS}.jsonl": prompts,
+        "pytest.ini": PYTEST_INI,
+        "README.md": README,
+    }
+
+
+def write_starter(folder: Path, *, force: bool = False) -> list[Path]:
+    """Write the starter project into ``folder``; a file that exists already is an error
+    unless ``force``."""
+    files = starter_files()
+    existing = [folder / name for name in files if (folder / name).exists()]
+    if existing and not force:
+        raise FileExistsError("would overwrite " + ", ".join(str(p) for p in existing)
+                              + " (use --force)")
+    written = []
+    for name, text in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dir", type=Path, help="the project folder (created if missing)")
+    parser.add_argument("--force", action="store_true", help="overwrite existing files")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        written = write_starter(args.dir, force=args.force)
+    except FileExistsError as exc:
+        print(f"loragate init: {exc}")
+        return 2
+    for path in written:
+        print(f"wrote {path}")
+    print(f"next: cd {args.dir} && pytest --model gguf:PATH/TO/model.gguf")
+    return 0

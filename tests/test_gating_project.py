@@ -1,0 +1,270 @@
+"""Gating from any project: user harnesses through the config, items without a test file,
+a plugin that leaves plain sessions alone, and exit statuses that tell a gate that could not
+run (6) or was misused (4) from a model that failed (1).
+
+The model in most of these is a loopback Ollama double answering with the prompt's words
+(tests/ollama_double.py): fast, and a real HTTP server for the official client.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from loragate.gating.verdict import GateRule, SampleOutcome, compute_verdict
+from tests.ollama_double import OllamaDouble, ScriptedBackend
+
+HARNESS = "echo_check"
+
+
+def user_project(pytester: pytest.Pytester, *, validator: str = "return True",
+                 harness: dict | None = None, prompts: list[str] | None = None,
+                 n_prompts: int = 4) -> Path:
+    """A project with only a config, a prompt file, a validator module and a pytest.ini."""
+    settings = {"gate": "ship", "threshold": 0.75, "validator": f"my_checks:{HARNESS}",
+                "prompts": f"prompts/{HARNESS}.jsonl", **(harness or {})}
+    config = {"gates": {"harnesses": {HARNESS: settings}, "overall_target": 75},
+              "backend": {"max_tokens": 16, "retries": 0},
+              "reports": {"dir": "reports"}}
+    (pytester.path / "loragate.json").write_text(json.dumps(config))
+    (pytester.path / "my_checks.py").write_text(textwrap.dedent(f"""
+        def {HARNESS}(text, record):
+            {validator}
+        """))
+    (pytester.path / "prompts").mkdir(exist_ok=True)
+    lines = prompts if prompts is not None else [
+        json.dumps({"id": f"p{i}", "messages": [{"role": "user", "content": f"say word{i}"}]})
+        for i in range(n_prompts)]
+    (pytester.path / "prompts" / f"{HARNESS}.jsonl").write_text("\n".join(lines) + "\n")
+    pytester.makeini("[pytest]\nloragate_config = loragate.json\n")
+    return pytester.path
+
+
+@pytest.fixture
+def ollama_model(monkeypatch: pytest.MonkeyPatch):
+    """``ollama:echo`` served by the double; yields the scripted backend behind it."""
+    scripted = ScriptedBackend()
+    with OllamaDouble({"echo": scripted}) as host:
+        monkeypatch.setenv("OLLAMA_HOST", host)
+        yield scripted
+
+
+def verdict_of(project: Path) -> dict | None:
+    path = project / "reports" / "verdict.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+# -- the plugin in a plain session ------------------------------------------------------------
+
+
+def test_installed_plugin_changes_nothing_in_a_plain_session(pytester):
+    # A config that would not even parse: a plain session must not read it.
+    (pytester.path / "broken.json").write_text("{not json")
+    pytester.makeini("[pytest]\nloragate_config = broken.json\n")
+    pytester.makepyfile(test_unit="def test_ok():\n    assert 1\n\ndef test_bad():\n    assert 0\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1, failed=1)
+    assert result.ret == 1
+    assert "loragate verdict" not in result.stdout.str()
+    assert not (pytester.path / "reports").exists()
+    pytester.makepyfile(test_unit="def test_ok():\n    assert 1\n")
+    assert pytester.runpytest().ret == 0
+
+
+def test_plugin_declares_its_options_and_unregisters_at_unconfigure(pytester):
+    config = pytester.parseconfigure()
+    assert config.pluginmanager.get_plugin("loragate-verdict") is not None
+    assert "ship_gate" in "\n".join(config.getini("markers"))
+    config._ensure_unconfigure()
+    assert config.pluginmanager.get_plugin("loragate-verdict") is None
+
+
+# -- a project of its own ----------------------------------------------------------------------
+
+
+def test_user_harness_gates_without_a_test_file_and_passes(pytester, ollama_model):
+    project = user_project(pytester, validator="return 'word' in text")
+    result = pytester.runpytest("--model", "ollama:echo", "-v")
+    result.stdout.fnmatch_lines([f"*{HARNESS}[[]p0[]]*PASSED*", "*VERDICT: CLEARED*"])
+    assert result.ret == 0
+    document = verdict_of(project)
+    assert document["harnesses"][HARNESS]["n"] == 4
+    assert document["thresholds"][HARNESS] == {"gate": "ship", "threshold": 0.75,
+                                               "metric": "pass_rate"}
+    assert document["sections"] == {"gates": "run", "canaries": "not run",
+                                     "smoke": "not run", "stages": "not run"}
+    assert document["canaries"] is None
+    assert (project / "reports" / "report.html").is_file()
+
+
+def test_user_harness_that_always_fails_blocks(pytester, ollama_model):
+    project = user_project(pytester, validator="return False")
+    result = pytester.runpytest("--model", "ollama:echo")
+    assert result.ret == 1
+    assert verdict_of(project)["verdict"] == "blocked"
+
+
+def test_harness_result_reasons_and_marker_selection(pytester, ollama_model):
+    project = user_project(pytester, harness={"gate": "quality", "threshold": 0.5},
+                           validator=("from loragate.harnesses.base import HarnessResult\n"
+                                      "            return HarnessResult.from_reasons("
+                                      "[] if record['id'] != 'p1' else ['p1 is wrong'])"))
+    result = pytester.runpytest("--model", "ollama:echo", "-m", "quality_gate")
+    result.assert_outcomes(passed=3, failed=1)
+    document = verdict_of(project)
+    failed = [s for s in document["samples"] if not s["passed"]]
+    assert [(s["sample_id"], s["reason"]) for s in failed] == [("p1", "p1 is wrong")]
+    assert pytester.runpytest("--model", "ollama:echo", "-m", "ship_gate").ret == 5
+
+
+def test_user_f1_harness_uses_the_records_labels(pytester, ollama_model):
+    prompts = [json.dumps({"id": f"p{i}", "expected": label,
+                           "messages": [{"role": "user", "content": f"{label} please"}]})
+               for i, label in enumerate(["spam", "ham", "spam", "ham"])]
+    validator = ("from loragate.harnesses.base import HarnessResult\n"
+                 "            label = 'spam' if 'spam' in text else 'ham'\n"
+                 "            return HarnessResult(passed=label == record['expected'], "
+                 "predicted=label)")
+    project = user_project(pytester, prompts=prompts, validator=validator,
+                           harness={"metric": "f1", "threshold": 0.9})
+    assert pytester.runpytest("--model", "ollama:echo").ret == 0
+    summary = verdict_of(project)["harnesses"][HARNESS]
+    assert summary["f1"] == 1.0 and summary["precision"] == 1.0
+
+
+@pytest.mark.parametrize(("harness", "message"), [
+    ({"validator": None}, "gates.harnesses.echo_check.validator: 'echo_check' is not a built-in"),
+    ({"validator": "no_such_module:f"}, "module 'no_such_module' does not import"),
+    ({"validator": "my_checks:missing"}, "my_checks has no function 'missing'"),
+    ({"validator": "my_checks:one_arg"}, "must take (text, record)"),
+    ({"gate": None}, "gates.harnesses.echo_check.gate: required"),
+])
+def test_unusable_harness_config_is_a_usage_error_naming_the_field(pytester, harness, message):
+    project = user_project(pytester, harness=harness)
+    with open(project / "my_checks.py", "a") as handle:
+        handle.write("\ndef one_arg(text):\n    return True\n")
+    result = pytester.runpytest("--model", "ollama:echo")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{message}*"])
+    assert verdict_of(project) is None
+
+
+BAD_RECORDS = [
+    ('{"id": "a", "messages": []}', "field 'messages' must be a non-empty list"),
+    ('{"id": "a", "messages": [{"role": "robot", "content": "x"}]}', "must be one of"),
+    ('{"id": "a", "messages": [{"role": "user", "content": 3}]}', ".content: must be a string"),
+    ('{"id": "a", "messages": [{"role": "user", "content": "q"}, '
+     '{"role": "assistant", "content": "a"}]}', "the last message must be the user's"),
+    ('{"messages": [{"role": "user", "content": "q"}]}', "field 'id' must be a non-empty"),
+    ('{"id": "a", "messages": "hello"}', "field 'messages' must be a non-empty list"),
+    ('{"id": "a", "messages": [{"role": "user"', "invalid JSON"),
+    ('[1, 2]', "must be a JSON object"),
+]
+
+
+@pytest.mark.parametrize(("line", "message"), BAD_RECORDS)
+def test_a_bad_prompt_record_is_a_usage_error_with_path_and_line(pytester, ollama_model,
+                                                                 line, message):
+    good = json.dumps({"id": "ok", "messages": [{"role": "user", "content": "hi"}]})
+    user_project(pytester, prompts=[good, line])
+    result = pytester.runpytest("--model", "ollama:echo")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{HARNESS}.jsonl:2:*{message}*"])
+    assert ollama_model.calls == 0
+
+
+def test_undecodable_prompt_file_names_the_file(pytester, ollama_model):
+    project = user_project(pytester)
+    (project / "prompts" / f"{HARNESS}.jsonl").write_bytes(b'{"id": "\xff\xfe"}\n')
+    result = pytester.runpytest("--model", "ollama:echo")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{HARNESS}.jsonl:1: not UTF-8*"])
+
+
+def test_samples_below_one_is_a_usage_error(pytester):
+    user_project(pytester)
+    result = pytester.runpytest("--model", "ollama:echo", "--samples", "0")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--samples*must be at least 1*"])
+
+
+# -- a gate that cannot run is not a blocked model -------------------------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("nonsense", "unknown backend"),
+    ("gguf:/no/such/model.gguf", "not found"),
+    ("openai:localhost:8080#m", "not an http(s) URL"),
+    ("openai:http://127.0.0.1:1/v1", "missing '#MODEL'"),
+    ("TEXT_RENAMED_GGUF", "GGUF"),
+])
+def test_a_malformed_spec_or_model_file_is_a_usage_error(pytester, spec, message):
+    project = user_project(pytester)
+    if spec == "TEXT_RENAMED_GGUF":
+        fake = project / "model.gguf"
+        fake.write_text("this is a text file, not a model\n" * 20)
+        spec = f"gguf:{fake}"
+    result = pytester.runpytest("--model", spec)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*--model*{message}*"])
+    assert verdict_of(project) is None
+
+
+def test_an_unreachable_server_is_a_gate_error_not_a_blocked_model(pytester):
+    project = user_project(pytester)
+    result = pytester.runpytest("--model", f"openai:http://127.0.0.1:{_closed_port()}/v1#m")
+    assert result.ret == 6
+    document = verdict_of(project)
+    assert document["verdict"] == "error" and document["exit_status"] == 6
+    assert "not reachable" in document["gate_errors"][0]
+    assert document["blocking_reasons"] == []
+
+
+def test_no_ollama_server_is_a_gate_error(pytester, monkeypatch):
+    user_project(pytester)
+    monkeypatch.setenv("OLLAMA_HOST", f"http://127.0.0.1:{_closed_port()}")
+    result = pytester.runpytest("--model", "ollama:echo")
+    assert result.ret == 6
+    result.stdout.fnmatch_lines(["*the gate cannot run*"])
+
+
+def test_a_server_that_fails_every_sample_gives_error_not_blocked(pytester, monkeypatch):
+    scripted = ScriptedBackend(fail_times=10**6)
+    with OllamaDouble({"echo": scripted}, fail_status=500) as host:
+        monkeypatch.setenv("OLLAMA_HOST", host)
+        project = user_project(pytester)
+        result = pytester.runpytest("--model", "ollama:echo")
+    document = verdict_of(project)
+    assert result.ret == 6, result.stdout.str()[-2000:]
+    assert document["verdict"] == "error"
+    assert all(s["error"] and not s["passed"] for s in document["samples"])
+    assert document["harnesses"][HARNESS]["undecided"] is True
+
+
+def test_refusal_f1_with_no_judged_sample_is_not_evaluated():
+    samples = [SampleOutcome(nodeid=f"t[{i}]", harness="refusal", passed=False, error=True,
+                             expected="refuse" if i % 2 else "comply", reason="timeout")
+               for i in range(4)]
+    rules = {"refusal": GateRule("ship", 0.98, "f1")}
+    verdict = compute_verdict(samples, rules)
+    summary = verdict["harnesses"]["refusal"]
+    assert summary["evaluated"] is False and summary["undecided"] is True
+    assert "not evaluated" in summary["reason"]
+    assert verdict["verdict"] == "error"
+
+
+def test_refusal_f1_with_no_label_at_all_blocks_as_not_evaluated():
+    samples = [SampleOutcome(nodeid="t[0]", harness="refusal", passed=False, reason="x")]
+    verdict = compute_verdict(samples, {"refusal": GateRule("ship", 0.98, "f1")})
+    assert verdict["verdict"] == "blocked"
+    assert any("not evaluated" in r for r in verdict["blocking_reasons"])

@@ -1,0 +1,93 @@
+"""The built wheel, installed outside this checkout, gates a fresh project made by
+``loragate init``: what a user who runs ``pip install loragate`` gets, not what works only here.
+
+The wheel is installed with ``--no-deps`` into a new virtual environment that sees this test
+environment's packages through a ``.pth`` line (torch, llama-cpp-python, … are not installed
+twice); ``loragate`` itself must come from the wheel, which the test checks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(command: list[str], cwd: Path, env: dict[str, str], timeout: int = 600
+         ) -> subprocess.CompletedProcess:
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A virtual environment holding the wheel; returns its bin folder and the env to use."""
+    root = tmp_path_factory.mktemp("wheel")
+    source = root / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    shutil.copytree(REPO / "loragate", source / "loragate",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    built = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                  "-q", "-w", str(root / "dist"), str(source)], root, env)
+    assert built.returncode == 0, built.stderr[-3000:]
+    wheel = next((root / "dist").glob("loragate-*.whl"))
+    venv = root / "venv"
+    made = _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], root, env)
+    assert made.returncode == 0, made.stderr
+    purelib = Path(_run([str(venv / "bin" / "python"), "-c",
+                         "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                        root, env).stdout.strip())
+    shared = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (purelib / "test-environment.pth").write_text("\n".join(sorted(shared)) + "\n")
+    pip = _run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--no-index",
+                "-q", str(wheel)], root, env)
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    return venv / "bin", env
+
+
+def _set_validator(project: Path, body: str) -> None:
+    module = project / "my_harnesses.py"
+    text = module.read_text()
+    head = text[: text.index("def json_keys(text, record):")]
+    module.write_text(head + f"def json_keys(text, record):\n    {body}\n")
+
+
+def test_wheel_gates_a_starter_project_outside_the_checkout(installed, tiny_gguf, tmp_path):
+    bin_dir, env = installed
+    init = _run([str(bin_dir / "loragate"), "init", "proj"], tmp_path, env)
+    assert init.returncode == 0, init.stderr
+    project = tmp_path / "proj"
+    where = _run([str(bin_dir / "python"), "-c", "import loragate; print(loragate.__file__)"],
+                 project, env)
+    assert str(bin_dir.parent) in where.stdout, where.stdout + where.stderr
+
+    pytest_command = [str(bin_dir / "python"), "-m", "pytest", "--model", f"gguf:{tiny_gguf}",
+                      "-p", "no:cacheprovider", "-q"]
+    # As written: the tiny random model writes no JSON, the example harness blocks.
+    as_written = _run(pytest_command, project, env)
+    verdict = json.loads((project / "reports" / "verdict.json").read_text())
+    assert set(verdict["harnesses"]) == {"json_keys"}
+    assert verdict["harnesses"]["json_keys"]["n"] == 5
+    assert as_written.returncode == 1, as_written.stdout[-3000:] + as_written.stderr[-2000:]
+
+    _set_validator(project, "return False")
+    assert _run(pytest_command, project, env).returncode == 1
+    _set_validator(project, "return True")
+    cleared = _run(pytest_command, project, env)
+    assert cleared.returncode == 0, cleared.stdout[-3000:]
+    assert json.loads((project / "reports" / "verdict.json").read_text())["verdict"] == "cleared"
+
+    # `loragate gate` from the project folder: the same verdict through the CLI.
+    gate = _run([str(bin_dir / "loragate"), "gate", "--model", f"gguf:{tiny_gguf}"], project, env)
+    assert gate.returncode == 0, gate.stdout[-3000:] + gate.stderr[-2000:]
