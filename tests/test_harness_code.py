@@ -184,9 +184,15 @@ def test_init_returning_something_else_is_named():
         ec.validate(text).reasons
 
 
-def test_async_init_fails_because_it_does_not_chain():
+def test_async_init_declaring_this_without_a_promise_fails():
+    # An async init resolves to this (`await new X().init(scenario)` chains), so it declares
+    # Promise<this>; `: this` on an async method is a type its body cannot have.
     text = GOOD.replace("  init(scenario", "  async init(scenario")
-    assert any("init is async" in r for r in ec.validate(text).reasons)
+    assert any(r.startswith("class DefaultProject: init declares return type this, not this: "
+                            "an async init resolves to this")
+               for r in ec.validate(text).reasons), ec.validate(text).reasons
+    promised = text.replace("ProjectModel>): this {", "ProjectModel>): Promise<this> {")
+    assert ec.validate(promised).reasons == []
 
 
 def test_init_with_if_else_returning_this_on_both_paths_passes():
@@ -344,6 +350,10 @@ styles = st.builds(
     member_order=st.permutations(ce.MEMBERS).map(tuple),
     return_annotation=st.booleans(),
     quote=st.sampled_from(['"', "'"]),
+    init_type=st.sampled_from(ce.INIT_TYPES),
+    async_init=st.booleans(),
+    optional_scenario=st.booleans(),
+    statics=st.lists(st.sampled_from(ce.STATICS), unique=True).map(tuple),
 )
 layers = st.integers(1, 5)
 intros = st.sampled_from(["", "Sure.", "Here you go — the component follows Web4's pattern.",
@@ -359,14 +369,39 @@ def test_a_valid_answer_stays_valid_under_harmless_variations(component, layer, 
 
 
 @PROPERTY
-@given(components, layers, styles, st.sampled_from(
-    ["empty-constructor", "init", "init-scenario", "init-returns-this", "toScenario", "factory"]))
+@given(components, layers, styles, st.sampled_from(ce.OMITS))
 def test_removing_or_breaking_one_required_part_fails(component, layer, style, omit):
     answer = ce.render_typescript_answer(component, layer, style, omit=omit)
     result = ec.validate(answer)
     assert not result.passed
     name = ce.class_name(component, layer)
-    assert all(reason.startswith(f"class {name}:") for reason in result.reasons)
+    assert any(reason.startswith(f"class {name}:") for reason in result.reasons)
+    # Constructor arguments are also named where the call is; nothing else may fail.
+    assert all(reason.startswith(f"class {name}:") or omit == "factory-arguments"
+               and f"passes constructor arguments; use new {name}().init(scenario)" in reason
+               for reason in result.reasons), result.reasons
+
+
+def test_the_negative_builders_name_the_rule_they_break():
+    component = ce.Component("Ledger")
+    expected = {
+        "factory": "class DefaultLedger: static factory create() in place of new "
+                   "DefaultLedger().init(scenario): it sets made.model itself",
+        "factory-arguments": "class DefaultLedger: static factory fromModel() in place of new "
+                             "DefaultLedger().init(scenario): it passes constructor arguments",
+    }
+    for omit, reason in expected.items():
+        reasons = ec.validate(ce.render_typescript_answer(component, 2, omit=omit)).reasons
+        assert any(r.startswith(reason) for r in reasons), reasons
+
+
+def test_tsstyle_and_render_class_reject_unknown_values():
+    with pytest.raises(ValueError, match="init_type"):
+        ce.TsStyle(init_type="self")
+    with pytest.raises(ValueError, match="statics"):
+        ce.TsStyle(statics=("main",))
+    with pytest.raises(ValueError, match="omit must be one of"):
+        ce.render_class(ce.Component("Ledger"), 2, omit="everything")
 
 
 @settings(max_examples=60, deadline=None)

@@ -5,7 +5,10 @@ compliance answers.
 Every builder is a pure function of its parameters (no randomness, no clock), so the data
 generator varies content by passing different values and gets the same bytes for the same
 values. ``TsStyle`` renders harmless surface changes (indentation, comments, member order,
-blank lines); ``omit`` in ``render_class`` drops one required part for negative examples.
+blank lines) and the variations of the pattern Web4's own code uses (an async ``init``, a
+declared return type naming the class or its interface, a CLI's ``static async start``,
+``static fromJSON`` and a singleton ``getInstance``); ``omit`` in ``render_class`` breaks one
+rule for negative examples.
 
 ``render_typescript_answer`` passes ``empty_constructor``; ``render_tool_answer`` passes
 ``tool_success`` with the ``expected`` dict that ``tool_expected`` builds for it;
@@ -50,9 +53,22 @@ class Component:
         return f"{self.name}Model"
 
 
+INIT_TYPES: tuple[str, ...] = ("this", "class", "interface")
+STATICS: tuple[str, ...] = ("start", "fromJSON", "getInstance")
+OMITS: tuple[str, ...] = ("empty-constructor", "init", "init-scenario", "init-returns-this",
+                          "toScenario", "factory", "factory-arguments")
+
+
 @dataclass(frozen=True)
 class TsStyle:
-    """Harmless surface variation of rendered TypeScript."""
+    """Surface variation of rendered TypeScript, and the compliant variations of the pattern.
+
+    ``init_type``: what ``init`` declares it returns (``this``, ``class``: the class's name,
+    ``interface``: the component interface where the class implements one, else the class);
+    ``async_init``: ``async init(…): Promise<…>``; ``optional_scenario``: ``scenario?``;
+    ``statics``: static helpers to add (``start`` on a layer5 CLI only, ``fromJSON``,
+    ``getInstance``), each making the object with ``new X()`` and configuring it only
+    through ``init``."""
 
     indent: int = 2
     comments: bool = False
@@ -60,6 +76,18 @@ class TsStyle:
     member_order: tuple[str, ...] = MEMBERS
     return_annotation: bool = True
     quote: str = '"'
+    init_type: str = "this"
+    async_init: bool = False
+    optional_scenario: bool = False
+    statics: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.init_type not in INIT_TYPES:
+            raise ValueError(f"TsStyle.init_type must be one of {INIT_TYPES}, got "
+                             f"{self.init_type!r}")
+        unknown = [name for name in self.statics if name not in STATICS]
+        if unknown:
+            raise ValueError(f"TsStyle.statics: unknown {unknown}; known: {STATICS}")
 
 
 def class_name(component: Component, layer: int) -> str:
@@ -74,6 +102,22 @@ def file_path(component: Component, layer: int) -> str:
     name = component.name if layer == 3 else class_name(component, layer)
     suffix = ".interface.ts" if layer == 3 else ".ts"
     return f"src/ts/{LAYER_FOLDERS[layer]}/{name}{suffix}"
+
+
+def _init_type(component: Component, layer: int, style: TsStyle) -> str:
+    """The type ``init`` declares it returns, before any ``Promise<…>``."""
+    if style.init_type == "interface" and layer in (2, 3):
+        return component.name
+    if style.init_type in ("class", "interface"):
+        return class_name(component, layer)
+    return "this"
+
+
+def _init_annotation(component: Component, layer: int, style: TsStyle) -> str:
+    if not style.return_annotation:
+        return ""
+    value = _init_type(component, layer, style)
+    return f": Promise<{value}>" if style.async_init else f": {value}"
 
 
 def _model_literal(component: Component) -> str:
@@ -96,6 +140,29 @@ def _extra_method(component: Component, layer: int, pad: str) -> list[str]:
             f"{pad}{pad}return `{component.name} ${{this.model.{first}}}`;", f"{pad}}}"]
 
 
+def _static_helper(member: str, component: Component, layer: int, style: TsStyle
+                   ) -> list[str]:
+    """A static helper as Web4 writes them: ``new X()`` without arguments, configured only
+    through ``init`` (``start``, ``fromJSON``) or handed out unconfigured (``getInstance``)."""
+    pad = " " * style.indent
+    name = class_name(component, layer)
+    model = component.model_type
+    wait = "await " if style.async_init else ""
+    if member == "start":
+        return [f"{pad}static async start(args: string[]): Promise<void> {{",
+                f"{pad}{pad}const cli = {wait}new {name}().init(new {name}().toScenario());",
+                f"{pad}{pad}await cli.run(args);", f"{pad}}}"]
+    if member == "fromJSON":
+        made = f"Promise<{name}>" if style.async_init else name
+        return [f"{pad}static fromJSON(json: string): {made} {{",
+                f"{pad}{pad}return new {name}().init(JSON.parse(json) as Scenario<{model}>);",
+                f"{pad}}}"]
+    return [f"{pad}static getInstance(): {name} {{",
+            f"{pad}{pad}if (!{name}.instance) {{",
+            f"{pad}{pad}{pad}{name}.instance = new {name}();", f"{pad}{pad}}}",
+            f"{pad}{pad}return {name}.instance;", f"{pad}}}"]
+
+
 def _member(member: str, component: Component, layer: int, style: TsStyle,
             omit: str | None) -> list[str]:
     pad = " " * style.indent
@@ -113,17 +180,21 @@ def _member(member: str, component: Component, layer: int, style: TsStyle,
     if member == "init":
         if omit == "init":
             return []
-        returns = ": this" if style.return_annotation else ""
+        returns = _init_annotation(component, layer, style)
+        prefix = "async " if style.async_init else ""
         if omit == "init-scenario":
-            return [f"{pad}init(projectRoot: string){returns} {{",
+            return [f"{pad}{prefix}init(projectRoot: string){returns} {{",
                     f"{pad}{pad}this.root = projectRoot;", f"{pad}{pad}return this;", f"{pad}}}"]
         last = [] if omit == "init-returns-this" else [f"{pad}{pad}return this;"]
         returns = "" if omit == "init-returns-this" else returns
         lines = [f"{pad}/** Sets the state from the scenario; chains. */"] \
             if style.comments else []
-        return lines + [f"{pad}init(scenario: Scenario<{model}>){returns} {{",
-                        f"{pad}{pad}this.model = {{ ...this.model, ...scenario.model }};",
-                        *last, f"{pad}}}"]
+        merge = "this.model = { ...this.model, ...scenario.model };"
+        body = [f"{pad}{pad}if (scenario) {{", f"{pad}{pad}{pad}{merge}", f"{pad}{pad}}}"] \
+            if style.optional_scenario else [f"{pad}{pad}{merge}"]
+        parameter = "scenario?" if style.optional_scenario else "scenario"
+        return lines + [f"{pad}{prefix}init({parameter}: Scenario<{model}>){returns} {{",
+                        *body, *last, f"{pad}}}"]
     if member == "toScenario":
         if omit == "toScenario":
             return []
@@ -135,8 +206,16 @@ def _member(member: str, component: Component, layer: int, style: TsStyle,
                 f"{pad}{pad}{pad}model: {{ ...this.model }},",
                 f"{pad}{pad}}};", f"{pad}}}"]
     if member == "factory":
+        # Makes the object, then sets its state itself instead of through init.
         return [f"{pad}static create(scenario: Scenario<{model}>): {name} {{",
-                f"{pad}{pad}return new {name}().init(scenario);", f"{pad}}}"]
+                f"{pad}{pad}const made = new {name}();",
+                f"{pad}{pad}made.model = {{ ...made.model, ...scenario.model }};",
+                f"{pad}{pad}return made;", f"{pad}}}"]
+    if member == "factory-arguments":
+        return [f"{pad}static fromModel(model: {model}): {name} {{",
+                f"{pad}{pad}return new {name}(model);", f"{pad}}}"]
+    if member in STATICS:
+        return _static_helper(member, component, layer, style)
     return _extra_method(component, layer, pad)
 
 
@@ -146,9 +225,13 @@ def render_class(component: Component, layer: int, style: TsStyle = TsStyle(),
     interface). ``omit`` breaks one rule for negative examples: ``empty-constructor``
     (constructor with a parameter), ``init`` (no init), ``init-scenario``
     (``init(projectRoot: string)``), ``init-returns-this`` (init returns nothing),
-    ``toScenario`` (no toScenario), ``factory`` (adds ``static create``)."""
+    ``toScenario`` (no toScenario), ``factory`` (adds a ``static create`` that sets the new
+    object's state itself), ``factory-arguments`` (adds a ``static fromModel`` that passes
+    constructor arguments)."""
     if layer not in LAYER_FOLDERS:
         raise ValueError(f"layer must be 1..5, got {layer}")
+    if omit is not None and omit not in OMITS:
+        raise ValueError(f"omit must be one of {OMITS}, got {omit!r}")
     name = class_name(component, layer)
     pad = " " * style.indent
     implements = f" implements {component.name}" if layer in (2, 3) else ""
@@ -164,7 +247,13 @@ def render_class(component: Component, layer: int, style: TsStyle = TsStyle(),
         body_fields.append(f"{pad}lastCommand = {style.quote}{style.quote};")
     if omit == "init-scenario":
         body_fields.append(f"{pad}root = {style.quote}{style.quote};")
-    members = list(style.member_order) + (["factory"] if omit == "factory" else [])
+    if "getInstance" in style.statics:
+        body_fields.append(f"{pad}private static instance: {name} | undefined;")
+    statics = [m for m in style.statics if m != "start" or layer == 5]
+    members = list(style.member_order)
+    if "start" in statics and "extra" not in members:
+        members.append("extra")  # start runs the CLI: it needs run(args)
+    members += statics + ([omit] if omit in ("factory", "factory-arguments") else [])
     blocks = [b for b in (_member(m, component, layer, style, omit) for m in members) if b]
     separator = [""] * style.blank_lines
     lines = [*header, "", f"export class {name}{implements} {{", *body_fields]
@@ -175,22 +264,28 @@ def render_class(component: Component, layer: int, style: TsStyle = TsStyle(),
 
 
 def render_interface(component: Component, style: TsStyle = TsStyle()) -> str:
-    """The layer3 interfaces: the model and the component."""
+    """The layer3 interfaces: the model and the component. Its init returns ``this``, or
+    the interface itself where the class declares a named type (which ``this`` would not
+    accept)."""
     pad = " " * style.indent
     model = component.model_type
     q = style.quote
+    returns = "this" if style.init_type == "this" else component.name
+    returns = f"Promise<{returns}>" if style.async_init else returns
     return "\n".join([
         f"import {{ Scenario }} from {q}./Scenario.interface.js{q};", "",
         f"export interface {model} {{",
         *[f"{pad}{f.name}: {f.ts_type};" for f in component.fields], "}", "",
         f"export interface {component.name} {{",
-        f"{pad}init(scenario: Scenario<{model}>): this;",
+        f"{pad}init(scenario: Scenario<{model}>): {returns};",
         f"{pad}toScenario(): Scenario<{model}>;", "}", ""])
 
 
 def render_vitest(component: Component, layer: int, style: TsStyle = TsStyle()) -> str:
-    """A Vitest test that builds the class with ``new X().init(scenario)``."""
+    """A Vitest test that builds the class with ``new X().init(scenario)`` (awaited where
+    init is async)."""
     pad = " " * style.indent
+    wait = "await " if style.async_init else ""
     name = class_name(component, layer)
     q = style.quote
     first = component.fields[0]
@@ -199,9 +294,9 @@ def render_vitest(component: Component, layer: int, style: TsStyle = TsStyle()) 
         f"import {{ {name} }} from {q}../src/ts/{LAYER_FOLDERS[layer if layer != 3 else 2]}/"
         f"{name}.js{q};", "",
         f"describe({q}{name}{q}, () => {{",
-        f"{pad}it({q}round-trips its scenario{q}, () => {{",
+        f"{pad}it({q}round-trips its scenario{q}, {wait and 'async '}() => {{",
         f"{pad}{pad}const scenario = new {name}().toScenario();",
-        f"{pad}{pad}const restored = new {name}().init(scenario);",
+        f"{pad}{pad}const restored = {wait}new {name}().init(scenario);",
         f"{pad}{pad}expect(restored.toScenario().model.{first.name})"
         f".toEqual(scenario.model.{first.name});",
         f"{pad}}});", "});", ""])

@@ -1,18 +1,26 @@
 """``empty_constructor``: every TypeScript class of the answer follows Web4's pattern.
 
 The answer's fenced code blocks tagged ``ts``/``typescript`` (``mts``/``cts`` too) or
-untagged are parsed with tree-sitter's TypeScript grammar. Every class found must have:
+untagged are parsed with tree-sitter's TypeScript grammar. The rules are judged by what the
+code does, not by names. Every class found must have:
 
 - a constructor with no parameters, or no constructor (defaults only: no ``await``, no
   file/network/process I/O, no environment reads, no factory calls in its body);
 - ``init(scenario)``: one parameter that is a scenario (named ``scenario`` or typed
-  ``Scenario…``), not async, declared return type (if any) ``this``, and every path of its
-  body ends in ``return this`` so ``new X().init(scenario)`` chains;
+  ``Scenario…``), an instance method whose every path ends in ``return this`` so
+  ``new X().init(scenario)`` chains. An ``async init`` is the team's variation: it resolves
+  to ``this`` (``await new X().init(scenario)``). A declared return type may be ``this``,
+  the class's own name or an interface it implements, wrapped in ``Promise<…>`` exactly
+  when ``init`` is async;
 - ``toScenario()``: an instance method with no required parameter that returns something;
   when it returns an object literal, the literal holds ``ior``, ``owner`` and ``model``;
-- no static factory (``static create(...)`` and kin, or a static method that builds
-  ``new X(...)`` itself) in place of the pattern, and nobody calls ``new X(args)`` with
-  arguments on a class of the answer.
+- static methods that make an instance of the class do it the pattern's way: ``new X()``
+  with no arguments, then configure it only through ``init(...)`` (``static create``,
+  ``from``, ``fromJSON``) or not at all (a singleton ``getInstance()``, a CLI's
+  ``static async start(args)`` that runs the new instance). A static method that passes
+  constructor arguments, sets the new object's state itself, or takes arguments and returns
+  the object without ``init`` is a factory in place of the pattern. Nobody calls
+  ``new X(args)`` with arguments on a class of the answer.
 
 Methods inherited from another class of the answer count. At least one class must be
 present. File-level rules: no Jest (tests use Vitest), no CommonJS (``require``,
@@ -57,6 +65,9 @@ JEST_MODULES = frozenset({"jest", "@jest/globals", "ts-jest", "@types/jest", "je
 PRIMITIVE_TYPES = frozenset({"string", "number", "boolean", "bigint", "symbol", "undefined",
                              "null", "string[]", "number[]", "boolean[]"})
 SCENARIO_KEYS = ("ior", "owner", "model")
+# Expressions that pass their operand's value through: `(x)`, `x as T`, `x!`, `await x`.
+WRAPPER_NODES = frozenset({"parenthesized_expression", "as_expression",
+                           "satisfies_expression", "non_null_expression", "await_expression"})
 
 
 @lru_cache(maxsize=1)
@@ -115,12 +126,14 @@ class Method:
 
 @dataclass
 class ClassInfo:
-    """A class of the answer: its name, parent (``extends``) and methods by name."""
+    """A class of the answer: its name, parent (``extends``), the interfaces it implements
+    (bare names, type arguments dropped) and methods by name."""
 
     name: str
     node: tree_sitter.Node
     block: int
     parent: str | None
+    implements: tuple[str, ...] = ()
     methods: dict[str, list[Method]] = field(default_factory=dict)
 
     def implementation(self, name: str) -> Method | None:
@@ -149,6 +162,21 @@ def _parent_name(node: tree_sitter.Node) -> str | None:
     return None
 
 
+def _bare_type(text: str) -> str:
+    """``Scenario<T>`` -> ``Scenario``; ``ns.Thing`` -> ``Thing``: the name a type is known
+    by, whatever its type arguments or namespace."""
+    return text.split("<", 1)[0].strip().rsplit(".", 1)[-1]
+
+
+def _implemented(node: tree_sitter.Node) -> tuple[str, ...]:
+    names: list[str] = []
+    for heritage in (c for c in node.children if c.type == "class_heritage"):
+        for clause in (c for c in heritage.children if c.type == "implements_clause"):
+            names += [_bare_type(_text(t)) for t in clause.named_children
+                      if t.type != "comment"]
+    return tuple(n for n in names if n)
+
+
 def _method(node: tree_sitter.Node) -> Method:
     parameters_node = node.child_by_field_name("parameters")
     parameters = [p for p in (parameters_node.named_children if parameters_node else [])
@@ -162,7 +190,7 @@ def _method(node: tree_sitter.Node) -> Method:
 
 
 def _class_info(node: tree_sitter.Node, block: int) -> ClassInfo:
-    info = ClassInfo(_class_name(node), node, block, _parent_name(node))
+    info = ClassInfo(_class_name(node), node, block, _parent_name(node), _implemented(node))
     body = node.child_by_field_name("body")
     for member in (body.named_children if body is not None else []):
         if member.type in METHOD_NODES:
@@ -293,41 +321,79 @@ def _is_scenario_parameter(parameter: tree_sitter.Node) -> tuple[bool, str]:
     return named or typed, f"{pattern}: {annotation}" if annotation else pattern
 
 
-def init_reasons(info: ClassInfo, init: Method | None) -> list[str]:
+def _promised(declared: str) -> str | None:
+    """``Promise<T>`` -> ``T``; None when ``declared`` is not a Promise type."""
+    if declared.startswith("Promise<") and declared.endswith(">"):
+        return declared[len("Promise<"):-1].strip()
+    return None
+
+
+def _declared_type_reasons(name: str, init: Method, accepted: frozenset[str]) -> list[str]:
+    """A declared return type says what ``init`` gives back: ``this``, the class or an
+    interface it implements; wrapped in a Promise exactly when ``init`` is async."""
+    declared = init.return_type
+    if not declared:
+        return []
+    inner = _promised(declared)
+    allowed = "this, " + " or ".join(sorted(accepted - {"this"}))
+    if init.is_async and inner is None:
+        return [f"class {name}: init declares return type {declared}, not this: an async "
+                f"init resolves to this, so it declares Promise<this> (or a Promise of "
+                f"{allowed})"]
+    if not init.is_async and inner is not None:
+        return [f"class {name}: init declares return type {declared}, not this: only an "
+                "async init returns a Promise"]
+    value = inner if inner is not None else declared
+    if value != "this" and _bare_type(value) not in accepted:
+        return [f"class {name}: init declares return type {declared}, not this (accepted: "
+                f"{allowed}" + (", in a Promise" if init.is_async else "") + ")"]
+    return []
+
+
+def _init_parameter_reasons(name: str, init: Method) -> list[str]:
+    if len(init.parameters) != 1:
+        params = ", ".join(_text(p) for p in init.parameters)
+        return [f"class {name}: init({params}) takes {len(init.parameters)} parameters; it "
+                "takes one scenario parameter"]
+    is_scenario, shown = _is_scenario_parameter(init.parameters[0])
+    if not is_scenario:
+        return [f"class {name}: init({shown}) takes a plain value instead of a scenario"]
+    return []
+
+
+def _init_body_reasons(name: str, body: tree_sitter.Node) -> list[str]:
+    """Every return of the body gives back ``this`` (an async init's promise then resolves
+    to ``this``), and every path ends in one."""
+    wrong = [r for r in _walk(body, SCOPE_NODES)
+             if r.type == "return_statement" and not _is_this(_returned(r))]
+    reasons = [f"class {name}: init returns {(_text(_returned(r)) or 'nothing')[:60]} "
+               "instead of this" for r in wrong]
+    if not wrong and not _always_returns_this(_statements(body)):
+        reasons.append(f"class {name}: init does not return this (its body must end in "
+                       "'return this;')")
+    return reasons
+
+
+def init_reasons(info: ClassInfo, init: Method | None,
+                 accepted: frozenset[str] | None = None) -> list[str]:
+    """What is wrong with ``info``'s init. ``accepted``: the type names its declared return
+    type may use besides ``this`` (the class that defines init and the interfaces it
+    implements); by default ``info``'s own."""
     name = info.name
     if init is None:
         return [f"class {name}: no init(scenario) method; configuration comes through "
                 "init(scenario), which returns this"]
+    if accepted is None:
+        accepted = frozenset({"this", name, *info.implements})
     reasons: list[str] = []
     if init.static:
         reasons.append(f"class {name}: init is static; it must be an instance method")
-    if len(init.parameters) != 1:
-        params = ", ".join(_text(p) for p in init.parameters)
-        reasons.append(f"class {name}: init({params}) takes {len(init.parameters)} "
-                       "parameters; it takes one scenario parameter")
-    else:
-        is_scenario, shown = _is_scenario_parameter(init.parameters[0])
-        if not is_scenario:
-            reasons.append(f"class {name}: init({shown}) takes a plain value instead of a "
-                           "scenario")
-    if init.is_async:
-        reasons.append(f"class {name}: init is async, so it returns a Promise and "
-                       "new X().init(scenario) does not chain; init returns this")
-    declared = init.return_type
-    if declared and declared != "this" and declared.split("<")[0].strip() != name:
-        reasons.append(f"class {name}: init declares return type {declared}, not this")
-    if init.body is None:
-        if init.node.type == "abstract_method_signature" and declared != "this":
-            reasons.append(f"class {name}: abstract init must declare return type this")
-        return reasons
-    wrong = [r for r in _walk(init.body, SCOPE_NODES)
-             if r.type == "return_statement" and not _is_this(_returned(r))]
-    for statement in wrong:
-        value = _text(_returned(statement)) or "nothing"
-        reasons.append(f"class {name}: init returns {value[:60]} instead of this")
-    if not wrong and not _always_returns_this(_statements(init.body)):
-        reasons.append(f"class {name}: init does not return this (its body must end in "
-                       "'return this;')")
+    reasons += _init_parameter_reasons(name, init)
+    reasons += _declared_type_reasons(name, init, accepted)
+    if init.body is not None:
+        return reasons + _init_body_reasons(name, init.body)
+    if init.node.type == "abstract_method_signature" and not init.return_type:
+        reasons.append(f"class {name}: abstract init must declare return type this")
     return reasons
 
 
@@ -387,19 +453,156 @@ def _is_factory_name(method_name: str) -> bool:
         and method_name[len(prefix)].isupper() for prefix in FACTORY_PREFIXES)
 
 
+def _unwrap(node: tree_sitter.Node | None) -> tree_sitter.Node | None:
+    """The expression inside parentheses, ``as``/``satisfies``, ``!`` and ``await``."""
+    while node is not None and node.type in WRAPPER_NODES:
+        node = next(iter(node.named_children), None)
+    return node
+
+
+def _outer(node: tree_sitter.Node) -> tree_sitter.Node:
+    """The outermost wrapper (parentheses, ``as``, ``await``…) around ``node``."""
+    while node.parent is not None and node.parent.type in WRAPPER_NODES \
+            and _unwrap(node.parent) == _unwrap(node):
+        node = node.parent
+    return node
+
+
+def _makes(node: tree_sitter.Node, class_name: str) -> bool:
+    """Whether ``node`` is ``new C(...)``, ``new this(...)`` or ``new (this as any)(...)``."""
+    if node.type != "new_expression":
+        return False
+    made = _unwrap(node.child_by_field_name("constructor"))
+    return made is not None and (made.type == "this" or _text(made) == class_name)
+
+
+def _init_call_on(node: tree_sitter.Node) -> tree_sitter.Node | None:
+    """The call ``node.init(...)`` when ``node`` is the object of one, else None."""
+    outer = _outer(node)
+    member = outer.parent
+    if member is None or member.type != "member_expression" \
+            or member.child_by_field_name("object") != outer \
+            or _text(member.child_by_field_name("property")) != "init":
+        return None
+    call = member.parent
+    return call if call is not None and call.type == "call_expression" else None
+
+
+def _binding(node: tree_sitter.Node) -> str | None:
+    """The name the value of ``node`` is kept under: ``const made = …`` -> ``made``,
+    ``X.instance = …`` -> ``X.instance``."""
+    outer = _outer(node)
+    parent = outer.parent
+    if parent is None:
+        return None
+    if parent.type == "variable_declarator" and parent.child_by_field_name("value") == outer:
+        return _text(parent.child_by_field_name("name")) or None
+    if parent.type == "assignment_expression" and parent.child_by_field_name("right") == outer:
+        return _text(parent.child_by_field_name("left")) or None
+    return None
+
+
+def _returned_directly(node: tree_sitter.Node) -> bool:
+    outer = _outer(node)
+    parent = outer.parent
+    return parent is not None and (parent.type == "return_statement" or (
+        parent.type == "arrow_function" and parent.child_by_field_name("body") == outer))
+
+
+def _rooted_at(target: tree_sitter.Node | None, binding: str) -> bool:
+    """Whether ``target`` (``made.model.name``, ``made["x"]``) reaches into ``binding``."""
+    node = _unwrap(target)
+    while node is not None and node.type in ("member_expression", "subscript_expression"):
+        node = _unwrap(node.child_by_field_name("object"))
+        if _text(node) == binding:
+            return True
+    return False
+
+
+@dataclass
+class MadeInstance:
+    """What a static method does with one ``new C()`` it makes."""
+
+    arguments: str = ""
+    initialised: bool = False
+    returned: bool = False
+    state_set: list[str] = field(default_factory=list)
+
+
+def _uses_of(binding: str, body: tree_sitter.Node, made: MadeInstance) -> None:
+    """Fill ``made`` from what ``body`` does to the object kept under ``binding``."""
+    for node in _walk(body):
+        if node.type in ("assignment_expression", "augmented_assignment_expression") \
+                and _rooted_at(node.child_by_field_name("left"), binding):
+            made.state_set.append(_text(node.child_by_field_name("left")))
+        elif node.type == "update_expression" \
+                and _rooted_at(node.child_by_field_name("argument"), binding):
+            made.state_set.append(_text(node.child_by_field_name("argument")))
+        elif node.type == "call_expression":
+            callee = node.child_by_field_name("function")
+            arguments = node.child_by_field_name("arguments")
+            first = _unwrap(next(iter(arguments.named_children), None)) \
+                if arguments is not None else None
+            if _text(callee) == "Object.assign" and _text(first) == binding:
+                made.state_set.append(f"Object.assign({binding}, …)")
+            elif callee is not None and callee.type == "member_expression" \
+                    and _text(callee.child_by_field_name("property")) == "init" \
+                    and _text(_unwrap(callee.child_by_field_name("object"))) == binding:
+                made.initialised = True
+        elif node.type == "return_statement" and _text(_unwrap(_returned(node))) == binding:
+            made.returned = True
+
+
+def _made_instance(node: tree_sitter.Node, body: tree_sitter.Node) -> MadeInstance:
+    arguments = node.child_by_field_name("arguments")
+    made = MadeInstance(arguments=_text(arguments)[1:-1].strip()
+                        if arguments is not None and arguments.named_children else "")
+    value = node
+    init_call = _init_call_on(node)
+    if init_call is not None:
+        # `new C().init(s)`: the chain's result is the configured object.
+        made.initialised, value = True, init_call
+    made.returned = _returned_directly(value)
+    binding = _binding(value)
+    if binding is not None:
+        _uses_of(binding, body, made)
+    return made
+
+
+def _static_method_reasons(info: ClassInfo, method: Method) -> list[str]:
+    """A static method that makes an instance of the class does it the pattern's way."""
+    where = f"class {info.name}: static factory {method.name}() in place of new " \
+            f"{info.name}().init(scenario)"
+    if method.body is None:
+        # Nothing to judge it by: a factory-named declaration cannot show the pattern.
+        return [f"{where}: declared without a body"] if _is_factory_name(method.name) else []
+    reasons: list[str] = []
+    for node in (n for n in _walk(method.body, frozenset({"class", "class_declaration"}))
+                 if _makes(n, info.name)):
+        made = _made_instance(node, method.body)
+        if made.arguments:
+            reasons.append(f"{where}: it passes constructor arguments "
+                           f"(new {info.name}({made.arguments[:60]}))")
+        reasons += [f"{where}: it sets {target[:60]} itself instead of through "
+                    "init(scenario)" for target in made.state_set]
+        if made.returned and not made.initialised and method.parameters \
+                and not made.state_set and not made.arguments:
+            params = ", ".join(_text(p) for p in method.parameters)
+            reasons.append(f"{where}: it takes ({params[:60]}) and returns the new object "
+                           "without init(...)")
+    return reasons
+
+
 def factory_reasons(info: ClassInfo) -> list[str]:
+    """Static methods of ``info`` that make its instances otherwise than by
+    ``new X()`` then ``init(...)`` (or, without arguments, unconfigured)."""
     reasons: list[str] = []
     for methods in info.methods.values():
-        for method in methods:
-            if not method.static or (method.body is None and not _is_factory_name(method.name)):
-                continue
-            builds_self = method.body is not None and any(
-                n.type == "new_expression"
-                and _text(n.child_by_field_name("constructor")) in (info.name, "this")
-                for n in _walk(method.body))
-            if _is_factory_name(method.name) or builds_self:
-                reasons.append(f"class {info.name}: static factory {method.name}() in place "
-                               f"of new {info.name}().init(scenario)")
+        static = [m for m in methods if m.static]
+        # Overload signatures have no body: judge the implementations, or else the first.
+        judged = [m for m in static if m.body is not None] or static[:1]
+        for method in judged:
+            reasons += _static_method_reasons(info, method)
     return list(dict.fromkeys(reasons))
 
 
@@ -470,23 +673,42 @@ def _first_error(root: tree_sitter.Node) -> tree_sitter.Node | None:
 # ---------------------------------------------------------------- whole answer
 
 
-def _inherited(info: ClassInfo, classes: dict[str, ClassInfo], name: str) -> Method | None:
-    seen: set[str] = set()
+def _lineage(info: ClassInfo, classes: dict[str, ClassInfo]) -> list[ClassInfo]:
+    """``info`` and its ancestors among the answer's classes, nearest first."""
+    found: list[ClassInfo] = []
     current: ClassInfo | None = info
-    while current is not None and current.name not in seen:
-        found = current.implementation(name)
-        if found is not None:
-            return found
-        seen.add(current.name)
+    while current is not None and all(current is not seen for seen in found):
+        found.append(current)
         current = classes.get(current.parent) if current.parent else None
-    return None
+    return found
+
+
+def _inherited(info: ClassInfo, classes: dict[str, ClassInfo], name: str
+               ) -> tuple[Method | None, ClassInfo]:
+    """The method ``name`` as ``info`` has it, and the class that defines it."""
+    for owner in _lineage(info, classes):
+        found = owner.implementation(name)
+        if found is not None:
+            return found, owner
+    return None, info
+
+
+def _init_return_types(info: ClassInfo, owner: ClassInfo,
+                       classes: dict[str, ClassInfo]) -> frozenset[str]:
+    """The types an init may declare besides ``this``: the class checked, the class that
+    defines init, and every interface either (or an ancestor) implements."""
+    names = {"this", info.name, owner.name}
+    for cls in _lineage(info, classes) + _lineage(owner, classes):
+        names.update(cls.implements)
+    return frozenset(names)
 
 
 def class_reasons(info: ClassInfo, classes: dict[str, ClassInfo]) -> list[str]:
     """Every pattern rule ``info`` breaks (inherited init/toScenario count)."""
     reasons = constructor_reasons(info)
-    reasons += init_reasons(info, _inherited(info, classes, "init"))
-    reasons += to_scenario_reasons(info, _inherited(info, classes, "toScenario"))
+    init, owner = _inherited(info, classes, "init")
+    reasons += init_reasons(info, init, _init_return_types(info, owner, classes))
+    reasons += to_scenario_reasons(info, _inherited(info, classes, "toScenario")[0])
     reasons += factory_reasons(info)
     return reasons
 
