@@ -259,7 +259,9 @@ class RagSettings(_Strict):
 
 
 class ReportSettings(_Strict):
-    dir: Path = Path("reports")
+    dir: Path = Field(Path("reports"), description="where verdicts and reports are written")
+    max_answer_chars: int = Field(
+        4000, ge=0, description="answers kept in the verdict are cut at this many characters")
 
 
 class LoragateConfig(_Strict):

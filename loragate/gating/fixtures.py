@@ -14,6 +14,7 @@ Records travel in ``item.user_properties`` so they cross pytest-xdist workers.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -49,7 +50,9 @@ class SampleRecorder:
 
     def record(self, passed: bool, reason: str = "", *, sample_id: str | None = None,
                expected: str | None = None, predicted: str | None = None,
-               error: bool = False, harness: str | None = None) -> None:
+               error: bool = False, harness: str | None = None,
+               evidence: dict[str, Any] | None = None) -> None:
+        """``evidence``: the answer and its figures (:func:`answer_evidence`)."""
         harness = harness or self.harness
         if harness is None:
             raise ValueError(
@@ -59,7 +62,7 @@ class SampleRecorder:
         outcome = SampleOutcome(
             nodeid=self.item.nodeid, harness=harness, passed=bool(passed) and not error,
             reason=reason, sample_id=sample_id, expected=expected, predicted=predicted,
-            error=error,
+            error=error, **(evidence or {}),
         )
         self.item.user_properties.append((SAMPLE_KEY, asdict(outcome)))
         if error:
@@ -268,6 +271,34 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("canary_record", records, ids=[r["id"] for r in records])
 
 
+def messages_digest(messages: list[dict[str, str]]) -> str:
+    """sha256 of the messages as canonical JSON: two runs asked the same thing iff equal."""
+    payload = json.dumps(messages, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def cap_answer(text: str, limit: int) -> str:
+    """The answer as kept in the verdict: at most ``limit`` characters, the cut marked."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n[… cut: {len(text) - limit} more characters]"
+
+
+def answer_evidence(response: Any, messages: list[dict[str, str]], *, limit: int,
+                    seed: int | None = None) -> dict[str, Any]:
+    """The fields of a sample that show what the model was asked and what it said."""
+    return {
+        "messages_digest": messages_digest(messages),
+        "answer": cap_answer(response.text or "", limit),
+        "finish_reason": response.finish_reason,
+        "prompt_tokens": response.prompt_tokens,
+        "completion_tokens": response.completion_tokens,
+        "ttft_s": None if response.ttft_s is None else round(response.ttft_s, 4),
+        "total_s": None if response.total_s is None else round(response.total_s, 4),
+        "seed": seed,
+    }
+
+
 def score_sample(harness: str, prompt_record: dict[str, Any], generate_answer: Callable,
                  gate_sample: SampleRecorder) -> None:
     """Generate the answer to one prompt, validate it with the configured harness, and record
@@ -277,16 +308,20 @@ def score_sample(harness: str, prompt_record: dict[str, Any], generate_answer: C
     expected = prompt_record.get("expected") if gate.rule.metric == "f1" else None
     expected = expected if isinstance(expected, str) else None
     response = generate_answer(prompt_record["messages"])
+    evidence = answer_evidence(response, with_system_prompt(
+        prompt_record["messages"], state.settings.data_args.system_prompt),
+        limit=state.settings.reports.max_answer_chars, seed=state.config.getoption("seed"))
     if response.error:
         gate_sample.record(False, f"generation error: {response.error}", error=True,
-                           sample_id=prompt_record["id"], expected=expected)
+                           sample_id=prompt_record["id"], expected=expected, evidence=evidence)
         return
     result = gate.validate(response.text, prompt_record)
     reason = result.summary()
     if response.truncated:
         reason += " (answer cut at max_tokens)"
     gate_sample.record(result.passed, reason, sample_id=prompt_record["id"],
-                       expected=expected, predicted=result.predicted)
+                       expected=expected, predicted=result.predicted,
+                       evidence={**evidence, "reasons": tuple(result.reasons)})
 
 
 class HarnessItem(pytest.Item):

@@ -55,6 +55,7 @@ from loragate.gating.verdict import (
     compute_verdict,
     inputs_hash,
     max_failures_allowed,
+    samples_from_json,
 )
 
 pytest_plugins = ("loragate.gating.fixtures",)
@@ -239,7 +240,7 @@ class VerdictPlugin:
             if report.when != "call":
                 continue
             if key == SAMPLE_KEY:
-                self._add_sample(SampleOutcome(**value))
+                self._add_sample(samples_from_json([value])[0])
                 recorded = True
             elif key == CANARY_KEY:
                 outcome = CanaryOutcome(**value)

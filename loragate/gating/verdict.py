@@ -46,6 +46,17 @@ class SampleOutcome:
     predicted: str | None = None
     error: bool = False
     skipped: bool = False  # not run because the gate was already decided
+    # The evidence a reviewer reads: what the model was asked and what it said.
+    messages_digest: str | None = None
+    answer: str | None = None  # capped at reports.max_answer_chars; the cut is marked
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    ttft_s: float | None = None
+    total_s: float | None = None
+    reasons: tuple[str, ...] = ()
+    seed: int | None = None
+    repeat: int = 0
 
 
 @dataclass(frozen=True)
@@ -359,7 +370,9 @@ def rules_from_json(thresholds: dict[str, Any]) -> dict[str, GateRule]:
 
 
 def samples_from_json(items: list[dict[str, Any]]) -> list[SampleOutcome]:
-    return [SampleOutcome(**item) for item in items]
+    known = set(SampleOutcome.__dataclass_fields__)
+    return [SampleOutcome(**{k: (tuple(v) if k == "reasons" else v)
+                             for k, v in item.items() if k in known}) for item in items]
 
 
 def canaries_from_json(section: dict[str, Any] | None) -> list[CanaryOutcome]:
