@@ -118,7 +118,8 @@ def test_missing_file(tmp_path):
 def test_unknown_harness_in_gates(tmp_path):
     payload = plan_config(tmp_path)
     payload["gates"] = {"harnesses": {"pdca_shema": {"gate": "ship", "threshold": 0.9}}}
-    with pytest.raises(ConfigError, match=r"field 'gates': .*unknown harness.*pdca_shema"):
+    with pytest.raises(ConfigError, match=r"gates\.harnesses\.pdca_shema\.validator: "
+                                          r"'pdca_shema' is not a built-in harness"):
         load_config(write(tmp_path, payload))
 
 

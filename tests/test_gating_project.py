@@ -268,3 +268,47 @@ def test_refusal_f1_with_no_label_at_all_blocks_as_not_evaluated():
     verdict = compute_verdict(samples, {"refusal": GateRule("ship", 0.98, "f1")})
     assert verdict["verdict"] == "blocked"
     assert any("not evaluated" in r for r in verdict["blocking_reasons"])
+
+
+# -- repeats, junit ---------------------------------------------------------------------------
+
+
+class SeedEcho(ScriptedBackend):
+    """Answers with the seed it was asked with: repeats of one prompt differ."""
+
+    def _stream(self, prompt, options):
+        from loragate.backends.base import StreamEnd
+
+        self.calls += 1
+        yield f"seed {options.seed}"
+        yield StreamEnd("stop", prompt_tokens=1, completion_tokens=2)
+
+
+def test_repeats_sample_each_prompt_with_its_own_seed_and_cache_key(pytester, monkeypatch):
+    backend = SeedEcho()
+    with OllamaDouble({"echo": backend}) as host:
+        monkeypatch.setenv("OLLAMA_HOST", host)
+        project = user_project(pytester, n_prompts=2,
+                               validator="return int(text.split()[-1]) % 2 == 0")
+        result = pytester.runpytest("--model", "ollama:echo", "--repeats", "3", "-v")
+        result.stdout.fnmatch_lines([f"{HARNESS}[[]p0-r1[]] FAILED*"])
+        samples = verdict_of(project)["samples"]
+        assert sorted((s["sample_id"], s["repeat"], s["seed"]) for s in samples) == [
+            (p, k, 42 + k) for p in ("p0", "p1") for k in range(3)]
+        assert [s["answer"] for s in samples if s["sample_id"] == "p0"] == [
+            "seed 42", "seed 43", "seed 44"]
+        assert backend.calls == 6
+        # A rerun answers every repeat from the cache: each seed has its own key.
+        pytester.runpytest("--model", "ollama:echo", "--repeats", "3")
+        assert backend.calls == 6
+
+
+def test_junitxml_has_a_testcase_per_sample_and_the_verdict(pytester, ollama_model):
+    user_project(pytester, validator="return record['id'] != 'p3'")
+    xml_path = pytester.path / "junit.xml"
+    result = pytester.runpytest("--model", "ollama:echo", f"--junitxml={xml_path}")
+    assert result.ret == 0
+    xml = xml_path.read_text()
+    assert xml.count("<testcase ") == 4
+    assert 'name="loragate.verdict" value="cleared"' in xml
+    assert f'name="loragate.{HARNESS}.score" value="75.0"' in xml

@@ -135,14 +135,29 @@ def loragate_settings(request: pytest.FixtureRequest) -> LoragateConfig:
 # Models and answers
 
 
-def generation_options(config: pytest.Config, settings: LoragateConfig):
+def generation_options(config: pytest.Config, settings: LoragateConfig, repeat: int = 0):
+    """The options of every gate answer; repeat ``k`` of a prompt samples with seed + k, so
+    repeats are independent draws and each is cached under its own key."""
     from loragate.backends.base import GenerationOptions
 
     return GenerationOptions(
         temperature=config.getoption("temperature"),
-        seed=config.getoption("seed"),
+        seed=config.getoption("seed") + repeat,
         max_tokens=settings.backend.max_tokens,
     )
+
+
+@pytest.fixture
+def loragate_repeat() -> int:
+    """Which repeat of its prompt an item is (``--repeats K``); parametrized per gate item."""
+    return 0
+
+
+def repeat_of(item: pytest.Item) -> int:
+    if isinstance(item, HarnessItem):
+        return item.repeat
+    callspec = getattr(item, "callspec", None)
+    return int(callspec.params.get("loragate_repeat", 0)) if callspec else 0
 
 
 def with_system_prompt(messages: list[dict[str, str]], system_prompt: str | None
@@ -178,9 +193,10 @@ def make_answerer(backend: Any, options: Any, metrics: MetricsRecorder, digest_n
 
 
 @pytest.fixture
-def generate_answer(request, model_under_test, loragate_settings, verdict_metrics):
+def generate_answer(request, model_under_test, loragate_settings, verdict_metrics,
+                    loragate_repeat):
     """``generate_answer(messages) -> Response`` from the model under test."""
-    options = generation_options(request.config, loragate_settings)
+    options = generation_options(request.config, loragate_settings, loragate_repeat)
     return make_answerer(model_under_test, options, verdict_metrics, "digest",
                          loragate_settings.data_args.system_prompt)
 
@@ -266,6 +282,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                                     "@pytest.mark.harness(NAME)")
         records = harness_records(state, marker.args[0])
         metafunc.parametrize("prompt_record", records, ids=[r["id"] for r in records])
+        repeats = metafunc.config.getoption("repeats")
+        if repeats > 1 and "loragate_repeat" in metafunc.fixturenames:
+            metafunc.parametrize("loragate_repeat", range(repeats),
+                                 ids=[f"r{k}" for k in range(repeats)])
     if "canary_record" in metafunc.fixturenames:
         records = canary_records(state)
         metafunc.parametrize("canary_record", records, ids=[r["id"] for r in records])
@@ -308,9 +328,12 @@ def score_sample(harness: str, prompt_record: dict[str, Any], generate_answer: C
     expected = prompt_record.get("expected") if gate.rule.metric == "f1" else None
     expected = expected if isinstance(expected, str) else None
     response = generate_answer(prompt_record["messages"])
+    repeat = repeat_of(gate_sample.item)
     evidence = answer_evidence(response, with_system_prompt(
         prompt_record["messages"], state.settings.data_args.system_prompt),
-        limit=state.settings.reports.max_answer_chars, seed=state.config.getoption("seed"))
+        limit=state.settings.reports.max_answer_chars,
+        seed=state.config.getoption("seed") + repeat)
+    evidence["repeat"] = repeat
     if response.error:
         gate_sample.record(False, f"generation error: {response.error}", error=True,
                            sample_id=prompt_record["id"], expected=expected, evidence=evidence)
@@ -329,17 +352,20 @@ class HarnessItem(pytest.Item):
     ``<harness>[<prompt id>]``, so a project with only a config, a prompt file and a
     validator can gate."""
 
-    def __init__(self, *, harness: str, record: dict[str, Any], **kwargs: Any) -> None:
+    def __init__(self, *, harness: str, record: dict[str, Any], repeat: int = 0,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.harness = harness
         self.record = record
+        self.repeat = repeat
 
     def runtest(self) -> None:
         state = session_of(self.config)
         settings = state.settings
         metrics = MetricsRecorder(item=self)
-        answer = make_answerer(state.backend("model"), generation_options(self.config, settings),
-                               metrics, "digest", settings.data_args.system_prompt)
+        options = generation_options(self.config, settings, self.repeat)
+        answer = make_answerer(state.backend("model"), options, metrics, "digest",
+                               settings.data_args.system_prompt)
         score_sample(self.harness, self.record, answer,
                      SampleRecorder(item=self, harness=self.harness))
 
@@ -352,11 +378,15 @@ def make_harness_items(session: pytest.Session, state: GateSession, harness: str
                        ) -> list[HarnessItem]:
     gate = state.harnesses[harness]
     marker = pytest.mark.ship_gate if gate.rule.gate == "ship" else pytest.mark.quality_gate
+    repeats = state.config.getoption("repeats")
     items = []
     for record in harness_records(state, harness):
-        item = HarnessItem.from_parent(session, name=f"{harness}[{record['id']}]",
-                                       harness=harness, record=record)
-        item.add_marker(marker)
-        item.add_marker(pytest.mark.harness(harness))
-        items.append(item)
+        for repeat in range(repeats):
+            suffix = f"-r{repeat}" if repeats > 1 else ""
+            name = f"{harness}[{record['id']}{suffix}]"
+            item = HarnessItem.from_parent(session, name=name, nodeid=name, harness=harness,
+                                           record=record, repeat=repeat)
+            item.add_marker(marker)
+            item.add_marker(pytest.mark.harness(harness))
+            items.append(item)
     return items

@@ -102,6 +102,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--temperature", type=float, default=0.7,
                     help="sampling temperature for gate generation (default: 0.7, the plan's)")
     group.addoption("--seed", type=int, default=42, help="generation seed (default: 42)")
+    group.addoption("--repeats", type=positive_int, default=1, metavar="K",
+                    help="sample every gate prompt K times, with seeds seed .. seed+K-1 "
+                         "(default: 1); the verdict lists the flaky prompts")
     group.addoption("--verdict-json", default=None, metavar="PATH",
                     help="write the verdict JSON here (default: <reports.dir>/verdict.json)")
     group.addoption("--verdict-html", default=None, metavar="PATH",
@@ -300,6 +303,7 @@ class VerdictPlugin:
             return
         document = self.document()
         write_outputs(self.config, state, document)
+        add_junit_properties(self.config, document)
         if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, EXIT_GATE_ERROR):
             session.exitstatus = EXIT_STATUS[document["verdict"]]
 
@@ -316,6 +320,15 @@ class VerdictPlugin:
         terminalreporter.section("loragate verdict")
         for line in render_text(self.state.document).splitlines():
             terminalreporter.write_line(line)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_results_table_html(self, report: pytest.TestReport, data: list[str]) -> None:
+        """Show each gate item's answer and reasons under its row in pytest-html's report."""
+        from loragate.gating.report import render_sample_html
+
+        for key, value in report.user_properties:
+            if key == SAMPLE_KEY and report.when == "call":
+                data.append(render_sample_html(value))
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_summary(self, prefix: list[str]) -> None:
@@ -392,6 +405,7 @@ def build_document(config: pytest.Config, state: GateSession) -> dict[str, Any]:
         "generation": {"temperature": config.getoption("temperature"),
                        "seed": config.getoption("seed"),
                        "samples": config.getoption("samples"),
+                       "repeats": config.getoption("repeats"),
                        "cache": not config.getoption("no_cache")},
         "thresholds": {name: asdict(rule) for name, rule in sorted(rules.items())},
         "data_hash": data_hash,
@@ -416,6 +430,24 @@ def hash_paths(paths: list[Path]) -> str:
                 digest.update(path.name.encode())
                 digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def add_junit_properties(config: pytest.Config, document: dict[str, Any]) -> None:
+    """With ``--junitxml``: the verdict as properties of the test suite (each sample already
+    is one testcase, its outcome in the testcase's properties)."""
+    from _pytest.junitxml import xml_key
+
+    xml = config.stash.get(xml_key, None)
+    if xml is None:
+        return
+    xml.add_global_property("loragate.verdict", document["verdict"])
+    xml.add_global_property("loragate.exit_status", document["exit_status"])
+    xml.add_global_property("loragate.overall_score", round(document["overall"]["score"], 2))
+    for name, harness in document["harnesses"].items():
+        xml.add_global_property(f"loragate.{name}.score", round(harness["score"], 2))
+        xml.add_global_property(f"loragate.{name}.gate_passed", harness["gate_passed"])
+    for reason in document["blocking_reasons"] + document["undecided_reasons"]:
+        xml.add_global_property("loragate.reason", reason)
 
 
 def verdict_paths(config: pytest.Config, state: GateSession) -> tuple[Path, Path]:
