@@ -312,3 +312,26 @@ def test_junitxml_has_a_testcase_per_sample_and_the_verdict(pytester, ollama_mod
     assert xml.count("<testcase ") == 4
     assert 'name="loragate.verdict" value="cleared"' in xml
     assert f'name="loragate.{HARNESS}.score" value="75.0"' in xml
+
+
+def test_loragate_gate_with_a_config_outside_the_checkout(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    project = tmp_path / "elsewhere"
+    (project / "prompts").mkdir(parents=True)
+    config = {"gates": {"harnesses": {HARNESS: {
+        "gate": "ship", "threshold": 0.5, "validator": f"my_checks:{HARNESS}",
+        "prompts": f"prompts/{HARNESS}.jsonl"}}, "overall_target": 50}}
+    (project / "gate.json").write_text(json.dumps(config))
+    (project / "my_checks.py").write_text(f"def {HARNESS}(text, record):\n    return True\n")
+    (project / "prompts" / f"{HARNESS}.jsonl").write_text(json.dumps(
+        {"id": "p0", "messages": [{"role": "user", "content": "hello there"}]}) + "\n")
+    with OllamaDouble({"echo": ScriptedBackend()}) as host:
+        env = {**__import__("os").environ, "OLLAMA_HOST": host}
+        proc = subprocess.run(
+            [sys.executable, "-m", "loragate.cli", "gate", "--config", str(project / "gate.json"),
+             "--model", "ollama:echo"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert json.loads((project / "reports" / "verdict.json").read_text())["verdict"] == "cleared"
