@@ -182,3 +182,13 @@ def test_any_damage_is_a_clean_error_or_a_file_that_still_adds_up(
         assert "\n" not in str(exc)
         return
     assert layout.data_end <= layout.file_size
+
+
+def test_llama_cpp_converted_files_pass_and_a_cut_copy_fails(
+        tiny_gguf: Path, tiny_adapter_gguf: Path, tmp_path: Path) -> None:
+    # Files from llama.cpp's own converters (padding, alignment, real tensor types), not just
+    # the gguf package's writer.
+    assert parse_spec(f"gguf:{tiny_gguf}+{tiny_adapter_gguf}").adapter == tiny_adapter_gguf
+    assert check_gguf_file(tiny_gguf).data_end <= tiny_gguf.stat().st_size
+    cut = _copy_cut(tiny_gguf, tmp_path / "cut.gguf", tiny_gguf.stat().st_size - 4096)
+    assert "is truncated" in _single_line_error(f"gguf:{cut}+{tiny_adapter_gguf}")
