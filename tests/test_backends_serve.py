@@ -1,4 +1,4 @@
-"""`loragate serve`: argument handling, its Ollama fallback, and stopping on a signal (tiny GGUF)."""
+"""`loragate serve`: arguments, the Ollama fallback, and stopping on a signal (tiny GGUF)."""
 
 from __future__ import annotations
 
