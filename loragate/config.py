@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from loragate.harnesses.registry import BUILTINS
+from loragate.textfiles import InputFileError, parse_json, read_text
 
 DEFAULT_CONFIG = Path("config/tiny_cpu.json")
 
@@ -380,11 +381,12 @@ def _check_training_fields(config: LoragateConfig, path: Path) -> None:
 
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
+        what = "is a folder, not a config file" if path.is_dir() else "config file not found"
+        raise ConfigError(f"{path}: {what}")
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+        raw = parse_json(read_text(path), str(path))
+    except InputFileError as exc:
+        raise ConfigError(str(exc)) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a JSON object, got {type(raw).__name__}")
     return raw

@@ -151,7 +151,10 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_pipeline(args: argparse.Namespace) -> int:
+    from loragate.packaging.pipeline import check_modelfile_system
+
     config = load_config(args.config)
+    check_modelfile_system(config)  # before training: packaging would refuse it hours later
     report = PipelineReport()
     reports = config.reports.dir
     reports.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import sqlite3
+import warnings
 from pathlib import Path
 
 import pytest
@@ -11,8 +13,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from loragate.backends import CachedBackend, GenerationOptions, ResponseCache
-from loragate.backends.base import normalize_prompt
-from loragate.backends.cache import cache_key, file_digest, folder_digest
+from loragate.backends.base import Response, normalize_prompt
+from loragate.backends.cache import (
+    CorruptCacheWarning,
+    cache_key,
+    file_digest,
+    folder_digest,
+)
 from tests.ollama_double import ScriptedBackend
 
 MESSAGES = [{"role": "user", "content": "say hello to the gate"}]
@@ -147,8 +154,142 @@ def test_batch_answers_hits_from_cache_and_generates_only_misses(cache: Response
     assert cached.describe()["cache"]["hits"] == 2
 
 
-def test_corrupt_cache_file_names_the_path(tmp_path: Path) -> None:
-    path = tmp_path / "broken.sqlite"
+def _filled_cache(path: Path, rows: int = 300) -> Path:
+    with ResponseCache(path) as filled:
+        for i in range(rows):
+            filled.put(f"key-{i}", Response(text="answer " * 80 + str(i), finish_reason="stop"))
+    # Fold the write-ahead log into the file, so the damage below hits real pages.
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return path
+
+
+def _garbage(path: Path) -> None:
     path.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(sqlite3.DatabaseError, match="broken.sqlite"):
-        ResponseCache(path)
+
+
+def _truncated(path: Path) -> None:
+    _filled_cache(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _overwritten_page(path: Path) -> None:
+    _filled_cache(path)
+    data = bytearray(path.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    data[3 * page:4 * page] = bytes(range(256)) * (page // 256)
+    path.write_bytes(bytes(data))
+
+
+def _directory(path: Path) -> None:
+    path.mkdir()
+    (path / "something").write_text("x")
+
+
+@pytest.mark.parametrize("damage", [_garbage, _truncated, _overwritten_page, _directory],
+                         ids=["garbage", "truncated", "overwritten-page", "directory"])
+def test_unreadable_cache_is_moved_aside_with_a_warning_and_a_fresh_one_used(
+        tmp_path: Path, damage) -> None:
+    path = tmp_path / "responses.sqlite"
+    damage(path)
+    before = path.read_bytes() if path.is_file() else None
+    with pytest.warns(CorruptCacheWarning) as caught:
+        cache = ResponseCache(path)
+    with cache:
+        message = str(caught[0].message)
+        aside = [p for p in tmp_path.iterdir() if p.name.startswith("responses.sqlite.corrupt-")]
+        assert len(aside) == 1
+        assert re.fullmatch(r"responses\.sqlite\.corrupt-\d{8}-\d{6}", aside[0].name)
+        assert f"response cache {path} is unreadable" in message
+        assert f"moved it to {aside[0]}" in message and "\n" not in message
+        if before is not None:
+            assert aside[0].read_bytes() == before  # kept for a look, not deleted
+        assert len(cache) == 0 and cache.get("key-1") is None
+        backend = ScriptedBackend()
+        cached = CachedBackend(backend, cache)
+        cached.generate(MESSAGES)
+        assert cached.generate(MESSAGES).cached and backend.calls == 1
+
+
+def test_a_second_process_does_not_move_aside_the_fresh_cache(tmp_path: Path) -> None:
+    path = tmp_path / "responses.sqlite"
+    _garbage(path)
+    with pytest.warns(CorruptCacheWarning):
+        first = ResponseCache(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the fresh file is fine: no warning, nothing moved
+        second = ResponseCache(path)
+    first.put("k", Response(text="shared", finish_reason="stop"))
+    assert second.get("k").text == "shared"
+    assert len([p for p in tmp_path.iterdir() if ".corrupt-" in p.name]) == 1
+    first.close()
+    second.close()
+
+
+class _FailingConnection:
+    """A connection whose first statement finds the file corrupt, as SQLite reports it."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+    def execute(self, *args, **kwargs):
+        error = sqlite3.DatabaseError("database disk image is malformed")
+        error.sqlite_errorcode = self.code
+        raise error
+
+    def close(self) -> None:
+        pass
+
+
+def test_corruption_found_mid_run_recovers_on_the_spot(tmp_path: Path) -> None:
+    path = _filled_cache(tmp_path / "responses.sqlite", rows=3)
+    cache = ResponseCache(path)
+    cache._conn.close()
+    cache._conn = _FailingConnection(11)  # SQLITE_CORRUPT
+    with pytest.warns(CorruptCacheWarning, match="moved it to"):
+        assert cache.get("key-1") is None
+    assert cache.stats().misses == 1
+    cache.put("key-1", Response(text="again", finish_reason="stop"))
+    assert cache.get("key-1").text == "again"
+    cache.close()
+
+
+def test_a_busy_database_is_not_mistaken_for_a_corrupt_one(tmp_path: Path) -> None:
+    path = _filled_cache(tmp_path / "responses.sqlite", rows=3)
+    cache = ResponseCache(path)
+    cache._conn.close()
+    cache._conn = _FailingConnection(5)  # SQLITE_BUSY: another worker holds the lock
+    with pytest.raises(sqlite3.DatabaseError):
+        cache.get("key-1")
+    assert not [p for p in tmp_path.iterdir() if ".corrupt-" in p.name]
+
+
+@pytest.mark.parametrize("stored", [
+    "{not json", "[1, 2]", '"a string"', '{"text": 5, "finish_reason": "stop"}',
+    '{"finish_reason": "stop"}', '{"text": "x", "finish_reason": "error"}',
+    '{"text": "x", "finish_reason": "stop", "total_s": "slow"}',
+])
+def test_a_row_that_does_not_decode_is_a_miss_and_is_replaced(tmp_path: Path,
+                                                               stored: str) -> None:
+    path = tmp_path / "responses.sqlite"
+    backend = ScriptedBackend()
+    with ResponseCache(path) as cache:
+        cached = CachedBackend(backend, cache)
+        cached.generate(MESSAGES)
+        conn = sqlite3.connect(path)
+        conn.execute("UPDATE responses SET response = ?", (stored,))
+        conn.commit()
+        conn.close()
+        again = cached.generate(MESSAGES)  # a miss: generated again, stored over the bad row
+        assert not again.cached and backend.calls == 2
+        assert cached.generate(MESSAGES).cached and backend.calls == 2
+
+
+def test_every_response_field_has_a_stored_type_check() -> None:
+    # Guards the row check: a new Response field must say what a stored row may hold there.
+    from loragate.backends.cache import _FIELD_TYPES
+
+    names = {f.name for f in dataclasses.fields(Response)}
+    assert names == set(_FIELD_TYPES) | {"finish_reason"}

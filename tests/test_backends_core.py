@@ -25,6 +25,7 @@ from loragate.backends import (
 )
 from loragate.backends.base import normalize_prompt
 from loragate.backends.faults import run_with_retries
+from tests.gguf_files import write_tiny_gguf
 from tests.ollama_double import ScriptedBackend
 
 
@@ -138,9 +139,8 @@ def test_backoff_doubles_and_is_bounded() -> None:
 
 # -- specs -------------------------------------------------------------------------------------
 def _fake_gguf(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"GGUF" + b"\0" * 16)
-    return path
+    # A lora+x.gguf name is the adapter slot in these tests; the preflight reads general.type.
+    return write_tiny_gguf(path, "adapter" if path.name.startswith("lora") else "model")
 
 
 def test_gguf_spec_with_adapter_and_plus_in_folder_names(tmp_path: Path) -> None:

@@ -1,11 +1,18 @@
-"""`loragate serve` argument handling and its Ollama fallback (no model needed)."""
+"""`loragate serve`: arguments, the Ollama fallback, and stopping on a signal (tiny GGUF)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import re
+import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from loragate.backends import serve
@@ -50,3 +57,87 @@ def test_server_command_queues_requests_instead_of_interrupting(tmp_path: Path) 
     assert command[command.index("--interrupt_requests") + 1] == "false"
     assert command[command.index("--n_ctx") + 1] == "512"
     assert command[command.index("--port") + 1] == "8080"
+
+
+def _start_serving(gguf: Path) -> subprocess.Popen[str]:
+    config = Path(__file__).resolve().parents[1] / "config" / "tiny_cpu.json"
+    return subprocess.Popen(
+        [sys.executable, "-m", "loragate.cli", "serve", str(gguf), "--port", "0",
+         "--config", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _server_child(parent: subprocess.Popen[str], timeout_s: float = 60.0) -> psutil.Process:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        children = psutil.Process(parent.pid).children(recursive=True)
+        if children:
+            return children[0]
+        assert parent.poll() is None, parent.stderr.read()
+        time.sleep(0.05)
+    raise AssertionError("loragate serve started no server process")
+
+
+def _gone(process: psutil.Process, timeout_s: float = 20.0) -> bool:
+    try:
+        process.wait(timeout=timeout_s)
+    except psutil.TimeoutExpired:
+        return False
+    return True
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP],
+                         ids=["SIGTERM", "SIGINT", "SIGHUP"])
+def test_a_stop_signal_stops_the_server_child_and_frees_the_port(tiny_gguf: Path,
+                                                                 signum: int) -> None:
+    parent = _start_serving(tiny_gguf)
+    child = _server_child(parent)
+    try:
+        line = parent.stdout.readline()
+        port = int(re.search(r"127\.0\.0\.1:(\d+)/v1", line).group(1))
+        assert not _port_is_free(port)
+        parent.send_signal(signum)
+        assert parent.wait(timeout=30) == 0
+        assert _gone(child), "the llama.cpp server outlived loragate serve"
+        assert _port_is_free(port)
+        assert f"stopped by {signal.Signals(signum).name}" in parent.stderr.read()
+    finally:
+        for process in (child, parent):
+            with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
+                process.kill()
+
+
+def test_sigterm_while_the_model_is_still_loading_stops_the_child_too(tiny_gguf: Path) -> None:
+    parent = _start_serving(tiny_gguf)
+    child = _server_child(parent)
+    try:
+        parent.send_signal(signal.SIGTERM)  # before the server answers, most likely
+        assert parent.wait(timeout=30) == 0
+        assert _gone(child)
+    finally:
+        for process in (child, parent):
+            with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
+                process.kill()
+
+
+def test_a_server_that_dies_ends_loragate_serve_with_status_1(tiny_gguf: Path) -> None:
+    parent = _start_serving(tiny_gguf)
+    child = _server_child(parent)
+    try:
+        parent.stdout.readline()  # serving
+        child.kill()
+        assert parent.wait(timeout=30) == 1
+        assert "the llama.cpp server exited with code" in parent.stderr.read()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            parent.kill()

@@ -115,6 +115,33 @@ def test_missing_file(tmp_path):
         load_config(tmp_path / "nope.json")
 
 
+def test_undecodable_config_names_file_line_and_byte_offset(tmp_path):
+    path = write(tmp_path, "")
+    # A config saved as Latin-1 by an editor: the e-acute is one byte 0xe9, not UTF-8.
+    path.write_bytes('{\n  "model_name": "caf\u00e9"\n}\n'.encode("latin-1"))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: not UTF-8 text: byte 0xe9 at offset 22 (line 2)")
+    assert "\n" not in message
+
+
+def test_folder_in_place_of_the_config(tmp_path):
+    with pytest.raises(ConfigError, match="is a folder, not a config file"):
+        load_config(tmp_path)
+
+
+def test_cli_reports_an_undecodable_config_with_status_2(tmp_path, capsys):
+    from loragate.cli import main
+
+    path = write(tmp_path, "")
+    path.write_bytes(b"\xff\xfe{}")
+    assert main(["package", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("loragate: config error: ") and "byte 0xff at offset 0" in err
+    assert "Traceback" not in err
+
+
 def test_unknown_harness_in_gates(tmp_path):
     payload = plan_config(tmp_path)
     payload["gates"] = {"harnesses": {"pdca_shema": {"gate": "ship", "threshold": 0.9}}}

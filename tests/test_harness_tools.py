@@ -338,3 +338,104 @@ def test_arbitrary_text_never_crashes_the_parser_or_the_validator(text):
 @given(st.text(max_size=80))
 def test_arbitrary_commands_never_crash_the_rules(command):
     assert isinstance(tools.command_reasons(command), list)
+
+
+# ---------------------------------------------------------------- paths a file system refuses
+
+# One expected dict per tool, so the sandbox runs whatever call of that tool the answer holds.
+EXPECTED_BY_TOOL = {
+    "read_file": {"files": FILES, "tool": "read_file", "effect": {"read": "README.md"}},
+    "write_file": {"files": FILES, "tool": "write_file",
+                   "effect": {"file": "README.md", "content": "x"}},
+    "edit_file": EDIT_EXPECTED,
+    "list_files": {"files": FILES, "tool": "list_files", "effect": {"listed": "src"}},
+    "search": {"files": FILES, "tool": "search", "effect": {"hits": ["README.md"]}},
+    "run_command": {"files": FILES, "tool": "run_command", "effect": {"command": "ls"}},
+}
+BAD_PATHS = {
+    "nul": ("READ\0ME.md", "contains a NUL byte"),
+    "10k": ("a" * 10_000, "is 10000 bytes long"),
+    "long-component": ("src/" + "b" * 297 + ".ts", "has a component of 300 bytes"),
+    "long-utf8-component": ("é" * 200, "has a component of 400 bytes"),
+    "deep": ("/".join(["d"] * 3000), "is 5999 bytes long"),
+    "lone-surrogate": ("\ud800.md", "is not valid Unicode text"),
+    "through-a-file": ("README.md/inner.md", None),
+}
+
+
+def _arguments(tool: str, path: str) -> dict:
+    return {"read_file": {"path": path}, "write_file": {"path": path, "content": "x"},
+            "edit_file": {"path": path, "old": "a", "new": "b"},
+            "list_files": {"path": path}, "search": {"query": "Vitest", "path": path}}[tool]
+
+
+@pytest.mark.parametrize("tool", ["read_file", "write_file", "edit_file", "list_files",
+                                  "search"])
+@pytest.mark.parametrize("case", list(BAD_PATHS))
+def test_a_path_no_file_system_takes_is_a_failed_check_with_a_reason(tool, case):
+    path, fragment = BAD_PATHS[case]
+    result = tool_success.validate(fenced(tool, _arguments(tool, path)), EXPECTED_BY_TOOL[tool])
+    assert not result.passed
+    reason = " ".join(result.reasons)
+    if fragment is not None:
+        assert fragment in reason
+    assert len(reason) < 400  # the path is clipped, not pasted whole
+    reason.encode("utf-8")  # the report is UTF-8: no lone surrogate may reach it
+
+
+def test_writing_through_a_file_says_a_folder_on_the_path_is_a_file():
+    result = tool_success.validate(fenced("write_file", _arguments("write_file",
+                                                                   "README.md/inner.md")),
+                                   EXPECTED_BY_TOOL["write_file"])
+    assert "cannot act on 'README.md/inner.md' (a folder on the path is a file)" in \
+        result.reasons[0]
+
+
+def test_a_nul_byte_in_an_expected_file_name_is_a_clear_error():
+    expected = {"tool": "read_file", "effect": {"read": "a"}, "files": {"a\0b": ""}}
+    with pytest.raises(ValueError, match=r"field 'files': path 'a\\x00b' contains a NUL"):
+        tool_success.validate(fenced("read_file", {"path": "a"}), expected)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=3),
+    max_leaves=8,
+)
+hostile_paths = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from([p for p, _ in BAD_PATHS.values()] + ["", ".", "..", "/", "src", "src/ts",
+                                                          "README.md", "./README.md"]),
+    st.builds(lambda part, n: "/".join([part] * n),
+              st.text(alphabet="ab\0é/.", min_size=1, max_size=300), st.integers(1, 40)),
+)
+
+
+@st.composite
+def tool_calls(draw) -> tuple[str, dict]:
+    tool = draw(st.sampled_from(list(tools.TOOL_NAMES)) | st.text(max_size=12))
+    names = list(tools.TOOL_SCHEMAS.get(tool, {}).get("properties", {})) or ["path"]
+    arguments = {}
+    for name in names:
+        if draw(st.booleans()):
+            arguments[name] = draw(hostile_paths if name == "path" else
+                                   st.one_of(st.text(max_size=30), json_values))
+    extra = draw(st.dictionaries(st.text(max_size=6), json_values, max_size=2))
+    return tool, {**arguments, **extra} if draw(st.booleans()) else arguments
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(tool_calls(), min_size=1, max_size=3), st.sampled_from(list(EXPECTED_BY_TOOL)),
+       st.sampled_from(["fence", "tag"]))
+def test_arbitrary_json_tool_calls_never_raise(calls, expected_tool, form):
+    blocks = []
+    for tool, arguments in calls:
+        envelope = json.dumps({"tool": tool, "arguments": arguments})
+        blocks.append(f"```json\n{envelope}\n```" if form == "fence"
+                      else f"<tool_call>{envelope}</tool_call>")
+    result = tool_success.validate("\n\n".join(blocks), EXPECTED_BY_TOOL[expected_tool])
+    assert result.passed is (not result.reasons)
+    assert all(isinstance(r, str) and r for r in result.reasons)
+    "\n".join(result.reasons).encode("utf-8")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ from loragate.rag.chroma_store import ChromaStore
 from loragate.rag.redis_cache import (
     RedisCache,
     RedisUnavailableWarning,
+    RedisUrlError,
+    check_redis_url,
     connect_cache,
     resolve_redis_url,
 )
@@ -103,3 +106,42 @@ def test_missing_redis_server_binary_is_a_clear_error(monkeypatch) -> None:
     monkeypatch.setattr(redis_server.shutil, "which", lambda name: None)
     with pytest.raises(redis_server.RedisServerError, match="apt-get install -y redis-server"):
         RedisServer().start()
+
+
+@pytest.mark.parametrize("value,problem", [
+    ("localhost:6379", "it has no scheme:// part"),
+    ("http://x", "scheme 'http' is not one of redis, rediss, unix"),
+    ("not a url at all", "it has no scheme:// part"),
+    ("redis://127.0.0.1:port/0", "its port is not a number"),
+    ("redis://127.0.0.1:70000/0", "its port is not a number"),
+    ("redis://127.0.0.1:6379/cache", "the database after the host must be a number"),
+    ("unix://", "a unix:// URL needs the socket's path"),
+])
+def test_a_redis_url_that_is_not_one_names_the_variable_and_value(monkeypatch, value,
+                                                                  problem) -> None:
+    monkeypatch.setenv("REDIS_URL", value)
+    with pytest.raises(RedisUrlError) as info:
+        connect_cache(None)
+    message = str(info.value)
+    assert message.startswith(f"REDIS_URL={value!r} is not a Redis URL: {problem}")
+    assert "\n" not in message
+    with pytest.raises(RedisUrlError, match=r"^rag\.redis_url="):
+        resolve_redis_url(value)
+
+
+@pytest.mark.parametrize("value", ["redis://127.0.0.1:6379/0", "redis://", "rediss://h:1/2",
+                                   "unix:///run/redis.sock", "redis://:secret@h:6380"])
+def test_real_redis_urls_pass_the_check(value) -> None:
+    assert check_redis_url(value, "REDIS_URL") == value
+
+
+def test_rag_index_with_a_bad_redis_url_exits_2_naming_it(monkeypatch, capsys) -> None:
+    from loragate.cli import main
+
+    monkeypatch.setenv("REDIS_URL", "localhost:6379")
+    config = str(Path(__file__).resolve().parents[1] / "config" / "tiny_cpu.json")
+    assert main(["rag", "index", "--config", config]) == 2
+    err = capsys.readouterr().err
+    assert "REDIS_URL='localhost:6379' is not a Redis URL" in err and "Traceback" not in err
+    assert main(["rag", "index", "--config", config, "--redis-url", "http://x"]) == 2
+    assert "--redis-url='http://x'" in capsys.readouterr().err

@@ -184,6 +184,17 @@ def test_normalise_is_idempotent_and_ignores_case_and_spacing(text: str) -> None
     assert normalise("  " + text.upper().replace(" ", "\n\t ") + " ") == normalise(text.upper())
 
 
+@given(st.text(alphabet=st.characters() | st.sampled_from(
+    [" ", "\t", "\n", "\r", "\x0b", "\x0c", "\x1c", "\x1f", "\x85", "\xa0", "\u2028",
+     "\u3000", "\u200b", "\ufeff"])))
+def test_normalise_collapses_exactly_what_regex_whitespace_matches(text: str) -> None:
+    # normalise is str.split-based for speed on huge prompts; it must equal the regex form the
+    # leak check was defined with, or a leak could slip through (or a false one appear).
+    import re
+
+    assert normalise(text) == re.sub(r"\s+", " ", text).strip().casefold()
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(), children,

@@ -148,3 +148,75 @@ def test_packing_keeps_samples_from_attending_to_each_other(tiny_llama_dir: Path
         alone = [model(input_ids=torch.tensor([r["input_ids"]]), use_cache=False).logits[0]
                  for r in rows]
     torch.testing.assert_close(together, torch.cat(alone), rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------- records far over the limit
+
+
+class _RecordingTokenizer:
+    """The real tokenizer, noting the length of every text it is asked to tokenize."""
+
+    def __init__(self, inner) -> None:
+        self._inner = inner
+        self.lengths: list[int] = []
+
+    def __call__(self, text, *args, **kwargs):
+        self.lengths.append(len(text))
+        return self._inner(text, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def _words(count: int, seed: int = 0) -> str:
+    import random
+
+    rng = random.Random(seed)
+    vocab = ["plan", "do", "check", "act", "TRON", "scenario", "init()", "  ", "\n", "Ünit",
+             "—", "{", "}", "        ", "😀", "x" * 30]
+    return " ".join(rng.choice(vocab) for _ in range(count))
+
+
+def test_a_multi_megabyte_record_is_cut_before_it_is_tokenized(tokenizer) -> None:
+    from loragate.training.formatting import content_char_limit
+
+    answer = _words(1_500_000)  # about 7 MB of text
+    assert len(answer) > 6_000_000
+    recording = _RecordingTokenizer(tokenizer)
+    encoded = encode(plan_sample(answer=answer), recording, system_prompt=SYSTEM,
+                     max_seq_length=256)
+    limit = content_char_limit(tokenizer, 256)
+    assert limit < 100_000
+    # Only the cut text (and the short prompt around it) ever reaches the tokenizer.
+    assert recording.lengths and max(recording.lengths) < limit + 1_000
+    assert encoded.truncated and len(encoded.input_ids) == 256
+    assert encoded.supervised_tokens > 200
+
+
+def test_a_multi_megabyte_prompt_is_dropped_without_tokenizing_it_whole(tokenizer) -> None:
+    recording = _RecordingTokenizer(tokenizer)
+    sample = Sample((Message("user", _words(1_000_000)), Message("assistant", "ok")), "big:7")
+    with pytest.raises(FormattingError, match="big:7: no answer token left"):
+        encode(sample, recording, system_prompt=SYSTEM, max_seq_length=256)
+    assert max(recording.lengths) < 100_000
+
+
+@pytest.mark.parametrize("max_seq_length,seed", [(48, 1), (128, 2), (300, 3)])
+def test_cutting_keeps_exactly_the_tokens_truncation_keeps(tokenizer, max_seq_length: int,
+                                                           seed: int) -> None:
+    from loragate.training.formatting import content_char_limit
+
+    limit = content_char_limit(tokenizer, max_seq_length)
+    answer = _words(limit // 3, seed)  # a little over the limit: the cut falls mid-text
+    assert len(answer) > limit
+    sample = plan_sample(answer=answer)
+    cut = encode(sample, tokenizer, system_prompt=SYSTEM, max_seq_length=max_seq_length)
+    whole = encode(sample, tokenizer, system_prompt=SYSTEM, max_seq_length=max_seq_length,
+                   char_limit=10**9)
+    assert (cut.input_ids, cut.labels, cut.truncated) == (whole.input_ids, whole.labels, True)
+
+
+def test_the_cut_is_counted_as_truncation_in_the_dataset(tokenizer) -> None:
+    samples = [plan_sample(answer=_words(300_000), source="long.jsonl:1"), plan_sample()]
+    encoded = build_dataset(samples, tokenizer, system_prompt=SYSTEM, max_seq_length=128)
+    assert encoded.truncated == 1 and len(encoded.dataset) == 2

@@ -172,6 +172,63 @@ def test_resume_continues_from_the_saved_step(tmp_path: Path, tiny_llama_dir: Pa
     assert [h["step"] for h in fresh.stats["loss_history"]] == [1, 2, 3, 4]
 
 
+@pytest.mark.parametrize("lost", ["adapter_model.safetensors", "optimizer.pt",
+                                  "trainer_state.json", "trainer_state.json:cut"])
+def test_a_checkpoint_left_incomplete_is_skipped_and_training_resumes_from_the_last_whole_one(
+        tmp_path: Path, tiny_llama_dir: Path, lost: str) -> None:
+    from transformers import TrainerCallback
+
+    class StopAtStep5(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == 5:
+                raise Interrupt
+
+    config = tiny_config(tmp_path, tiny_llama_dir, max_steps=6)
+    with pytest.raises(Interrupt):
+        train(config, callbacks=[StopAtStep5()])
+    out = Path(config.output_dir)
+    assert (out / "checkpoint-2").is_dir() and (out / "checkpoint-4").is_dir()
+    # As if the run had been killed while the Trainer was writing checkpoint-4.
+    name, _, how = lost.partition(":")
+    damaged = out / "checkpoint-4" / name
+    if how == "cut":
+        damaged.write_text(damaged.read_text()[:40])
+    else:
+        damaged.unlink()
+
+    with pytest.warns(trainer_mod.IncompleteCheckpointWarning) as caught:
+        outcome = train(config)
+    message = str(caught[0].message)
+    assert "checkpoint-4 is incomplete" in message and "resuming from checkpoint-2" in message
+    assert (name in message) if how != "cut" else ("cut short or unreadable" in message)
+    assert outcome.stats["resumed_from_step"] == 2
+    assert outcome.stats["global_step"] == 6
+    assert [h["step"] for h in outcome.stats["loss_history"]] == [3, 4, 5, 6]
+    assert any("checkpoint-4 is incomplete" in note for note in outcome.notes)
+    assert trainer_mod.checkpoint_problem(out / "checkpoint-4") is None  # saved again, whole
+
+
+def test_without_any_whole_checkpoint_training_starts_over(tmp_path: Path,
+                                                          tiny_llama_dir: Path) -> None:
+    from transformers import TrainerCallback
+
+    class StopAtStep3(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                raise Interrupt
+
+    config = tiny_config(tmp_path, tiny_llama_dir)
+    with pytest.raises(Interrupt):
+        train(config, callbacks=[StopAtStep3()])
+    out = Path(config.output_dir)
+    (out / "checkpoint-2" / "optimizer.pt").unlink()
+    with pytest.warns(trainer_mod.IncompleteCheckpointWarning,
+                      match=r"checkpoint-2 is incomplete \(missing optimizer\.pt\).*starts over"):
+        outcome = train(config)
+    assert outcome.stats["resumed_from_step"] == 0
+    assert [h["step"] for h in outcome.stats["loss_history"]] == [1, 2, 3, 4]
+
+
 def test_two_process_gloo_run_produces_one_adapter(tmp_path: Path, tiny_llama_dir: Path) -> None:
     config = tiny_config(tmp_path, tiny_llama_dir, max_steps=2, save_steps=100)
     config_file = tmp_path / "ddp.json"

@@ -18,6 +18,7 @@ import os
 import sqlite3
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,8 +100,67 @@ def cache_key(kind: str, digest: str, prompt: str | Sequence[Message],
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+class CorruptCacheWarning(UserWarning):
+    """The response cache file could not be read; it was moved aside and a fresh one begun."""
+
+
+# SQLite's primary result codes for a file that is not (or no longer) a database. A busy or
+# locked database (another xdist worker writing) is neither and is never moved aside.
+_SQLITE_CORRUPT = 11
+_SQLITE_NOTADB = 26
+
+
+def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+    text = str(exc)  # Python < 3.11 has no error codes; these are SQLite's own messages
+    return "malformed" in text or "not a database" in text
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+_NUMBER = (int, float)
+# What each stored field may hold: a row written by another version, or edited by hand, that
+# breaks this is a miss rather than a Response whose arithmetic fails later in a gate.
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "text": (str,), "truncated": (bool,), "prompt_tokens": (int, type(None)),
+    "completion_tokens": (int, type(None)), "ttft_s": (*_NUMBER, type(None)),
+    "total_s": _NUMBER, "model_digest": (str,), "cached": (bool,),
+    "error": (str, type(None)), "attempts": (int,),
+}
+
+
+def _stored_response(raw: object) -> Response | None:
+    """The Response a row holds, or None when the row is not one this version can use."""
+    try:
+        data = json.loads(raw) if isinstance(raw, str | bytes) else None
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("finish_reason") not in ("stop", "length"):
+        return None
+    if "text" not in data or any(
+        name in data and not isinstance(data[name], kinds) for name, kinds in _FIELD_TYPES.items()
+    ):
+        return None
+    return Response.from_dict(data)
+
+
 class ResponseCache:
-    """SQLite-backed store of successful responses. ``enabled=False`` stores and finds nothing."""
+    """SQLite-backed store of successful responses. ``enabled=False`` stores and finds nothing.
+
+    A file that is not a readable SQLite database (garbage, truncated, a page overwritten, a
+    folder in its place) is moved aside to ``<name>.corrupt-<timestamp>`` with a
+    :class:`CorruptCacheWarning` naming both paths, and an empty cache takes its place: a
+    cache only saves time, so losing it must not stop a gate run. A row that does not decode is
+    a miss, and the next ``put`` of its key replaces it.
+    """
 
     def __init__(self, path: str | Path, enabled: bool = True) -> None:
         self.path = Path(path)
@@ -109,13 +169,31 @@ class ResponseCache:
         self._misses = 0
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self._opened: tuple[int, int] | None = None
         if enabled:
             self._conn = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
+            return self._open()
+        except sqlite3.DatabaseError as exc:
+            if not (self.path.is_dir() or _is_corruption(exc)):
+                raise sqlite3.DatabaseError(
+                    f"{self.path}: cannot open response cache: {exc}") from exc
+            self._move_aside(exc)
+        try:
+            return self._open()
+        except sqlite3.DatabaseError as exc:
+            raise sqlite3.DatabaseError(
+                f"{self.path}: cannot open response cache: {exc}") from exc
+
+    def _open(self) -> sqlite3.Connection:
+        # The identity is taken before connecting: recovery moves aside only the file this
+        # connection opened, never a fresh one another process has already put in its place.
+        self._opened = _identity(self.path)
+        conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
+        try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS responses ("
@@ -123,34 +201,92 @@ class ResponseCache:
                 " created REAL NOT NULL)"
             )
             conn.commit()
-        except sqlite3.DatabaseError as exc:
-            raise sqlite3.DatabaseError(f"{self.path}: cannot open response cache: {exc}") from exc
+            # Reads every page's structure (milliseconds for a cache of thousands of answers),
+            # so a truncated file or an overwritten page shows now, not mid-run.
+            problem = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if problem != "ok":
+                raise sqlite3.DatabaseError(f"database disk image is malformed: {problem}")
+        except BaseException:
+            conn.close()
+            raise
+        if self._opened is None:
+            self._opened = _identity(self.path)
         return conn
+
+    def _move_aside(self, exc: BaseException) -> None:
+        if self._opened is not None and _identity(self.path) != self._opened:
+            return  # another process already replaced it
+        if not self.path.exists():
+            return
+        aside = self._aside_name()
+        os.replace(self.path, aside)
+        for suffix in ("-wal", "-shm"):
+            # A write-ahead log belongs to the old file; replayed onto a fresh one it would
+            # corrupt it again.
+            companion = Path(f"{self.path}{suffix}")
+            if companion.exists():
+                os.replace(companion, Path(f"{aside}{suffix}"))
+        reason = " ".join(str(exc).split())  # quick_check's report spans lines
+        warnings.warn(CorruptCacheWarning(
+            f"response cache {self.path} is unreadable ({reason}); moved it to {aside} and "
+            "started an empty cache (answers will be generated again)"
+        ), stacklevel=4)
+
+    def _aside_name(self) -> Path:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        candidate = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        number = 1
+        while candidate.exists():
+            number += 1
+            candidate = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{number}")
+        return candidate
+
+    def _recover(self, exc: sqlite3.DatabaseError) -> None:
+        """Called with the lock held, after a use of the connection found corruption."""
+        if not _is_corruption(exc):
+            raise exc
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
+        self._move_aside(exc)
+        self._conn = self._connect()
 
     def get(self, key: str) -> Response | None:
         if self._conn is None:
             return None
         with self._lock:
-            row = self._conn.execute(
-                "SELECT response FROM responses WHERE key = ?", (key,)
-            ).fetchone()
-            if row is None:
+            try:
+                row = self._conn.execute(
+                    "SELECT response FROM responses WHERE key = ?", (key,)
+                ).fetchone()
+            except sqlite3.DatabaseError as exc:
+                self._recover(exc)
+                row = None
+            response = _stored_response(row[0]) if row is not None else None
+            if response is None:
                 self._misses += 1
                 return None
             self._hits += 1
-        return Response.from_dict(json.loads(row[0])).replace(cached=True)
+        return response.replace(cached=True)
 
     def put(self, key: str, response: Response) -> None:
         if self._conn is None or not response.ok:
             return
         stored = json.dumps(response.replace(cached=False).to_dict(), sort_keys=True)
+        row = (key, response.model_digest, stored, time.time())
         with self._lock:
-            self._conn.execute(
-                "INSERT OR REPLACE INTO responses (key, digest, response, created)"
-                " VALUES (?, ?, ?, ?)",
-                (key, response.model_digest, stored, time.time()),
-            )
-            self._conn.commit()
+            for attempt in (1, 2):
+                try:
+                    self._conn.execute(
+                        "INSERT OR REPLACE INTO responses (key, digest, response, created)"
+                        " VALUES (?, ?, ?, ?)", row,
+                    )
+                    self._conn.commit()
+                    return
+                except sqlite3.DatabaseError as exc:
+                    if attempt == 2:
+                        raise
+                    self._recover(exc)
 
     def stats(self) -> CacheStats:
         with self._lock:
@@ -160,7 +296,11 @@ class ResponseCache:
         if self._conn is None:
             return 0
         with self._lock:
-            return self._conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+            try:
+                return self._conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+            except sqlite3.DatabaseError as exc:
+                self._recover(exc)
+                return 0
 
     def close(self) -> None:
         with self._lock:

@@ -51,6 +51,17 @@ def server_command(path: Path, host: str, port: int, *, n_ctx: int | None = None
     return command
 
 
+class StopSignal(BaseException):
+    """A stop signal (SIGTERM, SIGINT, SIGHUP) reached the serving process.
+
+    A BaseException, like KeyboardInterrupt, so no ``except Exception`` on the way swallows it.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
 @contextlib.contextmanager
 def serve_gguf(
     path: str | Path,
@@ -64,6 +75,26 @@ def serve_gguf(
     ready_timeout_s: float = READY_TIMEOUT_S,
 ) -> Iterator[str]:
     """Run llama.cpp's OpenAI-compatible server for ``path``; yields ``http://HOST:PORT``."""
+    with running_server(path, host, port, n_ctx=n_ctx, n_threads=n_threads,
+                        model_alias=model_alias, lora_path=lora_path,
+                        ready_timeout_s=ready_timeout_s) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def running_server(
+    path: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    n_ctx: int | None = None,
+    n_threads: int | None = None,
+    model_alias: str | None = None,
+    lora_path: str | Path | None = None,
+    ready_timeout_s: float = READY_TIMEOUT_S,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """:func:`serve_gguf` that also yields the server process. The server is stopped on exit;
+    when a :class:`StopSignal` ends the block, the server gets that same signal."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"GGUF model not found: {path}")
@@ -73,12 +104,18 @@ def serve_gguf(
                              lora_path=Path(lora_path) if lora_path else None)
     url = f"http://{host}:{port}"
     with tempfile.TemporaryFile(mode="w+b") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        process: subprocess.Popen[bytes] | None = None
+        stop_with = signal.SIGINT  # uvicorn shuts down cleanly on SIGINT
         try:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
             _wait_until_ready(url, process, log, ready_timeout_s)
-            yield url
+            yield url, process
+        except StopSignal as stop:
+            stop_with = signal.Signals(stop.signum)
+            raise
         finally:
-            _stop(process)
+            if process is not None:
+                _stop(process, stop_with)
 
 
 def _log_tail(log: object, limit: int = 2000) -> str:
@@ -102,10 +139,10 @@ def _wait_until_ready(url: str, process: subprocess.Popen[bytes], log: object,
                        f"{_log_tail(log)}")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def _stop(process: subprocess.Popen[bytes], stop_with: int = signal.SIGINT) -> None:
     if process.poll() is not None:
         return
-    process.send_signal(signal.SIGINT)  # uvicorn shuts down cleanly on SIGINT
+    process.send_signal(stop_with)
     try:
         process.wait(timeout=10)
     except subprocess.TimeoutExpired:
@@ -156,15 +193,48 @@ def run(args: argparse.Namespace) -> int:
         return 2
     alias = args.alias or args.model.stem
     try:
-        with serve_gguf(args.model, args.host, args.port, n_ctx=settings.n_ctx,
-                        n_threads=settings.n_threads, model_alias=alias,
-                        lora_path=args.lora) as url:
+        with _stop_signals_raise(), running_server(
+            args.model, args.host, args.port, n_ctx=settings.n_ctx,
+            n_threads=settings.n_threads, model_alias=alias, lora_path=args.lora,
+        ) as (url, process):
             print(f"serving {args.model} at {url}/v1 - model spec: openai:{url}/v1#{alias}")
             print("press Ctrl-C to stop", flush=True)
-            with contextlib.suppress(KeyboardInterrupt):
-                while True:
-                    time.sleep(3600)
+            code = process.wait()
+            print(f"loragate serve: the llama.cpp server exited with code {code}",
+                  file=sys.stderr)
+            return 1
+    except StopSignal as stop:
+        print(f"loragate serve: stopped by {stop}", file=sys.stderr)
+        return 0
     except (BackendError, FileNotFoundError) as exc:
         print(f"loragate serve: {exc}", file=sys.stderr)
         return 1
-    return 0
+
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP")
+                     if hasattr(signal, name))
+
+
+@contextlib.contextmanager
+def _stop_signals_raise() -> Iterator[None]:
+    """While serving, a stop signal raises :class:`StopSignal` in the main thread.
+
+    Python's default for SIGTERM and SIGHUP ends the process at once, skipping every
+    ``finally``: the llama.cpp server child was orphaned and kept the port. Raising instead
+    runs the server's clean-up, which passes the same signal on and waits for the child. A
+    second signal during that clean-up is ignored (the first is being handled).
+    """
+    received: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        del frame
+        if not received:
+            received.append(signum)
+            raise StopSignal(signum)
+
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, old_handler in previous.items():
+            signal.signal(signum, old_handler)

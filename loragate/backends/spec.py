@@ -18,11 +18,11 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from loragate.backends.faults import RetryPolicy
+from loragate.backends.gguf_file import GgufFileError, check_gguf_file
 
 Kind = Literal["gguf", "ollama", "openai", "hf"]
 KINDS: tuple[str, ...] = ("gguf", "ollama", "openai", "hf")
 SPEC_FORMS = "gguf:PATH[+ADAPTER.gguf], ollama:NAME, openai:URL#MODEL, hf:PATH[+ADAPTER]"
-GGUF_MAGIC = b"GGUF"
 _OLLAMA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]*(:[A-Za-z0-9._\-]+)?$")
 
 
@@ -91,14 +91,22 @@ def _split_adapter(text: str, body: str, check_files: bool) -> tuple[Path, Path 
 
 
 def _check_gguf_file(text: str, path: Path, what: str) -> None:
-    if not path.is_file():
-        raise SpecError(f"model spec {text!r}: {what} {path} is not a file")
-    with open(path, "rb") as handle:
-        magic = handle.read(4)
-    if magic != GGUF_MAGIC:
+    """A missing, empty, truncated or non-GGUF file, or a model where an adapter belongs (or
+    the reverse), is a one-line SpecError here, before llama.cpp maps the file."""
+    try:
+        layout = check_gguf_file(path)
+    except GgufFileError as exc:
+        raise SpecError(f"model spec {text!r}: {what} {path} {exc}") from None
+    is_adapter = layout.general_type == "adapter"
+    if what == "adapter" and not is_adapter:
         raise SpecError(
-            f"model spec {text!r}: {what} {path} is not a GGUF file "
-            f"(starts with {magic!r}, expected {GGUF_MAGIC!r})"
+            f"model spec {text!r}: adapter {path} is not a LoRA adapter GGUF (general.type is "
+            f"{layout.general_type!r}, expected 'adapter'); a merged model is given alone"
+        )
+    if what == "model" and is_adapter:
+        raise SpecError(
+            f"model spec {text!r}: model {path} is a LoRA adapter GGUF; give it after the "
+            "base model: gguf:BASE.gguf+ADAPTER.gguf"
         )
 
 

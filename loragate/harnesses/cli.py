@@ -1,13 +1,24 @@
-"""``loragate check HARNESS FILE…``: run one validator on text files (``-`` for stdin)."""
+"""``loragate check HARNESS FILE…``: run one validator on text files (``-`` for stdin).
+
+Exit status: 0 when every file passes, 1 when one fails, 2 when the command cannot run (a
+missing option, or an input file that is missing, not UTF-8 or not the JSON it should be);
+then one line on stderr names the file and the problem, as argparse does for bad arguments.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from loragate.harnesses.registry import HARNESS_NAMES, score
+from loragate.textfiles import InputFileError, decode_utf8, parse_json, read_text
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """The command cannot run as given; the message is the one line to print."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,35 +32,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="tool_success: the sample's expected dict as a JSON file")
 
 
+def _expected_tool_call(path: Path) -> dict:
+    from loragate.harnesses.tool_success import check_expected
+
+    expected = parse_json(read_text(path), str(path))
+    try:
+        check_expected(expected)
+    except ValueError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    return expected
+
+
 def _context(args: argparse.Namespace) -> dict:
     record: dict = {}
     if args.harness == "refusal":
         if args.expect is None:
-            raise SystemExit("loragate check: refusal needs --expect refuse|comply")
+            raise UsageError("refusal needs --expect refuse|comply")
         record["expected"] = args.expect
     if args.harness == "tool_success":
         if args.expected_json is None:
-            raise SystemExit("loragate check: tool_success needs --expected-json FILE")
-        record["expected"] = json.loads(args.expected_json.read_text(encoding="utf-8"))
+            raise UsageError("tool_success needs --expected-json FILE")
+        record["expected"] = _expected_tool_call(args.expected_json)
     if args.tron_feedback is not None:
-        record["tron_feedback"] = args.tron_feedback.read_text(encoding="utf-8")
+        record["tron_feedback"] = read_text(args.tron_feedback)
     return record
 
 
 def _read(name: str) -> str:
-    if name == "-":
-        return sys.stdin.read()
-    path = Path(name)
-    if not path.is_file():
-        raise SystemExit(f"loragate check: {name}: no such file")
-    return path.read_text(encoding="utf-8")
+    if name != "-":
+        return read_text(name)
+    buffer = getattr(sys.stdin, "buffer", None)
+    # Bytes, decoded here: the stream's own decoder would raise without saying it was stdin.
+    return sys.stdin.read() if buffer is None else decode_utf8(buffer.read(), "<stdin>")
 
 
 def run(args: argparse.Namespace) -> int:
-    record = _context(args)
+    try:
+        record = _context(args)
+        # Every input is read before any verdict is printed: a bad last file stops the
+        # command with nothing half-reported.
+        answers = [(name, _read(name)) for name in args.files]
+    except (UsageError, InputFileError) as exc:
+        print(f"loragate check: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     failures = 0
-    for name in args.files:
-        result = score(args.harness, _read(name), record)
+    for name, text in answers:
+        result = score(args.harness, text, record)
         label = f" (predicted: {result.predicted})" if result.predicted else ""
         print(f"{'PASS' if result.passed else 'FAIL'} {name}{label}")
         for reason in result.reasons:

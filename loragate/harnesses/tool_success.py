@@ -46,6 +46,7 @@ from loragate.harnesses.tools import (
     ToolCall,
     call_reasons,
     find_calls,
+    printable,
     relative_path,
 )
 
@@ -117,9 +118,13 @@ def check_expected(expected: Any) -> tuple[tuple[str, ...], str, dict]:
         raise ValueError(f"tool_success expected: field 'tool': {', '.join(unfit)} cannot have "
                          f"a '{kind}' effect (that needs {' or '.join(EFFECT_TOOLS[kind])})")
     names: set[str] = set()
-    for name in expected.get("files", {}):
+    for name, content in expected.get("files", {}).items():
         try:
             names.add(relative_path(name))
+            content.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"tool_success expected: field 'files.{printable(name)}': the "
+                             "content is not valid Unicode text") from None
         except ValueError as error:
             raise ValueError(f"tool_success expected: field 'files': {error}") from None
     for name in sorted(names):
@@ -207,4 +212,4 @@ def check(text: str, expected: dict) -> list[str]:
 def validate(text: str, expected: dict) -> HarnessResult:
     """Parse the answer's tool calls, check them, run them in a sandbox prepared from
     ``expected`` and compare the effect (see the module docstring for ``expected``)."""
-    return HarnessResult.from_reasons(check(text, expected))
+    return HarnessResult.from_reasons([printable(reason) for reason in check(text, expected)])

@@ -390,17 +390,62 @@ class Effect:
     command: str | None = None
 
 
+# Linux's limits (NAME_MAX, PATH_MAX less room for the sandbox's own folder): a longer path
+# fails in the file system with ENAMETOOLONG, which is the answer's fault, not the harness's.
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 3800
+_SHOWN_CHARS = 60
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters and lone surrogates as escapes (``\\x00``,
+    ``\\ud800``): a JSON string in an answer can hold them, and a reason that carries one
+    would break the UTF-8 report it is written to."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch in "\n\t" else
+                   ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def shown_path(path: str) -> str:
+    """``path`` for a message: escaped, and clipped so a 10,000-character path does not flood
+    a report."""
+    clipped = path if len(path) <= _SHOWN_CHARS else \
+        f"{path[:_SHOWN_CHARS]}… ({len(path)} chars)"
+    return printable(clipped)
+
+
+def _path_problem(path: str) -> str | None:
+    if "\0" in path:
+        return "contains a NUL byte, which no file name can hold"
+    try:
+        encoded = path.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode text (it holds a lone surrogate)"
+    if len(encoded) > MAX_PATH_BYTES:
+        return f"is {len(encoded)} bytes long; a path holds at most {MAX_PATH_BYTES}"
+    longest = max(path.replace("\\", "/").split("/"), key=lambda part: len(part.encode()))
+    if len(longest.encode()) > MAX_NAME_BYTES:
+        return (f"has a component of {len(longest.encode())} bytes; a file name holds at most "
+                f"{MAX_NAME_BYTES}")
+    return None
+
+
 def relative_path(path: str) -> str:
-    """``path`` as a normalised sandbox-relative posix path; ValueError if it is absolute
-    or climbs out of the sandbox."""
+    """``path`` as a normalised sandbox-relative posix path; ValueError if it is absolute,
+    climbs out of the sandbox, or could not name a file (NUL byte, too long)."""
+    problem = _path_problem(path)
+    if problem is not None:
+        raise ValueError(f"path '{shown_path(path)}' {problem}")
     pure = PurePosixPath(path.replace("\\", "/"))
     if pure.is_absolute() or re.match(r"^[A-Za-z]:", path):
-        raise ValueError(f"path '{path}' is absolute; paths are relative to the project root")
+        raise ValueError(f"path '{shown_path(path)}' is absolute; paths are relative to the "
+                         "project root")
     parts: list[str] = []
     for part in pure.parts:
         if part == "..":
             if not parts:
-                raise ValueError(f"path '{path}' climbs out of the project root")
+                raise ValueError(f"path '{shown_path(path)}' climbs out of the project root")
             parts.pop()
         elif part != ".":
             parts.append(part)
@@ -454,7 +499,19 @@ class Sandbox:
         handler = getattr(self, f"_run_{call.tool}", None)
         if handler is None:
             raise SandboxError(f"unknown tool '{call.tool}'")
-        return handler(**call.arguments)
+        try:
+            return handler(**call.arguments)
+        except (OSError, ValueError) as error:
+            # What the file system refuses (a file where a folder is needed, a name it cannot
+            # store) is the call's failure, reported like any other.
+            path = shown_path(str(call.arguments.get("path", ".")))
+            if isinstance(error, (NotADirectoryError, FileExistsError)):
+                reason = "a folder on the path is a file"
+            elif isinstance(error, OSError) and error.strerror:
+                reason = error.strerror
+            else:
+                reason = str(error)
+            raise SandboxError(f"cannot act on '{path}' ({reason})") from None
 
     def _existing_file(self, path: str) -> Path:
         target = self.resolve(path)

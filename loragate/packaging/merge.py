@@ -161,7 +161,9 @@ def _staging_dir(out_dir: Path) -> Path:
     """A fresh sibling folder with the umask's permissions (mkdtemp's 0700 would make the
     finished model unreadable to anyone but its creator, e.g. a model server's user)."""
     while True:
-        staging = out_dir.parent / f".{out_dir.name}-{os.urandom(4).hex()}"
+        # The pid lets a later run tell a killed run's leftover from a live run's folder
+        # (loragate.packaging.stale).
+        staging = out_dir.parent / f".{out_dir.name}-{os.getpid()}-{os.urandom(4).hex()}"
         with contextlib.suppress(FileExistsError):
             staging.mkdir()
             return staging

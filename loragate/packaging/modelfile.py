@@ -68,10 +68,9 @@ class Modelfile:
 
     def render(self) -> str:
         for label, text in (("TEMPLATE", self.template), ("SYSTEM", self.system)):
-            if text is not None and (_TRIPLE in text or text.endswith('"')):
-                raise ModelfileError(
-                    f'{label} contains """ or ends with ", which a Modelfile cannot quote'
-                )
+            problem = None if text is None else unquotable(text)
+            if problem is not None:
+                raise ModelfileError(f"{label} {problem}")
         lines = [f"FROM {_quote_path(self.from_)}"]
         if self.adapter:
             lines.append(f"ADAPTER {_quote_path(self.adapter)}")
@@ -82,6 +81,19 @@ class Modelfile:
         for key, value in self.parameters:
             lines.append(f"PARAMETER {key} {json.dumps(value) if key == 'stop' else value}")
         return "\n".join(lines) + "\n"
+
+
+def unquotable(text: str) -> str | None:
+    """Why ``text`` cannot be a Modelfile's triple-quoted TEMPLATE or SYSTEM block, or None.
+
+    The block ends at the first ``\"\"\"``, and a final ``"`` would merge into the closing
+    quotes; the Modelfile has no escape for either.
+    """
+    if _TRIPLE in text:
+        return 'contains """, which a Modelfile cannot quote (the block would end there)'
+    if text.endswith('"'):
+        return 'ends with ", which a Modelfile cannot quote (it merges into the closing """)'
+    return None
 
 
 def _quote_path(value: str) -> str:

@@ -22,6 +22,7 @@ from loragate.backends.cache import file_digest
 from loragate.packaging import llamacpp
 from loragate.packaging.files import durable_replace
 from loragate.packaging.merge import ADAPTER_CONFIG, ADAPTER_WEIGHTS, check_adapter_files
+from loragate.packaging.stale import remove_stale_temporaries
 from loragate.training.trainer import base_fingerprint
 
 PACKAGE_DIRNAME = "package"
@@ -119,7 +120,12 @@ def package(
     progress: bool = True,
     ollama: bool = False,
 ) -> PackageResult:
-    """Package the adapter in ``adapter_dir`` (default: ``config.output_dir``)."""
+    """Package the adapter in ``adapter_dir`` (default: ``config.output_dir``).
+
+    Checks first what would fail late (the adapter files, a system prompt the Modelfile cannot
+    hold), and removes what killed runs left in the package folder.
+    """
+    check_modelfile_system(config)
     adapter_dir = Path(adapter_dir or config.output_dir)
     check_adapter_files(adapter_dir)
     if base_dir is None:
@@ -128,6 +134,7 @@ def package(
         base_dir = resolve_base_model(config)
     base_dir = Path(base_dir)
     out = package_dir_for(config)
+    remove_stale_temporaries(out)
     inputs_hash = packaging_inputs_hash(config, adapter_dir, base_dir)
     previous = read_manifest(out)
     if not force and is_up_to_date(previous, inputs_hash):
@@ -142,6 +149,27 @@ def package(
 
         result.ollama_message = ollama_create(name, result.modelfile).message
     return result
+
+
+def check_modelfile_system(config: Any) -> None:
+    """Refuse a system prompt the Modelfile cannot hold before any merge or convert work.
+
+    It is found only when the Modelfile is written, the last step, minutes (hours for a 7B
+    model) after the merge; the error names the config field that supplied the prompt.
+    """
+    from loragate.config import ConfigError
+    from loragate.packaging.modelfile import unquotable
+
+    configured = config.packaging.modelfile.system
+    field, text = ("packaging.modelfile.system", configured) if configured is not None \
+        else ("data_args.system_prompt", config.data_args.system_prompt)
+    problem = None if text is None else unquotable(text)
+    if problem is not None:
+        source = getattr(config, "source_path", None)
+        where = f"{source}: " if source else ""
+        hint = "reword it" + (", or set packaging.modelfile.system to a prompt without them"
+                              if field == "data_args.system_prompt" else "")
+        raise ConfigError(f"{where}field '{field}': the system prompt {problem}; {hint}")
 
 
 def _build(

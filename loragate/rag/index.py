@@ -24,7 +24,7 @@ from loragate.rag.corpus import (
     load_tool_examples,
 )
 from loragate.rag.embeddings import Embedder, load_embedder
-from loragate.rag.redis_cache import RedisCache, connect_cache
+from loragate.rag.redis_cache import RedisCache, check_redis_url, connect_cache
 from loragate.rag.timeline import TimelineStore
 
 
@@ -139,6 +139,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from loragate.config import load_config
 
+    if args.redis_url is not None:
+        check_redis_url(args.redis_url, "--redis-url")
     config = load_config(args.config, check_paths=False)
     overrides = {
         name: value for name, value in (

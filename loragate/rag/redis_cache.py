@@ -17,8 +17,11 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import numpy as np
+
+from loragate.config import ConfigError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -30,9 +33,64 @@ class RedisUnavailableWarning(UserWarning):
     """Redis could not be reached; retrieval goes on without the cache."""
 
 
-def resolve_redis_url(configured: str | None) -> str | None:
-    """The configured URL, else ``$REDIS_URL``, else None (no cache)."""
-    return configured or os.environ.get(REDIS_URL_ENV) or None
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+REDIS_URL_FORMS = "redis://HOST:PORT/DB, rediss://HOST:PORT/DB or unix:///PATH.sock"
+
+
+class RedisUrlError(ConfigError):
+    """A Redis URL that redis-py cannot use; the message names where it was set and its value."""
+
+
+def check_redis_url(url: str, source: str) -> str:
+    """``url`` when redis-py can connect with it; else :class:`RedisUrlError` naming ``source``
+    (``REDIS_URL``, ``rag.redis_url``, ``--redis-url``) and the value.
+
+    redis-py's own error ("Redis URL must specify one of the following schemes") names neither,
+    and a port or database that is not a number fails only at the first command.
+    """
+    problem = _redis_url_problem(url)
+    if problem is not None:
+        raise RedisUrlError(
+            f"{source}={url!r} is not a Redis URL: {problem}; expected {REDIS_URL_FORMS} "
+            "(e.g. redis://127.0.0.1:6379/0)"
+        )
+    return url
+
+
+def _redis_url_problem(url: str) -> str | None:
+    parts = urlsplit(url.strip())
+    if not parts.scheme or "://" not in url:
+        return "it has no scheme:// part"
+    if parts.scheme not in REDIS_SCHEMES:
+        return f"scheme {parts.scheme!r} is not one of {', '.join(REDIS_SCHEMES)}"
+    if parts.scheme == "unix":
+        return None if parts.path else "a unix:// URL needs the socket's path"
+    try:
+        port = parts.port
+    except ValueError:
+        return "its port is not a number from 1 to 65535"
+    if port == 0:
+        return "its port is not a number from 1 to 65535"
+    database = parts.path.strip("/")
+    if database and not database.isdigit():
+        return f"the database after the host must be a number, not {database!r}"
+    from redis import ConnectionPool
+
+    try:
+        ConnectionPool.from_url(url)  # parses only: no connection is made
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def resolve_redis_url(configured: str | None, configured_name: str = "rag.redis_url"
+                      ) -> str | None:
+    """The configured URL, else ``$REDIS_URL``, else None (no cache); a value that is not a
+    Redis URL is a :class:`RedisUrlError` naming the setting it came from."""
+    if configured:
+        return check_redis_url(configured, configured_name)
+    from_env = os.environ.get(REDIS_URL_ENV)
+    return check_redis_url(from_env, REDIS_URL_ENV) if from_env else None
 
 
 def _digest(*parts: Any) -> str:
@@ -54,7 +112,7 @@ class RedisCache:
                  retry_after_s: float = 30.0, result_ttl_s: int | None = 7 * 24 * 3600) -> None:
         import redis
 
-        self.url = url
+        self.url = check_redis_url(url, "Redis URL")
         self.namespace = namespace
         self.retry_after_s = retry_after_s
         self.result_ttl_s = result_ttl_s

@@ -117,10 +117,48 @@ def _render_fallback(messages: Sequence[Message], tokenizer: PreTrainedTokenizer
     return text.rstrip(), spans
 
 
+# A valid record can be far longer than max_seq_length (a pasted log, a whole file): an 8 MB
+# answer took 14 s and 1.2 GB to tokenize, all to keep its first max_seq_length tokens. So
+# each message is cut, before rendering, to a length that still holds more tokens than can be
+# kept: no token covers more characters than the vocabulary's longest entry (byte-level BPE
+# stores a token as one character per byte; SentencePiece as its text), doubled in case a
+# normalizer composes two characters into one. The margin covers the few tokens that change
+# where the cut splits a word. Every token that truncation keeps is then the same as without
+# the cut (SmolLM2: 81 characters at most, so 2048 tokens keep 342k characters).
+CUT_MARGIN_TOKENS = 64
+NORMALIZER_FACTOR = 2
+
+
+def content_char_limit(tokenizer: PreTrainedTokenizerBase, max_seq_length: int) -> int:
+    """Characters of one message that always hold more than ``max_seq_length`` tokens."""
+    longest = max((len(token) for token in tokenizer.get_vocab()), default=1)
+    return (max_seq_length + CUT_MARGIN_TOKENS) * max(longest, 1) * NORMALIZER_FACTOR
+
+
+def cut_messages(messages: Sequence[Message], limit: int) -> tuple[list[Message], bool]:
+    """The messages with each content cut to ``limit`` characters; whether any was cut.
+
+    Only the first message over the limit matters (everything after it lies beyond the
+    tokens kept); later ones are cut too so rendering stays cheap.
+    """
+    cut = [Message(m.role, m.content[:limit]) if len(m.content) > limit else m
+           for m in messages]
+    return cut, any(len(m.content) > limit for m in messages)
+
+
 def encode(sample: Sample, tokenizer: PreTrainedTokenizerBase, *, system_prompt: str | None,
-           max_seq_length: int) -> Encoded:
-    """Token ids and labels of one sample: -100 everywhere but the assistant's answer and EOS."""
-    text, spans = render(with_system_prompt(sample.messages, system_prompt), tokenizer)
+           max_seq_length: int, char_limit: int | None = None) -> Encoded:
+    """Token ids and labels of one sample: -100 everywhere but the assistant's answer and EOS.
+
+    ``char_limit`` (default :func:`content_char_limit`; pass it when encoding many samples)
+    bounds each message before tokenizing, so an over-long record costs no more than one just
+    over ``max_seq_length``.
+    """
+    if char_limit is None:
+        char_limit = content_char_limit(tokenizer, max_seq_length)
+    messages, was_cut = cut_messages(with_system_prompt(sample.messages, system_prompt),
+                                     char_limit)
+    text, spans = render(messages, tokenizer)
     # The rendered text already holds every special token the template wants (BOS included).
     tokens = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     input_ids = list(tokens["input_ids"])
@@ -133,7 +171,7 @@ def encode(sample: Sample, tokenizer: PreTrainedTokenizerBase, *, system_prompt:
         # The template does not end the turn with the tokenizer's EOS: add it, and train on it.
         input_ids.append(eos)
         labels.append(eos)
-    truncated = len(input_ids) > max_seq_length
+    truncated = was_cut or len(input_ids) > max_seq_length
     if truncated:
         input_ids, labels = input_ids[:max_seq_length], labels[:max_seq_length]
     if all(label == IGNORE_INDEX for label in labels):
@@ -174,10 +212,11 @@ def build_dataset(samples: Sequence[Sample], tokenizer: PreTrainedTokenizerBase,
     rows: dict[str, list[Any]] = {"input_ids": [], "labels": [], "length": []}
     supervised = total = truncated = 0
     dropped = []
+    char_limit = content_char_limit(tokenizer, max_seq_length)
     for sample in samples:
         try:
             encoded = encode(sample, tokenizer, system_prompt=system_prompt,
-                             max_seq_length=max_seq_length)
+                             max_seq_length=max_seq_length, char_limit=char_limit)
         except FormattingError as exc:
             dropped.append(str(exc))
             continue

@@ -21,6 +21,7 @@ import os
 import platform
 import shutil
 import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -547,9 +548,39 @@ def _checkpoints(output_dir: Path) -> list[Path]:
                   p.name.rsplit("-", 1)[-1].isdigit() else -1)
 
 
+# What HF's Trainer needs to resume exactly. It writes a checkpoint in place, in this order:
+# weights, optimizer.pt and scheduler.pt, then trainer_state.json; a run killed while saving
+# leaves a folder that fails every resume (no weights, no or half a trainer_state.json) or,
+# worse, resumes with a fresh optimizer, because the Trainer skips a missing optimizer.pt or
+# scheduler.pt without a word.
+CHECKPOINT_WEIGHTS = (ADAPTER_WEIGHTS, "adapter_model.bin")
+CHECKPOINT_FILES = ("optimizer.pt", "scheduler.pt")
+TRAINER_STATE = "trainer_state.json"
+
+
+class IncompleteCheckpointWarning(UserWarning):
+    """A checkpoint folder missing files (a run killed while saving it) was skipped."""
+
+
+def checkpoint_problem(checkpoint: Path) -> str | None:
+    """Why ``checkpoint`` cannot be resumed from as saved, or None when it is whole."""
+    checkpoint = Path(checkpoint)
+    missing = [] if any((checkpoint / name).is_file() for name in CHECKPOINT_WEIGHTS) \
+        else [ADAPTER_WEIGHTS]
+    missing += [name for name in (*CHECKPOINT_FILES, TRAINER_STATE)
+                if not (checkpoint / name).is_file()]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    state = _read_json(checkpoint / TRAINER_STATE)
+    if not isinstance(state, dict) or not isinstance(state.get("global_step"), int):
+        return f"{TRAINER_STATE} is cut short or unreadable"
+    return None
+
+
 def last_checkpoint(output_dir: Path) -> Path | None:
-    found = _checkpoints(Path(output_dir))
-    return found[-1] if found else None
+    """The newest checkpoint that can be resumed from."""
+    whole = [p for p in _checkpoints(Path(output_dir)) if checkpoint_problem(p) is None]
+    return whole[-1] if whole else None
 
 
 def _clear_previous_run(output_dir: Path) -> None:
@@ -559,14 +590,37 @@ def _clear_previous_run(output_dir: Path) -> None:
         (output_dir / name).unlink(missing_ok=True)
 
 
-def _resume_point(output_dir: Path, run_hash: str, force: bool) -> Path | None:
-    """The checkpoint to resume from: only one written for the same inputs, never with force."""
+def _resume_point(output_dir: Path, run_hash: str, force: bool
+                  ) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """The checkpoint to resume from: only one written for the same inputs, never with force;
+    and the newer, incomplete checkpoints passed over on the way (with what each lacks)."""
     if force:
-        return None
+        return None, []
     recorded = _read_json(output_dir / INPUTS_FILE).get("inputs_hash")
     if recorded != run_hash:
-        return None
-    return last_checkpoint(output_dir)
+        return None, []
+    passed_over: list[tuple[Path, str]] = []
+    for checkpoint in reversed(_checkpoints(output_dir)):
+        problem = checkpoint_problem(checkpoint)
+        if problem is None:
+            return checkpoint, passed_over
+        passed_over.append((checkpoint, problem))
+    return None, passed_over
+
+
+def _drop_incomplete(passed_over: list[tuple[Path, str]], resume_from: Path | None) -> list[str]:
+    """Warn about and remove each incomplete checkpoint (the resumed run saves that step
+    again); the messages, for the run's notes."""
+    then = f"resuming from {resume_from.name}" if resume_from is not None \
+        else "no whole checkpoint is left, so training starts over"
+    messages = []
+    for checkpoint, problem in passed_over:
+        message = (f"{checkpoint} is incomplete ({problem}): the run was killed while saving "
+                   f"it; removed it and skipped it, {then}")
+        warnings.warn(IncompleteCheckpointWarning(message), stacklevel=3)
+        shutil.rmtree(checkpoint, ignore_errors=True)
+        messages.append(message)
+    return messages
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -617,9 +671,11 @@ def train(config: Any, *, force: bool = False,
     has_eval = data.eval is not None and len(data.eval.dataset) > 0
     args = build_training_arguments(config, device, precision, has_eval)
 
-    resume_from = _resume_point(output_dir, run_hash, force)
+    resume_from, passed_over = _resume_point(output_dir, run_hash, force)
+    notes: list[str] = []
     with args.main_process_first(desc="prepare output folder"):
         if args.process_index == 0:
+            notes += _drop_incomplete(passed_over, resume_from)
             if resume_from is None:
                 _clear_previous_run(output_dir)
             output_dir.mkdir(parents=True, exist_ok=True)
@@ -682,7 +738,7 @@ def train(config: Any, *, force: bool = False,
     wait_for_everyone = getattr(trainer.accelerator, "wait_for_everyone", None)
     if wait_for_everyone is not None:
         wait_for_everyone()
-    notes = [precision.note] if precision.note else []
+    notes += [precision.note] if precision.note else []
     return TrainingOutcome(output_dir, stats, skipped=False, notes=notes)
 
 
@@ -712,7 +768,7 @@ def _final_eval_loss(trainer: Any, monitor: Any) -> float:
 def _checkpoint_step(checkpoint: Path | None) -> int:
     if checkpoint is None:
         return 0
-    state = _read_json(checkpoint / "trainer_state.json")
+    state = _read_json(checkpoint / TRAINER_STATE)
     return int(state.get("global_step", 0))
 
 

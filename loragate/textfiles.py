@@ -1,0 +1,60 @@
+"""Reading the text and JSON files a user hands loragate, with one-line errors that name them.
+
+``Path.read_text`` turns a stray Latin-1 byte into a ``UnicodeDecodeError`` traceback that
+names neither the file nor where the byte is; a missing file or a folder in its place gives
+an ``OSError`` traceback. These helpers raise :class:`InputFileError` instead, whose message
+starts with the file's path (and the line and column, or byte offset, of the problem).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+class InputFileError(ValueError):
+    """An input file that is missing, unreadable, not UTF-8 or not the JSON it should be."""
+
+
+def decode_utf8(data: bytes, name: str) -> str:
+    """``data`` as UTF-8 text; :class:`InputFileError` names ``name``, the line and the byte."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        bad = data[exc.start:exc.start + 1].hex()
+        raise InputFileError(
+            f"{name}: not UTF-8 text: byte 0x{bad} at offset {exc.start} (line {line}) "
+            f"cannot be decoded ({exc.reason}); save the file as UTF-8"
+        ) from None
+
+
+def read_text(path: str | Path) -> str:
+    """The UTF-8 text of ``path``; :class:`InputFileError` for a missing, unreadable or
+    undecodable file."""
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputFileError(f"{path}: is a folder, not a file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    return decode_utf8(data, str(path))
+
+
+def parse_json(text: str, name: str) -> Any:
+    """``text`` as JSON; :class:`InputFileError` names ``name`` with the line and column."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputFileError(f"{name}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise InputFileError(f"{name}: invalid JSON: nested too deeply") from None
+
+
+def read_json(path: str | Path) -> Any:
+    """The JSON value in ``path`` (see :func:`read_text` and :func:`parse_json`)."""
+    return parse_json(read_text(path), str(path))
