@@ -190,7 +190,9 @@ def compare_canaries(old: dict[str, Any] | None,
 # -- Markdown --------------------------------------------------------------------------------
 
 def _p(value: float | None) -> str:
-    return "—" if value is None else f"{value:.3g}"
+    if value is None:
+        return "—"
+    return f"{value:.3f}" if value >= 0.001 else f"{value:.1e}"
 
 
 def _ids(flips: list[dict[str, Any]], repeated: bool) -> str:
