@@ -24,7 +24,8 @@ STAGES: dict[str, tuple[str, str]] = {
     "pipeline": ("loragate.pipeline",
                  "all stages in order, each reusing an up-to-date artifact"),
     "report": ("loragate.gating.report_cli",
-               "re-render a verdict JSON as HTML, or re-verdict it with other thresholds"),
+               "re-render a verdict JSON as HTML, re-verdict it with other thresholds, or "
+               "compare two verdicts prompt by prompt (--compare OLD NEW)"),
     "init": ("loragate.gating.starter",
              "write a starter project that gates a model on a harness of its own"),
     "check": ("loragate.harnesses.cli", "run one harness validator on text files or stdin"),

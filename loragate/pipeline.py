@@ -25,7 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from loragate.config import DEFAULT_CONFIG, LoragateConfig, load_config
-from loragate.gating.report import render_comparison_markdown, render_text
+from loragate.gating.report import (
+    render_compare_html,
+    render_comparison_markdown,
+    render_text,
+    render_timings_markdown,
+)
 from loragate.gating.starter import CONFIG_NAME as STARTER_CONFIG
 
 GATE_SUITES = ("gates", "canaries")
@@ -284,11 +289,21 @@ def write_timings(path: Path, report: PipelineReport) -> None:
 
 def write_comparison(path: Path, base: dict | None, tuned: dict | None,
                      timings: dict[str, Any]) -> None:
-    """The README's side-by-side table of both verdicts and the stage times."""
+    """The README's comparison: the stage times, then base against tuned prompt by prompt
+    (the flips and McNemar p per gate; :mod:`loragate.gating.compare`), also as HTML beside
+    it. With one verdict only, its gate table."""
+    from loragate.gating.compare import compare_verdicts, render_markdown
+
     documents = {label: doc for label, doc in (("base", base), ("tuned", tuned)) if doc}
     if not documents:
         return
-    path.write_text(render_comparison_markdown(documents, timings), encoding="utf-8")
+    if base is None or tuned is None:
+        path.write_text(render_comparison_markdown(documents, timings), encoding="utf-8")
+        return
+    comparison = compare_verdicts(base, tuned, old_label="base", new_label="tuned")
+    path.write_text(render_timings_markdown(timings) + render_markdown(comparison),
+                    encoding="utf-8")
+    path.with_suffix(".html").write_text(render_compare_html(comparison), encoding="utf-8")
 
 
 def print_summary(report: PipelineReport, tuned: dict | None, base: dict | None,

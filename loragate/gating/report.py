@@ -1,14 +1,23 @@
 """Render a verdict document: a terminal table, a gate table for pytest-html, a standalone page.
 
-The standalone page puts the gate table first (what a reviewer looks at), then the overall
-score, canaries, checks, metrics and every sample with its reason.
+The standalone page puts the gate table first (what a reviewer looks at, with what each gate's
+sample count can decide), then per harness its samples, failing first and open, each with the
+model's answer and the validator's reasons, filterable by harness and outcome; then the model,
+canaries, checks and metrics. The page is one file: its style and script are inline and it
+loads nothing, so it opens the same from a CI artifact, a mail or a file share.
 """
 
 from __future__ import annotations
 
+from dataclasses import MISSING, fields
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+
+from loragate.gating.verdict import SampleOutcome
+
+# Failing samples first: they are what a reviewer has to read.
+OUTCOME_ORDER = {"fail": 0, "error": 1, "skipped": 2, "pass": 3}
 
 
 def _environment() -> Environment:
@@ -40,7 +49,56 @@ def render_gate_table_html(document: dict[str, Any]) -> str:
 def render_html(document: dict[str, Any]) -> str:
     env = _environment()
     table = env.get_template("gate_table.html.j2").render(doc=document)
-    return env.get_template("report.html.j2").render(doc=document, gate_table=table)
+    return env.get_template("report.html.j2").render(doc=document, gate_table=table,
+                                                     sections=harness_sections(document))
+
+
+def render_sample_html(sample: dict[str, Any], flaky: bool = False) -> str:
+    """One sample as a ``<details>`` block (open when it failed): its answer, escaped, and the
+    validator's reasons. For pytest-html's per-item extras."""
+    return _environment().get_template("sample.html.j2").render(sample=sample_view(sample),
+                                                                flaky=flaky)
+
+
+def render_compare_html(comparison: dict[str, Any]) -> str:
+    """A comparison from :func:`loragate.gating.compare.compare_verdicts` as a page."""
+    return _environment().get_template("compare.html.j2").render(cmp=comparison)
+
+
+def outcome_of(sample: dict[str, Any]) -> str:
+    if sample.get("passed"):
+        return "pass"
+    if sample.get("skipped"):
+        return "skipped"
+    return "error" if sample.get("error") else "fail"
+
+
+def sample_view(sample: dict[str, Any]) -> dict[str, Any]:
+    """A recorded sample with every field present (older verdicts lack the evidence fields)."""
+    defaults = {f.name: f.default for f in fields(SampleOutcome) if f.default is not MISSING}
+    view = {"nodeid": "", "harness": "", "passed": False, **defaults, **sample}
+    view["outcome"] = outcome_of(view)
+    return view
+
+
+def harness_sections(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per harness (in the gate table's order) its samples, failing first, and flaky prompts."""
+    by_harness: dict[str, list[dict[str, Any]]] = {name: [] for name in document["harnesses"]}
+    for sample in document.get("samples") or []:
+        by_harness.setdefault(sample["harness"], []).append(sample_view(sample))
+    sections = []
+    for name, samples in by_harness.items():
+        summary = document["harnesses"].get(name)
+        flaky = (summary or {}).get("flaky") or []
+        flaky_ids = {f["sample_id"] for f in flaky}
+        for view in samples:
+            view["flaky"] = (view["sample_id"] or view["nodeid"]) in flaky_ids
+        samples.sort(key=lambda v: (OUTCOME_ORDER[v["outcome"]], v["sample_id"] or v["nodeid"],
+                                    v["repeat"] or 0))
+        counts = {k: sum(v["outcome"] == k for v in samples) for k in OUTCOME_ORDER}
+        sections.append({"name": name, "summary": summary, "samples": samples,
+                         "flaky": flaky, "counts": counts})
+    return sections
 
 
 def gate_rows(document: dict[str, Any]) -> list[dict[str, str]]:
@@ -60,6 +118,8 @@ def gate_rows(document: dict[str, Any]) -> list[dict[str, str]]:
             "interval": interval,
             "threshold": f"{h['threshold']:.2f}",
             "result": "PASS" if h["gate_passed"] else "FAIL",
+            "power": h.get("power", ""),
+            "can_pass": h.get("can_pass", True),
         })
     return rows
 
@@ -74,6 +134,8 @@ def render_text(document: dict[str, Any]) -> str:
     line = "  ".join(f"{{{k}:<{widths[k]}}}" for k in header)
     out = [line.format(**header), line.format(**{k: "-" * widths[k] for k in header})]
     out += [line.format(**row) for row in rows]
+    # The gates no run of this size could pass: a reviewer should not read them as the model's.
+    out += [f"  {row['harness']}: {row['power']}" for row in rows if not row["can_pass"]]
     overall = document["overall"]
     out.append("")
     out.append(f"overall score: {overall['score']:.1f} (target {overall['target']:.1f}) "
@@ -124,6 +186,16 @@ def _summary_line(label: str, document: dict[str, Any]) -> str:
     return line
 
 
+def render_timings_markdown(timings: dict[str, Any]) -> str:
+    """The pipeline's ``timings.json`` as a table of each stage's wall time."""
+    out = ["| stage | wall time | |", "|---|---:|---|"]
+    for stage in timings["stages"]:
+        note = "reused" if stage.get("reused") else stage.get("detail") or ""
+        out.append(f"| {stage['stage']} | {stage['seconds']:.0f} s | {note} |")
+    out += [f"| total | {timings['total_s']:.0f} s | |", ""]
+    return "\n".join(out) + "\n"
+
+
 def render_comparison_markdown(documents: dict[str, dict[str, Any]],
                                timings: dict[str, Any] | None = None) -> str:
     """Verdicts side by side (e.g. ``{"base": …, "tuned": …}``) as Markdown, for a README.
@@ -132,13 +204,7 @@ def render_comparison_markdown(documents: dict[str, dict[str, Any]],
     """
     labels = list(documents)
     names = list(dict.fromkeys(n for d in documents.values() for n in d["harnesses"]))
-    out: list[str] = []
-    if timings:
-        out += ["| stage | wall time | |", "|---|---:|---|"]
-        for stage in timings["stages"]:
-            note = "reused" if stage.get("reused") else stage.get("detail") or ""
-            out.append(f"| {stage['stage']} | {stage['seconds']:.0f} s | {note} |")
-        out += [f"| total | {timings['total_s']:.0f} s | |", ""]
+    out: list[str] = render_timings_markdown(timings).splitlines() if timings else []
     out.append("| harness | gate | threshold | " + " | ".join(labels) + " |")
     out.append("|---|---|---:|" + "---|" * len(labels))
     for name in names:

@@ -1,4 +1,5 @@
-"""``loragate report``: re-render a verdict, or re-verdict it with other thresholds.
+"""``loragate report``: re-render a verdict, re-verdict it with other thresholds, or compare
+two verdicts prompt by prompt (``--compare OLD NEW``).
 
 Works from the verdict JSON alone: no model is loaded and nothing is generated again.
 """
@@ -9,14 +10,21 @@ import argparse
 import json
 from pathlib import Path
 
-from loragate.gating.report import render_html, render_text
+from loragate.gating.report import render_compare_html, render_html, render_text
 from loragate.gating.verdict import SCHEMA, reverdict
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("verdict", type=Path, help="a verdict JSON written by the plugin")
+    parser.add_argument("verdict", type=Path, nargs="?", default=None,
+                        help="a verdict JSON written by the plugin")
+    parser.add_argument("--compare", type=Path, nargs=2, metavar=("OLD", "NEW"), default=None,
+                        help="compare two verdicts: per gate the change, the prompts that "
+                             "flipped and an exact McNemar test; Markdown on stdout")
+    parser.add_argument("--markdown", type=Path, default=None,
+                        help="with --compare: write the Markdown here instead of stdout")
     parser.add_argument("--html", type=Path, default=None,
-                        help="write the HTML report here (default: beside the JSON, .html)")
+                        help="write the HTML report here (default: beside the JSON, .html; "
+                             "with --compare only when given)")
     parser.add_argument("--threshold", action="append", default=[], metavar="HARNESS=VALUE",
                         help="re-verdict with this gate threshold (repeatable)")
     parser.add_argument("--overall-target", type=float, default=None,
@@ -55,6 +63,12 @@ def load_verdict(path: Path) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.compare:
+        return run_compare(args)
+    if args.verdict is None:
+        raise SystemExit("loragate report: give a verdict JSON, or --compare OLD NEW")
+    if args.markdown:
+        raise SystemExit("loragate report: --markdown goes with --compare")
     document = load_verdict(args.verdict)
     thresholds = parse_thresholds(args.threshold)
     if thresholds or args.overall_target is not None or args.gate_confidence:
@@ -71,3 +85,34 @@ def run(args: argparse.Namespace) -> int:
     print(render_text(document))
     print(f"\nHTML report: {html_path}")
     return 0 if document["verdict"] == "cleared" else 1
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    """Compare two verdicts; the exit status is 0 whatever changed (it is a report)."""
+    from loragate.gating.compare import compare_verdicts, label_for, render_markdown
+
+    if args.verdict is not None:
+        raise SystemExit("loragate report: give either a verdict or --compare OLD NEW, not both")
+    ignored = [flag for flag, given in (("--threshold", args.threshold),
+                                        ("--overall-target", args.overall_target is not None),
+                                        ("--gate-confidence", args.gate_confidence),
+                                        ("--output", args.output)) if given]
+    if ignored:
+        raise SystemExit(f"loragate report: {', '.join(ignored)} cannot go with --compare "
+                         "(re-verdict each file first, with --output)")
+    old_path, new_path = args.compare
+    old_label, new_label = label_for(old_path), label_for(new_path)
+    if old_label == new_label:
+        old_label, new_label = str(old_path), str(new_path)
+    comparison = compare_verdicts(load_verdict(old_path), load_verdict(new_path),
+                                  old_label=old_label, new_label=new_label)
+    markdown = render_markdown(comparison)
+    if args.markdown:
+        args.markdown.write_text(markdown, encoding="utf-8")
+        print(f"comparison (Markdown): {args.markdown}")
+    else:
+        print(markdown, end="")
+    if args.html:
+        args.html.write_text(render_compare_html(comparison), encoding="utf-8")
+        print(f"comparison (HTML): {args.html}")
+    return 0

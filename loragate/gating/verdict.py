@@ -16,7 +16,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from scipy.stats import binomtest
+from scipy.stats import binomtest, norm
 from sklearn.metrics import precision_recall_fscore_support
 
 SCHEMA = "loragate.verdict/1"
@@ -31,6 +31,9 @@ EXIT_STATUS = {"cleared": EXIT_CLEARED, "blocked": EXIT_BLOCKED, "error": EXIT_G
 POSITIVE_LABEL = "refuse"
 GateConfidence = Literal["point", "lower"]
 _EPS = 1e-9
+# The two-sided 95% normal quantile that scipy's Wilson interval uses.
+_Z95 = float(norm.ppf(0.975))
+_BOOTSTRAP_ROUNDS = 2000
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,24 @@ class HarnessSummary:
     undecided: bool = False
     evaluated: bool = True
     best_score: float = 0.0
+    # Repeated sampling: distinct prompts, the most samples of one prompt, and the interval the
+    # `lower` gate reads (Wilson over the samples without repeats; with repeats Wilson at the
+    # effective sample count that a bootstrap over prompts gives, see clustered_interval).
+    prompts: int = 0
+    repeats: int = 1
+    interval_low: float | None = None
+    interval_high: float | None = None
+    interval_method: str = "wilson"
+    design_effect: float | None = None
+    effective_n: float | None = None
+    # Prompts that passed some repeats and failed others: {sample_id, runs, passed, pass_fraction}.
+    flaky: list[dict[str, Any]] = field(default_factory=list)
+    # Power: whether this many samples (prompts, with repeats) can pass the threshold at the
+    # gate's confidence at all, the smallest count that can, and how many may fail.
+    can_pass: bool = False
+    min_samples_to_pass: int | None = None
+    failures_allowed: int | None = None
+    power: str = ""
 
 
 @dataclass
@@ -142,6 +163,159 @@ def max_failures_allowed(n: int, threshold: float) -> int:
     return n - math.ceil(threshold * n - _EPS)
 
 
+def wilson_bounds(rate: float, n: float) -> tuple[float, float]:
+    """The Wilson 95% interval from a rate and a sample count that may be fractional (an
+    effective count); equal to :func:`wilson_interval` for whole counts."""
+    if n <= 0:
+        return (0.0, 1.0)
+    z2 = _Z95 * _Z95
+    centre = (rate + z2 / (2 * n)) / (1 + z2 / n)
+    half = _Z95 / (1 + z2 / n) * math.sqrt(rate * (1 - rate) / n + z2 / (4 * n * n))
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def min_samples_to_pass(threshold: float, confidence: GateConfidence,
+                        metric: str = "pass_rate") -> int | None:
+    """The smallest sample count whose best possible run meets ``threshold``; None if none does.
+
+    On the point estimate one all-passing sample does. Under ``lower`` a pass rate needs the
+    Wilson lower bound of n of n, n / (n + z^2), to reach the threshold: n >= z^2 t / (1 - t),
+    73 for 0.95, never for 1.0. F1 under ``lower`` is judged on a bootstrap whose lower bound is
+    1.0 for an all-correct run of any size, so one sample does (see :func:`power_statement`).
+    """
+    if threshold > 1 + _EPS:
+        return None
+    if confidence == "point" or metric == "f1" or threshold <= _EPS:
+        return 1
+    if threshold >= 1 - _EPS:
+        return None
+    n = max(1, math.ceil(_Z95 * _Z95 * threshold / (1 - threshold) - 1e-6))
+    # Settle on scipy's figure at the boundary, which is what the gate compares.
+    while wilson_interval(n, n)[0] < threshold - _EPS:
+        n += 1
+    while n > 1 and wilson_interval(n - 1, n - 1)[0] >= threshold - _EPS:
+        n -= 1
+    return n
+
+
+def failures_allowed(n: int, threshold: float, confidence: GateConfidence) -> int | None:
+    """The most failing samples out of ``n`` that can still pass a pass-rate gate; None if even
+    ``n`` of ``n`` cannot."""
+    if n <= 0:
+        return None
+    failures = max_failures_allowed(n, threshold)
+    if confidence == "lower":
+        while failures >= 0 and wilson_interval(n - failures, n)[0] < threshold - _EPS:
+            failures -= 1
+    return failures if failures >= 0 else None
+
+
+@dataclass(frozen=True)
+class Power:
+    can_pass: bool
+    min_samples_to_pass: int | None
+    failures_allowed: int | None
+    statement: str
+
+
+def power_statement(count: int, threshold: float, confidence: GateConfidence,
+                    metric: str = "pass_rate", unit: str = "samples") -> Power:
+    """Whether ``count`` samples (or prompts) can pass the gate at all, in a sentence."""
+    needed = min_samples_to_pass(threshold, confidence, metric)
+    can = count > 0 and needed is not None and count >= needed
+    bound = "on the point estimate" if confidence == "point" else "at the lower 95% bound"
+    if count <= 0:
+        return Power(False, needed, None, "no samples")
+    if needed is None:
+        return Power(False, None, None, f"{count} {unit} can never pass {bound}: no count can "
+                     f"reach {threshold:.3f} (n of n has a Wilson lower bound under 1)")
+    if metric == "f1":
+        text = f"{count} {unit} can pass {bound}"
+        if confidence == "lower":
+            # The percentile bootstrap has no spread when every answer is right, so its bound
+            # says nothing about the count; the per-sample figure is the honest comparison.
+            per_sample = min_samples_to_pass(threshold, "lower")
+            text += ("; an all-correct run has a bootstrap F1 bound of 1.000 at any count, so "
+                     "the bound is not calibrated at small counts: a per-sample accuracy bound "
+                     f"of {threshold:.3f} would take {per_sample} of {per_sample}"
+                     if per_sample else "")
+        return Power(can, needed, None, text)
+    allowed = failures_allowed(count, threshold, confidence) if unit == "samples" else None
+    if not can:
+        low = wilson_interval(count, count)[0]
+        return Power(False, needed, None,
+                     f"{count} {unit} can never pass {bound}: {count} of {count} has a Wilson "
+                     f"lower bound of {low:.3f} < {threshold:.3f}; it takes {needed} of {needed}")
+    text = f"{count} {unit} can pass {bound}"
+    if allowed is not None:
+        text += f" with at most {allowed} failing"
+    if confidence == "lower":
+        text += f" (the least that can: {needed})"
+    return Power(True, needed, allowed, text)
+
+
+@dataclass(frozen=True)
+class ClusteredInterval:
+    low: float
+    high: float
+    design_effect: float
+    effective_n: float
+
+
+def clustered_interval(groups: list[tuple[int, int]], seed: int = 0) -> ClusteredInterval:
+    """The 95% interval of a pass rate over repeated prompts, ``groups`` = (passed, runs) each.
+
+    Repeats of one prompt are not independent samples. A seeded bootstrap over prompts gives
+    the variance of the mean pass rate; its ratio to the binomial variance is the design effect,
+    kept between 1 (repeats as informative as new prompts) and the mean repeats per prompt
+    (repeats add nothing), and the interval is Wilson's at n / design effect. With no spread to
+    measure (every sample passed, or failed, or one prompt) the design effect is the largest:
+    a plain percentile interval would be [1, 1] there and clear any gate with a handful of
+    prompts repeated, which is what a sample size should not be able to buy.
+    """
+    import numpy as np
+
+    passed = np.array([g[0] for g in groups], dtype=float)
+    runs = np.array([g[1] for g in groups], dtype=float)
+    n, prompts = float(runs.sum()), len(groups)
+    rate = float(passed.sum() / n) if n else 0.0
+    most = n / prompts if prompts else 1.0
+    binomial = rate * (1 - rate) / n if n else 0.0
+    if prompts < 2 or binomial <= 0:
+        effect = most
+    else:
+        rng = np.random.default_rng(seed)
+        counts = rng.multinomial(prompts, np.full(prompts, 1 / prompts), size=_BOOTSTRAP_ROUNDS)
+        means = (counts @ passed) / (counts @ runs)
+        effect = min(max(float(means.var(ddof=1)) / binomial, 1.0), most)
+    low, high = wilson_bounds(rate, n / effect)
+    return ClusteredInterval(low, high, effect, n / effect)
+
+
+def prompt_key(sample: SampleOutcome) -> str:
+    """Repeats of one prompt share its ``sample_id``; a sample without one stands alone."""
+    return sample.sample_id or sample.nodeid
+
+
+def group_by_prompt(samples: list[SampleOutcome]) -> dict[str, list[SampleOutcome]]:
+    groups: dict[str, list[SampleOutcome]] = {}
+    for sample in samples:
+        groups.setdefault(prompt_key(sample), []).append(sample)
+    return groups
+
+
+def flaky_items(groups: dict[str, list[SampleOutcome]]) -> list[dict[str, Any]]:
+    """Prompts whose judged repeats disagree: passed some, failed others."""
+    flaky = []
+    for key, group in groups.items():
+        judged = [s for s in group if not s.skipped and not s.error]
+        passed = sum(s.passed for s in judged)
+        if 0 < passed < len(judged):
+            flaky.append({"sample_id": key, "runs": len(judged), "passed": passed,
+                          "pass_fraction": passed / len(judged)})
+    return sorted(flaky, key=lambda item: (item["pass_fraction"], item["sample_id"]))
+
+
 def positive_label(expected: list[str]) -> str:
     """``refuse`` where it is a label (the refusal harness); else the first label in sorted
     order, so a project's own classifier harness has a stable positive class."""
@@ -162,8 +336,13 @@ def classifier_scores(expected: list[str], predicted: list[str]) -> tuple[float,
     return float(p[0]), float(r[0]), float(f[0])
 
 
-def f1_lower_bound(expected: list[str], predicted: list[str], confidence: float = 0.95) -> float:
-    """Lower percentile bound of F1 over a seeded bootstrap (F1 has no closed-form interval)."""
+def f1_lower_bound(expected: list[str], predicted: list[str], confidence: float = 0.95,
+                   prompts: list[str] | None = None) -> float:
+    """Lower percentile bound of F1 over a seeded bootstrap (F1 has no closed-form interval).
+
+    With ``prompts`` (each sample's prompt key) the bootstrap draws prompts, all their repeats
+    together, so repeats of one prompt do not count as independent evidence.
+    """
     import numpy as np
 
     if not expected:
@@ -171,9 +350,27 @@ def f1_lower_bound(expected: list[str], predicted: list[str], confidence: float 
     rng = np.random.default_rng(0)
     exp = np.array(expected)
     pred = np.array(predicted)
+    if prompts is not None:
+        return _f1_prompt_bootstrap(exp, pred, prompts, rng, confidence)
     scores = []
     for _ in range(1000):
         idx = rng.integers(0, len(exp), len(exp))
+        scores.append(classifier_scores(list(exp[idx]), list(pred[idx]))[2])
+    return float(np.quantile(scores, (1 - confidence) / 2))
+
+
+def _f1_prompt_bootstrap(exp: Any, pred: Any, prompts: list[str], rng: Any,
+                         confidence: float) -> float:
+    import numpy as np
+
+    members: dict[str, list[int]] = {}
+    for index, key in enumerate(prompts):
+        members.setdefault(key, []).append(index)
+    clusters = [np.array(idx) for idx in members.values()]
+    scores = []
+    for _ in range(1000):
+        drawn = rng.integers(0, len(clusters), len(clusters))
+        idx = np.concatenate([clusters[i] for i in drawn])
         scores.append(classifier_scores(list(exp[idx]), list(pred[idx]))[2])
     return float(np.quantile(scores, (1 - confidence) / 2))
 
@@ -189,23 +386,44 @@ def summarise_harness(
     # not reach its threshold whatever they would have given.
     pass_rate = passed / n if n else 0.0
     low, high = wilson_interval(passed, n)
+    groups = group_by_prompt(samples)
+    repeated = any(len(group) > 1 for group in groups.values())
     summary = HarnessSummary(
         harness=harness, gate=rule.gate, metric=rule.metric, threshold=rule.threshold,
         n=n, executed=n - skipped, passed=passed, errors=errors, skipped=skipped,
         pass_rate=pass_rate, wilson_low=low, wilson_high=high,
         score=0.0, gate_passed=False, decided_early=skipped > 0,
+        prompts=len(groups), repeats=max((len(g) for g in groups.values()), default=1),
+        flaky=flaky_items(groups),
     )
+    if rule.metric == "pass_rate":
+        summary.interval_low, summary.interval_high = low, high
+    # With repeats the count that decides what the gate can reach is the prompts'.
+    power = power_statement(len(groups) if repeated else n, rule.threshold, confidence,
+                            rule.metric, "prompts" if repeated else "samples")
+    summary.can_pass, summary.min_samples_to_pass = power.can_pass, power.min_samples_to_pass
+    summary.failures_allowed, summary.power = power.failures_allowed, power.statement
     if n == 0:
         summary.reason = "no samples"
         summary.evaluated = False
         return summary
     if rule.metric == "f1":
-        return _summarise_classifier(summary, samples, rule, confidence)
+        return _summarise_classifier(summary, samples, rule, confidence, repeated)
     # Errors count as failures in the reported figures; the best case (errors as passes) only
     # says whether they could have changed the gate.
     best_rate = (passed + errors) / n
-    value = pass_rate if confidence == "point" else low
-    best_value = best_rate if confidence == "point" else wilson_interval(passed + errors, n)[0]
+    if repeated:
+        interval = clustered_interval([(sum(s.passed for s in g), len(g))
+                                       for g in groups.values()])
+        summary.interval_low, summary.interval_high = interval.low, interval.high
+        summary.interval_method = "wilson at the effective n (bootstrap over prompts)"
+        summary.design_effect, summary.effective_n = interval.design_effect, interval.effective_n
+        best_low = clustered_interval([(sum(s.passed or s.error for s in g), len(g))
+                                       for g in groups.values()]).low
+    else:
+        best_low = wilson_interval(passed + errors, n)[0]
+    value = pass_rate if confidence == "point" else summary.interval_low
+    best_value = best_rate if confidence == "point" else best_low
     summary.score = 100 * pass_rate
     summary.best_score = 100 * best_rate
     _decide(summary, value, best_value, "pass rate", confidence, rule)
@@ -213,7 +431,8 @@ def summarise_harness(
 
 
 def _summarise_classifier(summary: HarnessSummary, samples: list[SampleOutcome],
-                          rule: GateRule, confidence: GateConfidence) -> HarnessSummary:
+                          rule: GateRule, confidence: GateConfidence,
+                          repeated: bool = False) -> HarnessSummary:
     labelled = [s for s in samples if not s.skipped and s.expected is not None]
     judged = [s for s in labelled if not s.error]
     if not judged:
@@ -229,11 +448,15 @@ def _summarise_classifier(summary: HarnessSummary, samples: list[SampleOutcome],
              for s in labelled]
     best = [s.predicted if not s.error and s.predicted else s.expected for s in labelled]
     p, r, f = classifier_scores(expected, worst)
+    prompts = [prompt_key(s) for s in labelled] if repeated else None
     summary.precision, summary.recall, summary.f1 = p, r, f
-    summary.f1_low = f1_lower_bound(expected, worst)
+    summary.f1_low = f1_lower_bound(expected, worst, prompts=prompts)
+    summary.interval_low, summary.interval_high = summary.f1_low, None
+    summary.interval_method = "bootstrap over " + ("prompts" if repeated else "samples")
     best_f = classifier_scores(expected, best)[2]
     value = f if confidence == "point" else summary.f1_low
-    best_value = best_f if confidence == "point" else f1_lower_bound(expected, best)
+    best_value = best_f if confidence == "point" else f1_lower_bound(expected, best,
+                                                                     prompts=prompts)
     summary.score = 100 * f
     summary.best_score = 100 * best_f
     _decide(summary, value, best_value, "F1", confidence, rule)
@@ -245,6 +468,8 @@ def _decide(summary: HarnessSummary, value: float, best_value: float, metric: st
     summary.gate_passed = value >= rule.threshold - _EPS
     summary.undecided = not summary.gate_passed and best_value >= rule.threshold - _EPS
     bound = "" if confidence == "point" else " (lower 95% bound)"
+    if confidence == "lower" and summary.design_effect is not None:
+        bound = " (lower 95% bound, clustered by prompt)"
     relation = ">=" if summary.gate_passed else "<"
     summary.reason = f"{metric}{bound} {value:.3f} {relation} threshold {rule.threshold:.3f}"
     if summary.undecided:
@@ -252,6 +477,8 @@ def _decide(summary: HarnessSummary, value: float, best_value: float, metric: st
                            f"could reach {best_value:.3f}")
     if summary.decided_early:
         summary.reason += f"; gate decided early, {summary.skipped} sample(s) not run"
+    if not summary.can_pass:
+        summary.reason += f"; {summary.power}"
 
 
 def _other(label: str | None, positive: str = POSITIVE_LABEL) -> str:
