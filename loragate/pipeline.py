@@ -188,13 +188,13 @@ def run_pipeline(args: argparse.Namespace) -> int:
         timing.detail = _verdict_word(tuned_json)
     if not args.skip_base_verdict:
         with report.stage("verdict-base") as timing:
-            # The base is expected to fail: decide each gate as soon as it cannot pass.
+            # Every prompt is judged (no --fail-fast-gates) so the base-versus-tuned comparison
+            # can match each one and count its flips.
             command = pytest_command(
                 config, model=base_spec, baseline=base_spec,
                 suites=(*GATE_SUITES, "smoke"), markers=f"smoke or {GATE_MARKERS}",
                 verdict_json=reports / "verdict-base.json",
-                verdict_html=reports / "report-base.html",
-                extra=[*extra, "--fail-fast-gates"])
+                verdict_html=reports / "report-base.html", extra=extra)
             run_pytest(command, config, env)
             timing.detail = _verdict_word(reports / "verdict-base.json")
 

@@ -192,6 +192,9 @@ class VerdictPlugin:
                 state.planned[harness] = state.planned.get(harness, 0) + 1
                 # Keywords are serialised with reports across xdist; marker arguments are not.
                 item.keywords[f"harness:{harness}"] = True
+                sample_id = _sample_id_of(item)
+                if sample_id is not None:
+                    item.keywords[f"{SAMPLE_ID_KEYWORD}{sample_id}"] = True
 
     def _deselect_model_items(self, items: list[pytest.Item]) -> None:
         """Without ``--model`` there is nothing to gate: deselect (visibly) what needs one."""
@@ -271,12 +274,14 @@ class VerdictPlugin:
             if report.skipped and "gate decided" in _reason(report):
                 self.state.samples[report.nodeid] = SampleOutcome(
                     nodeid=report.nodeid, harness=harness, passed=False, skipped=True,
-                    reason=_reason(report))
+                    reason=_reason(report),
+                    sample_id=_keyword_value(report, SAMPLE_ID_KEYWORD))
             elif report.failed:
                 # An exception before the sample was scored: an error, never a silent drop.
                 self._add_sample(SampleOutcome(
                     nodeid=report.nodeid, harness=harness, passed=False, error=True,
-                    reason=f"error in {report.when}: {_reason(report)}"))
+                    reason=f"error in {report.when}: {_reason(report)}",
+                    sample_id=_keyword_value(report, SAMPLE_ID_KEYWORD)))
             return
         if "canary" in report.keywords:
             if report.failed:
@@ -337,6 +342,24 @@ class VerdictPlugin:
 
         if self.state.active and self.state.has_records and not _is_worker(self.config):
             prefix.append(render_gate_table_html(self.document()))
+
+
+SAMPLE_ID_KEYWORD = "loragate-sample-id:"
+
+
+def _sample_id_of(item: pytest.Item) -> str | None:
+    record = item.record if isinstance(item, HarnessItem) else None
+    callspec = getattr(item, "callspec", None)
+    if record is None and callspec is not None:
+        record = callspec.params.get("prompt_record")
+    return record.get("id") if isinstance(record, dict) else None
+
+
+def _keyword_value(report: pytest.TestReport, prefix: str) -> str | None:
+    for keyword in report.keywords:
+        if isinstance(keyword, str) and keyword.startswith(prefix):
+            return keyword[len(prefix):]
+    return None
 
 
 def _harness_keyword(report: pytest.TestReport) -> str | None:

@@ -32,16 +32,6 @@ def _environment() -> Environment:
     return env
 
 
-def render_sample_html(sample: dict[str, Any]) -> str:
-    """One sample's answer and reasons, escaped, for pytest-html's row extras."""
-    from html import escape
-
-    reasons = "".join(f"<li>{escape(str(r))}</li>" for r in sample.get("reasons") or [])
-    answer = escape(sample.get("answer") or "")
-    return (f'<div class="loragate-sample"><ul>{reasons}</ul>'
-            f'<pre class="loragate-answer">{answer}</pre></div>')
-
-
 def render_gate_table_html(document: dict[str, Any]) -> str:
     return _environment().get_template("gate_table.html.j2").render(doc=document)
 
