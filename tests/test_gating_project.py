@@ -292,7 +292,11 @@ def test_repeats_sample_each_prompt_with_its_own_seed_and_cache_key(pytester, mo
                                validator="return int(text.split()[-1]) % 2 == 0")
         result = pytester.runpytest("--model", "ollama:echo", "--repeats", "3", "-v")
         result.stdout.fnmatch_lines([f"{HARNESS}[[]p0-r1[]] FAILED*"])
-        samples = verdict_of(project)["samples"]
+        document = verdict_of(project)
+        flaky = document["harnesses"][HARNESS]["flaky"]
+        assert [(f["sample_id"], round(f["pass_fraction"], 3)) for f in flaky] == [
+            ("p0", 0.667), ("p1", 0.667)]
+        samples = document["samples"]
         assert sorted((s["sample_id"], s["repeat"], s["seed"]) for s in samples) == [
             (p, k, 42 + k) for p in ("p0", "p1") for k in range(3)]
         assert [s["answer"] for s in samples if s["sample_id"] == "p0"] == [
