@@ -117,7 +117,7 @@ def test_canary_regression_blocks(pytester):
     assert any("canary regression" in r for r in doc["blocking_reasons"])
 
 
-def test_canary_failing_on_both_models_is_not_a_regression(pytester):
+def test_canary_failing_on_both_models_is_no_regression_but_fails_require_all(pytester):
     pytester.makepyfile(
         test_ship=harness_file("pdca_schema", "ship_gate", passes=100),
         test_canary=textwrap.dedent("""
@@ -129,9 +129,11 @@ def test_canary_failing_on_both_models_is_not_a_regression(pytester):
             """),
     )
     result, doc = run(pytester, gates_config(pytester, SHIP))
-    assert result.ret == 0
     result.assert_outcomes(passed=100, xfailed=1)
     assert doc["canaries"]["regressions"] == []
+    # The plan's rule has a second part: every canary passes (canaries.require_all, default on).
+    assert result.ret == 1
+    assert doc["blocking_reasons"] == ["canary c1 failed (require_all)"]
 
 
 def test_xdist_and_serial_give_the_same_verdict(pytester):
