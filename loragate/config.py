@@ -206,9 +206,21 @@ class GatesSettings(_Strict):
 
 
 class CanarySettings(_Strict):
+    """The plan's canary rule (every canary passes, none regresses against the baseline) and
+    the forgetting probe (general knowledge, model against baseline)."""
+
     file: Path = Path("data/canaries.jsonl")
     baseline: str | None = None
     alpha: float = Field(0.05, gt=0, lt=1)
+    require_all: bool = Field(
+        True, description="Block unless the model passes every canary (the plan's \"All 20 "
+        "canary tasks passed\"); off: only a regression against the baseline blocks.")
+    forgetting_file: Path | None = Field(
+        Path("data/forgetting.jsonl"),
+        description="The forgetting probe's prompts (canary record format); null: no probe.")
+    forgetting_blocks: bool = Field(
+        False, description="Block on a forgetting-probe regression against the baseline; off: "
+        "the probe is reported only.")
 
 
 class SmokeSettings(_Strict):
@@ -278,6 +290,7 @@ _PATH_FIELDS: tuple[tuple[str, ...], ...] = (
     ("backend", "cache_path"),
     ("gates", "prompts_dir"),
     ("canaries", "file"),
+    ("canaries", "forgetting_file"),
     ("rag", "chroma_dir"),
     ("rag", "sqlite_path"),
     ("rag", "corpus_dir"),
