@@ -135,3 +135,18 @@ def test_content_hash_changes_with_settings(tmp_path):
     payload = plan_config(tmp_path)
     payload["lora_config"]["r"] = 8
     assert load_config(write(tmp_path, payload)).content_hash() != first
+
+
+def test_canary_rule_and_forgetting_probe_settings(tmp_path):
+    config = load_config(write(tmp_path, plan_config(tmp_path)))
+    assert config.canaries.require_all is True and config.canaries.forgetting_blocks is False
+    assert config.canaries.forgetting_file == tmp_path / "data" / "forgetting.jsonl"
+    payload = plan_config(tmp_path)
+    payload["canaries"] = {"require_all": False, "forgetting_file": None,
+                           "forgetting_blocks": True}
+    relaxed = load_config(write(tmp_path, payload))
+    assert relaxed.canaries.require_all is False and relaxed.canaries.forgetting_file is None
+    assert relaxed.canaries.forgetting_blocks is True
+    payload["canaries"] = {"require_all": "sometimes"}
+    with pytest.raises(ConfigError, match="field 'canaries.require_all'"):
+        load_config(write(tmp_path, payload))
