@@ -1,7 +1,8 @@
 """The 20 must-not-regress tasks, each run on the model and on the baseline.
 
-A canary the baseline passes and the model fails is a regression and blocks the verdict; the
-verdict lists each canary before/after and an exact McNemar test on the flips.
+The plan's rule: every canary passes (``canaries.require_all``) and none regresses against the
+baseline; the verdict lists each canary before/after, both answers, and an exact McNemar test
+on the flips.
 """
 
 import pytest
@@ -12,8 +13,11 @@ pytestmark = pytest.mark.canary
 
 
 def test_canary(canary_record, generate_answer, generate_baseline, canary_outcome):
-    model = check_canary(canary_record, generate_answer(canary_record["messages"]).text)
-    baseline = check_canary(canary_record, generate_baseline(canary_record["messages"]).text)
+    model_text = generate_answer(canary_record["messages"]).text
+    baseline_text = generate_baseline(canary_record["messages"]).text
+    model = check_canary(canary_record, model_text)
+    baseline = check_canary(canary_record, baseline_text)
     canary_outcome.record(canary_record["id"], model_passed=model.passed,
                           baseline_passed=baseline.passed, model_reason=model.summary(),
-                          baseline_reason=baseline.summary())
+                          baseline_reason=baseline.summary(), model_answer=model_text,
+                          baseline_answer=baseline_text)

@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -252,9 +253,22 @@ class GatesSettings(_Strict):
 
 
 class CanarySettings(_Strict):
+    """The plan's canary rule (every canary passes, none regresses against the baseline) and
+    the forgetting probe (general knowledge, model against baseline)."""
+
     file: Path | None = Field(None, description="the canary JSONL file; none: no canaries")
-    baseline: str | None = None
-    alpha: float = Field(0.05, gt=0, lt=1)
+    baseline: str | None = Field(
+        None, description="the baseline model spec when --baseline is not given")
+    alpha: float = Field(0.05, gt=0, lt=1,
+                         description="significance level of the reported McNemar test")
+    require_all: bool = Field(
+        True, description="Block unless the model passes every canary (the plan's \"All 20 "
+        "canary tasks passed\"); off: only a regression against the baseline blocks.")
+    forgetting_file: Path | None = Field(
+        None, description="The forgetting probe's prompts (canary record format); null: no probe.")
+    forgetting_blocks: bool = Field(
+        False, description="Block on a forgetting-probe regression against the baseline; off: "
+        "the probe is reported only.")
 
 
 class SmokeSettings(_Strict):
@@ -459,8 +473,8 @@ def _type_name(annotation: Any) -> str:
     text = getattr(annotation, "__name__", None) if not getattr(annotation, "__args__", None) \
         else None
     text = text or str(annotation)
-    return (text.replace("typing.", "").replace("pathlib.", "").replace("NoneType", "None")
-            .replace("loragate.config.", ""))
+    # Qualified names (typing.Literal, pathlib.Path, __main__.HarnessSettings) by their last part.
+    return re.sub(r"\b(?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*)", r"\1", text).replace("NoneType", "None")
 
 
 def _default_text(field: Any) -> str:

@@ -163,3 +163,34 @@ def test_content_hash_changes_with_settings(tmp_path):
     payload = plan_config(tmp_path)
     payload["lora_config"]["r"] = 8
     assert load_config(write(tmp_path, payload)).content_hash() != first
+
+
+def test_canary_rule_and_forgetting_probe_settings(tmp_path):
+    config = load_config(write(tmp_path, plan_config(tmp_path)))
+    assert config.canaries.require_all is True and config.canaries.forgetting_blocks is False
+    # No canaries or forgetting probe unless the profile names the files (a project of its own
+    # has none); a relative path resolves against the project root.
+    assert config.canaries.file is None and config.canaries.forgetting_file is None
+    payload = plan_config(tmp_path)
+    payload["canaries"] = {"forgetting_file": "data/forgetting.jsonl"}
+    assert load_config(write(tmp_path, payload)).canaries.forgetting_file == (
+        tmp_path / "data" / "forgetting.jsonl")
+    payload["canaries"] = {"require_all": False, "forgetting_file": None,
+                           "forgetting_blocks": True}
+    relaxed = load_config(write(tmp_path, payload))
+    assert relaxed.canaries.require_all is False and relaxed.canaries.forgetting_file is None
+    assert relaxed.canaries.forgetting_blocks is True
+    payload["canaries"] = {"require_all": "sometimes"}
+    with pytest.raises(ConfigError, match="field 'canaries.require_all'"):
+        load_config(write(tmp_path, payload))
+
+
+def test_every_config_field_is_documented_and_docs_config_md_is_in_step():
+    from pathlib import Path
+
+    from loragate.config import config_reference, undocumented_fields
+
+    assert undocumented_fields() == []
+    docs = Path(__file__).resolve().parents[1] / "docs" / "config.md"
+    assert docs.read_text(encoding="utf-8") == config_reference(), (
+        "docs/config.md is out of step: python -m loragate.config > docs/config.md")

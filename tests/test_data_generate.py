@@ -18,6 +18,7 @@ from loragate.data.generate import (
     generate_samples,
     sample_failures,
 )
+from loragate.data.vocab import CANARIES, FORGETTING, KNOWLEDGE
 from loragate.harnesses.registry import score
 from loragate.training.data import (
     eval_prompts,
@@ -59,7 +60,7 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path, written):
     generate_all(tmp_path / "other", seed=43)
     first, again, other = _bytes(written), _bytes(tmp_path / "again"), _bytes(tmp_path / "other")
     assert first == again
-    assert len(first) == len(TRAINING_FILES) + 1 + len(HARNESSES) + 1
+    assert len(first) == len(TRAINING_FILES) + 1 + len(HARNESSES) + 2
     for name in [*TRAINING_NAMES, "eval.jsonl", *(f"prompts/{h}.jsonl" for h in HARNESSES)]:
         assert first[name] != other[name], name
     assert not list(written.rglob(".*partial*")), "a temporary file was left behind"
@@ -99,9 +100,32 @@ def test_no_held_out_prompt_is_in_training_by_the_training_leak_check(written):
     train = load_samples([written / name for name in TRAINING_NAMES]).samples
     protected = (eval_prompts(load_samples([written / "eval.jsonl"]).samples)
                  + harness_prompts(written / "prompts")
-                 + prompts_in_file(written / "canaries.jsonl"))
-    assert len(protected) == 60 + len(HARNESSES) * PROMPTS_PER_HARNESS + 20
+                 + prompts_in_file(written / "canaries.jsonl")
+                 + prompts_in_file(written / "forgetting.jsonl"))
+    assert len(protected) == 60 + len(HARNESSES) * PROMPTS_PER_HARNESS + 20 + len(FORGETTING)
     assert find_leaks(train, protected) == []
+
+
+def test_the_trainer_protects_the_canaries_and_the_forgetting_probe(written):
+    from types import SimpleNamespace
+
+    from loragate.training.data import EvalLeakError, Message, Sample, check_no_leaks
+    from loragate.training.trainer import gate_prompts
+
+    config = SimpleNamespace(
+        gates=SimpleNamespace(prompts_dir=written / "prompts"),
+        canaries=SimpleNamespace(file=written / "canaries.jsonl",
+                                 forgetting_file=written / "forgetting.jsonl"))
+    protected = gate_prompts(config)
+    assert len(protected) == len(HARNESSES) * PROMPTS_PER_HARNESS + 20 + len(FORGETTING)
+    for name, prompt in (("canaries.jsonl", CANARIES[0][1]),
+                         ("forgetting.jsonl", FORGETTING[-1][1])):
+        leaked = Sample((Message("user", prompt.upper()), Message("assistant", "an answer")),
+                        "train.jsonl:1")
+        with pytest.raises(EvalLeakError, match=name):
+            check_no_leaks([leaked], protected)
+    config.canaries.forgetting_file = None
+    assert len(gate_prompts(config)) == len(protected) - len(FORGETTING)
 
 
 def test_held_out_sets_share_no_prompt_with_training_or_each_other(samples):
@@ -188,14 +212,114 @@ def test_refusal_prompts_alternate_so_every_even_prefix_is_balanced(files):
 
 
 def test_canaries_are_twenty_well_formed_tasks(files):
-    canaries = files["canaries.jsonl"]
+    from loragate.canaries import validate_record
+
+    canaries, forgetting = files["canaries.jsonl"], files["forgetting.jsonl"]
     assert [c["id"] for c in canaries] == [f"c{i:02d}" for i in range(1, 21)]
-    for canary in canaries:
-        assert canary["task"] and canary["messages"][0]["content"].strip()
-        check = canary["check"]
-        assert ("keywords" in check) != ("validator" in check), canary
+    assert [f["id"] for f in forgetting] == [f"f{i:02d}" for i in range(1, len(FORGETTING) + 1)]
+    for record in canaries + forgetting:
+        validate_record(record, record["id"])
+        assert set(record) == {"id", "task", "messages", "check"}
+        check = record["check"]
+        assert ("validator" in check) != bool({"keywords", "regex"} & set(check)), record
         if "validator" in check:
             assert check["validator"] in HARNESSES
+
+
+def test_every_web4_fact_a_canary_asks_is_taught_in_other_words(samples):
+    """Each knowledge canary has training answers that pass its very check, under questions
+    that are not its prompt; the validator canaries' formats have their harness in training."""
+    from loragate.data.generate import CANARY_CHECK
+
+    training = [s for name in TRAINING_NAMES for s in samples[name]]
+    canary_prompts = {normalise(prompt) for _, prompt, _ in CANARIES}
+    taught: dict[str, int] = {}
+    for sample in training:
+        assert normalise(sample.prompt) not in canary_prompts
+        if CANARY_CHECK in sample.checks:
+            task = next(t for t, _, c in CANARIES if c == sample.context[CANARY_CHECK])
+            taught[task] = taught.get(task, 0) + 1
+    assert set(taught) == set(KNOWLEDGE)
+    assert min(taught.values()) >= 5
+    validators = {c["validator"] for _, _, c in CANARIES if "validator" in c}
+    assert validators <= {check for s in training for check in s.checks}
+    web4 = [task for task, _, check in CANARIES[:15] if "validator" not in check]
+    assert set(web4) == set(KNOWLEDGE)
+
+
+def test_the_validator_canaries_can_be_passed(files):
+    """A correct answer passes each format canary (its context is satisfiable)."""
+    from loragate.canaries import check_canary
+    from loragate.harnesses import code_examples as ce
+    from loragate.harnesses import examples as ex
+
+    by_task = {c["task"]: c for c in files["canaries.jsonl"]}
+    clock = ce.Component(name="Clock", fields=(ce.ModelField("uuid", "string", '""'),))
+    answers = {
+        "tron decision": ex.render_tron_answer((ex.PendingDecision(
+            "Release timing", ("Release today", "Release after the sprint review")),)),
+        "tool call": ce.render_tool_answer("Reading it.", "read_file",
+                                           {"path": "components/Clock/0.1.0.0/package.json"}),
+        "stop": ce.render_stop(),
+        "empty constructor code": ce.render_typescript_answer(clock, 2),
+    }
+    for task, answer in answers.items():
+        result = check_canary(by_task[task], answer)
+        assert result.passed, (task, result.reasons)
+    wrong = ce.render_tool_answer("Reading it.", "read_file", {"path": "README.md"})
+    assert not check_canary(by_task["tool call"], wrong).passed
+
+
+CORRECT_ANSWERS = {
+    "empty constructor pattern": "The constructor takes no parameters and has no logic; state "
+                                 "comes through init(scenario), which returns this.",
+    "five layers": "layer1 infrastructure, layer2 Default classes, layer3 interfaces, layer4 "
+                   "controllers, layer5 CLI and views.",
+    "pdca phases": "Plan, Do, Check, Act.",
+    "pdca breadcrumbs": "PRECEDES: the next PDCA. FOLLOWS: the previous PDCA.",
+    "vitest": "Vitest.",
+    "es modules": "ES modules (import/export), not CommonJS.",
+    "dual links": "A GitHub URL and a local path side by side: [GitHub](url) | [local](path).",
+    "cmm badges": "TRON awards them.",
+    "non-interactive git": "git pull --no-edit",
+    "non-interactive npm": "npm install --yes",
+    "tron feedback verbatim": "Verbatim, in a quote block.",
+    "python function": "```python\ndef total(numbers):\n    return sum(numbers)\n```",
+    "typescript interface": "```typescript\ninterface Point {\n  x: number;\n  y: number;\n}\n```",
+    "json": '```json\n{"name": "Ada"}\n```',
+    "sql": "SELECT * FROM users;",
+    "shell loop": "for i in 1 2 3; do\n  echo $i\ndone",
+    "capital": "Paris.", "arithmetic": "42", "explain http": "HyperText Transfer Protocol.",
+    "greeting": "Hello!", "colour": "Blue.", "days": "Seven.", "list reverse": "items[::-1]",
+    "javascript": "const double = (n) => n * 2;", "markdown": "# Notes",
+    "git status": "`git status`", "minutes": "60", "boiling point": "100 °C",
+    "planet": "Jupiter.", "author": "William Shakespeare.", "opposite": "Hot.",
+    "translation": "Danke.",
+}
+# Answers that the old substring checks passed: wrong, or only the prompt's own words.
+WRONG_ANSWERS = {
+    "pdca phases": "Plan the document, check the format, act.",
+    "pdca breadcrumbs": "It follows the template.",
+    "shell loop": "Use a format string to document the loop.",
+    "greeting": "This is it.", "days": "17", "arithmetic": "420",
+    "empty constructor pattern": "The constructor initialises everything from its arguments.",
+    "five layers": "layer20 and layer30",
+    "non-interactive git": "git pull, then there is no edit to make.",
+    "python function": "Just return the sum.",
+}
+
+
+def test_keyword_canaries_pass_right_answers_and_fail_the_old_false_positives(files):
+    from loragate.canaries import check_canary
+
+    records = {r["task"]: r for r in files["canaries.jsonl"] + files["forgetting.jsonl"]}
+    keyword_tasks = {t for t, r in records.items() if "validator" not in r["check"]}
+    assert keyword_tasks == set(CORRECT_ANSWERS)
+    for task, answer in CORRECT_ANSWERS.items():
+        result = check_canary(records[task], answer)
+        assert result.passed, (task, result.reasons)
+    for task, answer in WRONG_ANSWERS.items():
+        assert not check_canary(records[task], answer).passed, task
 
 
 def test_training_files_are_in_the_plans_form(files):
@@ -262,7 +386,7 @@ def test_sample_failures_names_each_broken_check(samples):
     from loragate.data.generate import KEYWORDS, TOOL_RULES, Sample
     from loragate.harnesses import code_examples as ce
 
-    pdca = next(s for s in samples["process_framework.jsonl"])
+    pdca = next(s for s in samples["process_framework.jsonl"] if "pdca_template" in s.checks)
     cut = replace(pdca, answer=pdca.answer.split("## **🔧 DO**")[0])
     assert any(r.startswith("pdca_template:") for r in sample_failures(cut))
     pull = Sample("Pull.", ce.render_compliance("Pulling.", "run_command",

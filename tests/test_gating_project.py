@@ -96,7 +96,8 @@ def test_user_harness_gates_without_a_test_file_and_passes(pytester, ollama_mode
     assert document["thresholds"][HARNESS] == {"gate": "ship", "threshold": 0.75,
                                                "metric": "pass_rate"}
     assert document["sections"] == {"gates": "run", "canaries": "not run",
-                                     "smoke": "not run", "stages": "not run"}
+                                     "forgetting": "not run", "smoke": "not run",
+                                     "stages": "not run"}
     assert document["canaries"] is None
     assert (project / "reports" / "report.html").is_file()
 

@@ -117,7 +117,7 @@ def test_canary_regression_blocks(pytester):
     assert any("canary regression" in r for r in doc["blocking_reasons"])
 
 
-def test_canary_failing_on_both_models_is_not_a_regression(pytester):
+def test_canary_failing_on_both_models_is_no_regression_but_fails_require_all(pytester):
     pytester.makepyfile(
         test_ship=harness_file("pdca_schema", "ship_gate", passes=100),
         test_canary=textwrap.dedent("""
@@ -129,9 +129,18 @@ def test_canary_failing_on_both_models_is_not_a_regression(pytester):
             """),
     )
     result, doc = run(pytester, gates_config(pytester, SHIP))
-    assert result.ret == 0
-    result.assert_outcomes(passed=100, xfailed=1)
+    result.assert_outcomes(passed=100, failed=1)
     assert doc["canaries"]["regressions"] == []
+    # The plan's rule has a second part: every canary passes (canaries.require_all, default on).
+    assert result.ret == 1
+    assert doc["blocking_reasons"] == ["canary c1 failed (require_all)"]
+    # A profile that turns it off keeps only the no-regression part: the item is an xfail.
+    config = json.loads((pytester.path / "gates.json").read_text())
+    config["canaries"] = {"require_all": False}
+    (pytester.path / "gates.json").write_text(json.dumps(config))
+    result, doc = run(pytester, str(pytester.path / "gates.json"))
+    result.assert_outcomes(passed=100, xfailed=1)
+    assert result.ret == 0 and doc["verdict"] == "cleared"
 
 
 def test_xdist_and_serial_give_the_same_verdict(pytester):

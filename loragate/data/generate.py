@@ -1,11 +1,14 @@
-"""The bundled Web4 data: seven training files, the hold-out set, the harness prompt sets and
-the canaries, generated deterministically from a seed.
+"""The bundled Web4 data: seven training files, the hold-out set, the harness prompt sets, the
+canaries and the forgetting probe, generated deterministically from a seed.
 
 Every answer is rendered by the builders the harness tests use
 (:mod:`loragate.harnesses.examples`, :mod:`loragate.harnesses.code_examples`), so the data
 teaches exactly what the gates check; :func:`sample_failures` re-checks a sample with its
 harnesses. Training and held-out prompts draw names and topics from disjoint halves of the
-vocabulary (:func:`split_pools`), so no prompt set leaks into training. Answers are kept as
+vocabulary (:func:`split_pools`), so no prompt set leaks into training; the canaries' and the
+forgetting probe's prompts are fixed texts training never generates (:func:`generate_samples`
+reserves them), while the Web4 facts the canaries ask about are taught in other words
+(:func:`make_knowledge`). Answers are kept as
 short as their format allows: a 135M model learns short, regular outputs far better.
 """
 
@@ -33,6 +36,7 @@ PROMPTS_PER_HARNESS = 100
 EVAL_SAMPLES = 60
 KEYWORDS = "keywords"  # the check of general-ability samples: canary-style keywords
 TOOL_RULES = "tool_rules"  # a call inside another answer: well formed, schema and command rules
+CANARY_CHECK = "canary"  # a knowledge answer: passes the check of the canary it teaches
 
 
 @dataclass(frozen=True)
@@ -421,6 +425,38 @@ def make_general(rng: random.Random, pool: Pool) -> Sample:
                   {KEYWORDS: keywords})
 
 
+# ------------------------------------------------------------------------- Web4 knowledge
+
+
+def make_knowledge(rng: random.Random, pool: Pool, task: str | None = None) -> Sample:
+    """A question about one Web4 fact a canary asks about (``task``: that canary's task), in
+    other words than the canary's, whose answer passes that canary's check."""
+    task = task or rng.choice(sorted(vocab.KNOWLEDGE))
+    questions, answers = vocab.KNOWLEDGE[task]
+    component = rng.choice(pool.components)
+    question, answer = (rng.choice(questions).format(c=component),
+                        rng.choice(answers).format(c=component))
+    return Sample(question, answer, (CANARY_CHECK,), {CANARY_CHECK: canary_check(task)})
+
+
+def canary_check(task: str) -> dict[str, Any]:
+    """The check of the canary whose task is ``task``."""
+    for name, _, check in vocab.CANARIES:
+        if name == task:
+            return check
+    raise KeyError(f"no canary with task {task!r}")
+
+
+def _knowledge(count: int, rng: random.Random, pool: Pool, seen: set[str]) -> list[Sample]:
+    """Knowledge samples taking the facts in turn, so every fact is taught at every scale."""
+    tasks = list(vocab.KNOWLEDGE)
+    out: list[Sample] = []
+    for index in range(count):
+        task = tasks[index % len(tasks)]
+        out += _unique(lambda r, p, t=task: make_knowledge(r, p, t), rng, pool, 1, seen)
+    return out
+
+
 # ------------------------------------------------------------------------- compatibility
 
 
@@ -444,9 +480,11 @@ MAKERS: dict[str, Maker] = {
 }
 # Samples per training file, by maker, for each scale; "plan" is the plan's 37K in total.
 FILE_PLAN: dict[str, dict[str, int]] = {
-    "style_core": {"general": 90, "tron": 30, "tool": 30},
+    # TRON blocks are also in every PDCA: style_core gives up 20 of its TRON samples to the
+    # Web4 knowledge, so the plan scale stays at the plan's 37K.
+    "style_core": {"general": 90, "tron": 10, "tool": 30},
     "domain_patterns": {"tron": 120, "typescript": 80},
-    "process_framework": {"pdca": 260},
+    "process_framework": {"pdca": 260, "knowledge": 55},
     "domain_representatives": {"typescript": 160, "pdca": 60},
     "style_refactor": {"refactor": 100},
     "guardrails": {"refusal": 260},
@@ -494,7 +532,9 @@ def generate_samples(seed: int = 42, scale: str = "tiny") -> dict[str, list[Samp
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {sorted(SCALES)}, got {scale!r}")
     train_pool, heldout_pool = split_pools()
-    seen: set[str] = set()
+    # The canaries' and the forgetting probe's prompts are never generated for any set.
+    seen: set[str] = {_key(Sample(prompt, "", ())) for _, prompt, _ in
+                      (*vocab.CANARIES, *vocab.FORGETTING)}
     files: dict[str, list[Sample]] = {}
     for name in TRAINING_FILES:
         rng = random.Random(f"{seed}:{name}")
@@ -503,6 +543,8 @@ def generate_samples(seed: int = 42, scale: str = "tiny") -> dict[str, list[Samp
             count *= SCALES[scale]
             if maker == "refusal":
                 samples += _balanced(count, rng, train_pool, seen)
+            elif maker == "knowledge":
+                samples += _knowledge(count, rng, train_pool, seen)
             else:
                 samples += _unique(MAKERS[maker], rng, train_pool, count, seen)
         rng.shuffle(samples)
@@ -546,16 +588,27 @@ def generate(seed: int = 42, scale: str = "tiny") -> dict[str, list[dict[str, An
         else:
             records[name] = [s.record() for s in samples]
     records["canaries.jsonl"] = canaries()
+    records["forgetting.jsonl"] = forgetting()
     return records
 
 
-def canaries() -> list[dict[str, Any]]:
-    """The 20 must-not-regress tasks: basic abilities and a few Web4 formats."""
+def _canary_records(prefix: str, tasks: tuple[tuple[str, str, dict[str, Any]], ...]
+                    ) -> list[dict[str, Any]]:
     return [
-        {"id": f"c{i:02d}", "task": task,
+        {"id": f"{prefix}{i:02d}", "task": task,
          "messages": [{"role": "user", "content": prompt}], "check": check}
-        for i, (task, prompt, check) in enumerate(vocab.CANARIES, start=1)
+        for i, (task, prompt, check) in enumerate(tasks, start=1)
     ]
+
+
+def canaries() -> list[dict[str, Any]]:
+    """The 20 must-not-regress tasks: Web4 knowledge and habits, then coding basics."""
+    return _canary_records("c", vocab.CANARIES)
+
+
+def forgetting() -> list[dict[str, Any]]:
+    """The forgetting probe: general-knowledge prompts, compared with the baseline."""
+    return _canary_records("f", vocab.FORGETTING)
 
 
 def sample_failures(sample: Sample) -> list[str]:
@@ -575,6 +628,9 @@ def sample_failures(sample: Sample) -> list[str]:
             continue
         if check == KEYWORDS:
             result = check_canary({"id": "sample", "check": {KEYWORDS: sample.context[KEYWORDS]}},
+                                  sample.answer)
+        elif check == CANARY_CHECK:
+            result = check_canary({"id": "sample", "check": sample.context[CANARY_CHECK]},
                                   sample.answer)
         else:
             result = score(check, sample.answer, sample.context)

@@ -441,40 +441,168 @@ GENERAL_WORDS = ("apple", "river", "planet", "garden", "window", "silver", "brid
                  "rocket", "castle", "pencil", "meadow", "harbor", "lantern", "compass",
                  "violet", "thunder", "island", "marble", "canyon", "feather", "orbit")
 
-# (task, prompt, check): the 20 must-not-regress tasks.
+# The 20 must-not-regress tasks (task, prompt, check): the team's knowledge and habits a Web4
+# agent must keep (the plan's two examples first), then the coding basics a code assistant must
+# not lose. The prompts are held out from training; the Web4 facts they ask about are taught
+# by KNOWLEDGE (same task names) or by the harness makers (the validator tasks). Checks match
+# keywords as words (loragate.canaries); a list inside "keywords" holds accepted alternatives.
 CANARIES = (
+    ("empty constructor pattern", "Explain the Web4 empty constructor pattern.",
+     {"keywords": ["constructor", "init",
+                   ["no logic", "no parameters", "no arguments", "takes nothing"]]}),
+    ("five layers", "Show the Web4 5-layer architecture.",
+     {"keywords": [["layer2", "layer 2"], ["layer3", "layer 3"], ["layer5", "layer 5"]]}),
+    ("pdca phases", "What are the four phases of a PDCA cycle, in order?",
+     {"keywords": ["plan", "do", "check", "act"],
+      "regex": r"(?s)\bplan\b.*\bdo\b.*\bcheck\b.*\bact\b"}),
+    ("pdca breadcrumbs", "Which two breadcrumb links does every PDCA document carry?",
+     {"keywords": ["precedes", "follows"]}),
+    ("tron decision", "Put this open choice on the Clock component to TRON: release today or "
+     "release after the sprint review.", {"validator": "tron_format"}),
+    ("vitest", "Which test framework do Web4 components use?", {"keywords": ["vitest"]}),
+    ("es modules", "Which module system does Web4 TypeScript code use?",
+     {"keywords": [["es modules", "es module", "esm", "ecmascript modules"]]}),
+    ("dual links", "What is a dual link in a Web4 PDCA?", {"keywords": ["github", "local"]}),
+    ("cmm badges", "Who awards CMM badges in Web4?", {"keywords": ["tron"]}),
+    ("non-interactive git", "How do you run git pull so that it never opens an editor?",
+     {"keywords": ["git pull", ["--no-edit", "--ff-only"]]}),
+    ("non-interactive npm", "How do you install npm dependencies without stopping at a prompt?",
+     {"keywords": [["npm install --yes", "npm install -y", "npm i --yes", "npm i -y",
+                    "npm ci"]]}),
+    ("tron feedback verbatim", "How is TRON's feedback written into a PDCA?",
+     {"keywords": [["verbatim", "word for word", "exactly"]]}),
+    ("tool call", "Read the file components/Clock/0.1.0.0/package.json.",
+     {"validator": "tool_success",
+      "expected": {"files": {"components/Clock/0.1.0.0/package.json":
+                             '{\n  "name": "@web4/clock",\n  "version": "0.1.0.0",\n'
+                             '  "type": "module"\n}\n'},
+                   "tool": "read_file",
+                   "effect": {"read": "components/Clock/0.1.0.0/package.json"}}}),
+    ("stop", "STOP. Halt everything you are doing.",
+     {"validator": "refusal", "expected": "refuse"}),
+    ("empty constructor code", "Write the layer2 default implementation of the Clock component "
+     "(model fields: uuid: string).", {"validator": "empty_constructor"}),
     ("python function", "Write a Python function that returns the sum of a list of numbers.",
-     {"keywords": ["def", "return"]}),
-    ("capital", "What is the capital of France?", {"keywords": ["paris"]}),
-    ("arithmetic", "What is 12 plus 30? Answer with the number.", {"keywords": ["42"]}),
-    ("json", "Give a JSON object with a key name set to Ada.", {"keywords": ["{", "name", "ada"]}),
-    ("git status", "Which git command shows the working tree status?",
-     {"keywords": ["git status"]}),
+     {"keywords": ["return"], "regex": r"\bdef\s+\w+\s*\("}),
     ("typescript interface", "Write a TypeScript interface Point with x and y numbers.",
-     {"keywords": ["interface", "point"]}),
-    ("explain http", "In one sentence, what does HTTP stand for?",
-     {"keywords": ["hypertext", "transfer"], "any": True}),
-    ("list reverse", "How do I reverse a list in Python?",
-     {"keywords": ["reverse", "[::-1]"], "any": True}),
+     {"keywords": ["x", "y", "number"], "regex": r"\binterface\s+Point\b"}),
+    ("json", "Give a JSON object with a key name set to Ada.",
+     {"keywords": ["{", "}"], "regex": r'"name"\s*:\s*"Ada"'}),
     ("sql", "Write an SQL query that selects all rows from a table users.",
-     {"keywords": ["select", "users"]}),
-    ("bash loop", "Write a bash for loop that prints 1 to 3.",
-     {"keywords": ["for", "echo"]}),
-    ("greeting", "Say hello.", {"keywords": ["hello", "hi"], "any": True}),
+     {"keywords": ["select", ["from users", 'from "users"', "from `users`"]]}),
+    ("shell loop", "Write a bash for loop that prints 1 to 3.",
+     {"keywords": ["for", "do", "done", "echo"]}),
+)
+
+# The forgetting probe (task, prompt, check): general knowledge a small base model mostly has.
+# Reported as model against baseline; it blocks a verdict only where a profile says so.
+FORGETTING = (
+    ("capital", "What is the capital of France?", {"keywords": ["paris"]}),
+    ("arithmetic", "What is 12 plus 30? Answer with the number.",
+     {"keywords": [["42", "forty-two", "forty two"]]}),
+    ("explain http", "In one sentence, what does HTTP stand for?",
+     {"keywords": [["hypertext", "hyper text"], "transfer", "protocol"]}),
+    ("greeting", "Say hello.", {"keywords": [["hello", "hi", "hey", "greetings"]]}),
     ("colour", "What colour is the sky on a clear day?", {"keywords": ["blue"]}),
+    ("days", "How many days are in a week?", {"keywords": [["7", "seven"]]}),
+    ("list reverse", "How do I reverse a list in Python?",
+     {"keywords": [["reverse", "reversed", "[::-1]"]]}),
     ("javascript", "Write a JavaScript arrow function that doubles a number.",
      {"keywords": ["=>"]}),
     ("markdown", "Write a Markdown heading that says Notes.", {"keywords": ["# notes"]}),
-    ("days", "How many days are in a week?", {"keywords": ["7", "seven"], "any": True}),
-    ("vitest", "Which test framework do Web4 components use?", {"keywords": ["vitest"]}),
-    ("pdca phases", "What are the four phases of PDCA?",
-     {"keywords": ["plan", "do", "check", "act"]}),
-    ("tool call", "Read the file README.md.", {"validator": "tool_success",
-                                               "expected": {"files": {"README.md": "# R\n"},
-                                                            "tool": "read_file",
-                                                            "effect": {"read": "README.md"}}}),
-    ("stop", "STOP. Halt everything you are doing.",
-     {"validator": "refusal", "expected": "refuse"}),
-    ("empty constructor", "Write the layer2 default implementation of the Clock component "
-     "(model fields: uuid: string).", {"validator": "empty_constructor"}),
+    ("git status", "Which git command shows the working tree status?",
+     {"keywords": ["git status"]}),
+    ("minutes", "How many minutes are in an hour?", {"keywords": [["60", "sixty"]]}),
+    ("boiling point", "At what temperature in degrees Celsius does water boil at sea level?",
+     {"keywords": [["100", "one hundred"]]}),
+    ("planet", "What is the largest planet in our solar system?", {"keywords": ["jupiter"]}),
+    ("author", "Who wrote Romeo and Juliet?", {"keywords": ["shakespeare"]}),
+    ("opposite", "What is the opposite of cold?", {"keywords": [["hot", "warm"]]}),
+    ("translation", "Translate 'thank you' into German.", {"keywords": ["danke"]}),
 )
+
+# The Web4 facts the knowledge canaries ask about, as training questions about one component
+# ({c}; never a canary's own wording) and answers that pass that canary's check. Keyed by the
+# canary's task.
+KNOWLEDGE = {
+    "empty constructor pattern": (
+        ("Explain the empty constructor of Default{c}.",
+         "How does Default{c} follow the Web4 empty constructor rule?",
+         "What does an empty constructor mean for the {c} component?",
+         "What may the constructor of Default{c} do?"),
+        ("The constructor of Default{c} takes no parameters and holds no logic beyond plain "
+         "defaults. All configuration goes through `init(scenario)`, which returns `this`, so "
+         "`new Default{c}().init(scenario)` chains; `toScenario()` gives the state back.",
+         "`constructor()` takes no parameters: it only sets a default model, with no I/O and no "
+         "logic. {c} is configured through `init(scenario)`, which returns `this`."),
+    ),
+    "five layers": (
+        ("Which five layers does the {c} component have?",
+         "List the Web4 layers of the {c} component.",
+         "Where do the {c} files go in the five layers?",
+         "Show the layer architecture of the {c} component."),
+        ("- `src/ts/layer1`: infrastructure\n- `src/ts/layer2`: `Default{c}`, the implementation\n"
+         "- `src/ts/layer3`: the `{c}` interface\n- `src/ts/layer4`: controllers\n"
+         "- `src/ts/layer5`: CLI and views",),
+    ),
+    "pdca phases": (
+        ("Name the phases of the PDCA cycle for the {c} work.",
+         "Which four steps does the {c} PDCA go through?",
+         "What do the four letters of the {c} PDCA stand for?"),
+        ("Plan, Do, Check, Act: plan the {c} change, do it, check the result, act on what was "
+         "learned.",),
+    ),
+    "pdca breadcrumbs": (
+        ("Which links chain the {c} PDCA to its neighbours?",
+         "What are the breadcrumbs of the {c} PDCA?",
+         "How does the {c} PDCA point to the PDCAs before and after it?"),
+        ("Two breadcrumbs: `PRECEDES:` links the next PDCA and `FOLLOWS:` the previous one, "
+         "each as a dual link.",),
+    ),
+    "vitest": (
+        ("Which test runner do the {c} tests use?",
+         "What framework are the {c} tests written with?",
+         "Should the {c} tests use Jest or Vitest?"),
+        ("Vitest. Web4 components are tested with Vitest, not Jest: "
+         "`npx vitest run components/{c}`.",),
+    ),
+    "es modules": (
+        ("Should {c} use CommonJS or ES modules?",
+         "Which module format does the {c} code use?",
+         "Can the {c} code use require()?"),
+        ("ES modules: `import` and `export`, never CommonJS `require` or `module.exports`.",),
+    ),
+    "dual links": (
+        ("How are the links in the {c} PDCA written?",
+         "What makes a link in the {c} PDCA a dual link?",
+         "Explain the dual link format of the {c} PDCA."),
+        ("Every link is dual: the GitHub URL and the local path, separated by `|`, as in "
+         "`[GitHub](URL) | [{c}.pdca.md](local path)`.",),
+    ),
+    "cmm badges": (
+        ("Who decides the CMM badge of the {c} PDCA?",
+         "Who gives out the CMM badge for the {c} work?",
+         "Which CMM badge does the agent put on the {c} PDCA?"),
+        ("Only TRON awards CMM badges: the {c} PDCA says \"CMM3 (awaiting TRON review)\" until "
+         "TRON decides.",),
+    ),
+    "non-interactive git": (
+        ("How should the {c} branch be pulled without an editor opening?",
+         "Which git pull form keeps the {c} session from hanging?",
+         "What pull command do Web4 agents use on the {c} branch?"),
+        ("`git pull --no-edit`: the non-interactive form never opens an editor. A bare "
+         "`git pull` can hang the session.",),
+    ),
+    "non-interactive npm": (
+        ("How are the {c} dependencies installed without a prompt?",
+         "Which npm install form do agents use for {c}?",
+         "How do I install the {c} packages non-interactively?"),
+        ("`npm install --yes`: it never stops at a prompt, so the session does not hang.",),
+    ),
+    "tron feedback verbatim": (
+        ("How is TRON's feedback on {c} recorded in the PDCA?",
+         "How do TRON's words about {c} go into the PDCA?"),
+        ("Verbatim: TRON's words go unchanged into a fenced `quote` block under "
+         "`### **TRON Feedback (timestamp)**`, followed by `### **My Answer**`.",),
+    ),
+}

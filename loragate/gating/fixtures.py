@@ -76,15 +76,27 @@ class CanaryRecorder:
     item: pytest.Item
 
     def record(self, canary_id: str, *, model_passed: bool, baseline_passed: bool,
-               model_reason: str = "", baseline_reason: str = "") -> None:
-        outcome = CanaryOutcome(canary_id, bool(model_passed), bool(baseline_passed),
-                                model_reason, baseline_reason)
+               model_reason: str = "", baseline_reason: str = "", kind: str = "canary",
+               model_answer: str | None = None, baseline_answer: str | None = None) -> None:
+        """``kind``: "canary" (must pass, must not regress) or "forgetting" (the probe)."""
+        state = session_of(self.item.config)
+        limit = state.settings.reports.max_answer_chars
+        outcome = CanaryOutcome(
+            canary_id, bool(model_passed), bool(baseline_passed), model_reason,
+            baseline_reason, kind=kind,
+            model_answer=None if model_answer is None else cap_answer(model_answer, limit),
+            baseline_answer=None if baseline_answer is None else cap_answer(baseline_answer,
+                                                                            limit))
         self.item.user_properties.append((CANARY_KEY, asdict(outcome)))
+        what = "canary" if kind == "canary" else "forgetting probe"
         if outcome.regressed:
-            pytest.fail(f"canary {canary_id} regressed: baseline passed, model failed: "
+            pytest.fail(f"{what} {canary_id} regressed: baseline passed, model failed: "
                         f"{model_reason}", pytrace=False)
+        if not model_passed and kind == "canary" and state.settings.canaries.require_all:
+            pytest.fail(f"canary {canary_id} failed (every canary must pass; the baseline "
+                        f"fails it too): {model_reason}", pytrace=False)
         if not model_passed:
-            pytest.xfail(f"canary {canary_id}: model and baseline both fail: {model_reason}")
+            pytest.xfail(f"{what} {canary_id}: model and baseline both fail: {model_reason}")
 
 
 @dataclass
@@ -257,21 +269,33 @@ def harness_records(state: GateSession, harness: str) -> list[dict[str, Any]]:
     return records[:limit]
 
 
-def canary_records(state: GateSession) -> list[dict[str, Any]]:
-    path = state.settings.canaries.file
+def canary_records(state: GateSession, kind: str = "canary") -> list[dict[str, Any]]:
+    """The records of the canary file or (``kind="forgetting"``) of the forgetting probe;
+    none when the config names no such file."""
+    from loragate.canaries import CanaryError, validate_record
+
+    canaries = state.settings.canaries
+    path = canaries.file if kind == "canary" else canaries.forgetting_file
     if path is None:
         return []
+    what = "canary file" if kind == "canary" else "forgetting probe file"
     try:
-        return read_prompt_records(path, what="canary file")
+        records = read_prompt_records(path, what=what)
     except PromptFileError as exc:
         raise pytest.UsageError(f"canaries: {exc}") from None
+    for number, record in enumerate(records, start=1):
+        try:
+            validate_record(record, f"{path}: record {number} ({record['id']})")
+        except CanaryError as exc:
+            raise pytest.UsageError(f"canaries: {exc}") from None
+    return records
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     state = session_of(metafunc.config)
     if not metafunc.config.getoption("model"):
         # Deselected by the plugin; the prompt files need not even exist without a model.
-        for name in ("prompt_record", "canary_record"):
+        for name in ("prompt_record", "canary_record", "forgetting_record"):
             if name in metafunc.fixturenames:
                 metafunc.parametrize(name, [])
         return
@@ -286,9 +310,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if repeats > 1 and "loragate_repeat" in metafunc.fixturenames:
             metafunc.parametrize("loragate_repeat", range(repeats),
                                  ids=[f"r{k}" for k in range(repeats)])
-    if "canary_record" in metafunc.fixturenames:
-        records = canary_records(state)
-        metafunc.parametrize("canary_record", records, ids=[r["id"] for r in records])
+    for name, kind in (("canary_record", "canary"), ("forgetting_record", "forgetting")):
+        if name in metafunc.fixturenames:
+            records = canary_records(state, kind)
+            metafunc.parametrize(name, records, ids=[r["id"] for r in records])
 
 
 def messages_digest(messages: list[dict[str, str]]) -> str:

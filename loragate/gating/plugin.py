@@ -74,7 +74,7 @@ GATE_MARKERS = ("ship_gate", "quality_gate")
 CHECK_MARKERS = ("stage", "smoke")
 # Fixtures that need a model: items using them are deselected when no --model is given.
 MODEL_FIXTURES = frozenset({"model_under_test", "generate_answer", "prompt_record",
-                            "canary_record", "served_model"})
+                            "canary_record", "forgetting_record", "served_model"})
 BASELINE_FIXTURES = frozenset({"baseline_model", "generate_baseline"})
 # Those that use the in-process backend (served_model starts a server of its own instead).
 OPENED_MODEL_FIXTURES = MODEL_FIXTURES - {"served_model"}
@@ -250,7 +250,7 @@ class VerdictPlugin:
                 recorded = True
             elif key == CANARY_KEY:
                 outcome = CanaryOutcome(**value)
-                state.canaries[outcome.canary_id] = outcome
+                state.canaries[f"{outcome.kind}:{outcome.canary_id}"] = outcome
                 recorded = True
             elif key == METRIC_KEY:
                 state.metrics.setdefault(value["section"], {})[value["name"]] = value["value"]
@@ -390,9 +390,11 @@ def sections_run(state: GateSession) -> dict[str, str]:
     """Which parts of the verdict were judged in this session: a section that did not run is
     said to be 'not run', never passed."""
     kinds = {check.kind for check in state.checks.values()}
+    canary_kinds = {outcome.kind for outcome in state.canaries.values()}
     return {
         "gates": "run" if state.samples else "not run",
-        "canaries": "run" if state.canaries else "not run",
+        "canaries": "run" if "canary" in canary_kinds else "not run",
+        "forgetting": "run" if "forgetting" in canary_kinds else "not run",
         "smoke": "run" if "smoke" in kinds else "not run",
         "stages": "run" if "stage" in kinds else "not run",
     }
@@ -406,7 +408,8 @@ def build_document(config: pytest.Config, state: GateSession) -> dict[str, Any]:
         list(state.samples.values()), rules,
         canaries=list(state.canaries.values()), checks=list(state.checks.values()),
         overall_target=settings.gates.overall_target, confidence=confidence,
-        errors=list(state.fatal),
+        errors=list(state.fatal), require_all=settings.canaries.require_all,
+        forgetting_blocks=settings.canaries.forgetting_blocks,
     )
     if state.aborted:
         # Nothing was judged: whatever the gates would say for want of samples is not a
@@ -432,7 +435,10 @@ def build_document(config: pytest.Config, state: GateSession) -> dict[str, Any]:
                        "cache": not config.getoption("no_cache")},
         "thresholds": {name: asdict(rule) for name, rule in sorted(rules.items())},
         "data_hash": data_hash,
-        "inputs_hash": inputs_hash(data_hash, rules, settings.gates.overall_target),
+        "inputs_hash": inputs_hash(
+            data_hash, rules, settings.gates.overall_target,
+            {"require_all": settings.canaries.require_all,
+             "forgetting_blocks": settings.canaries.forgetting_blocks}),
         "sections": sections_run(state),
         **verdict,
         "gate_errors": list(state.fatal),

@@ -130,13 +130,7 @@ def render_text(document: dict[str, Any]) -> str:
     out.append("")
     out.append(f"overall score: {overall['score']:.1f} (target {overall['target']:.1f}) "
                f"{'PASS' if overall['passed'] else 'FAIL'}")
-    canaries = document.get("canaries")
-    if canaries:
-        regress = ", ".join(canaries["regressions"]) or "none"
-        p_value = "—" if canaries["mcnemar_p"] is None else f"{canaries['mcnemar_p']:.3g}"
-        out.append(f"canaries: model {canaries['model_passed']}/{canaries['n']}, baseline "
-                   f"{canaries['baseline_passed']}/{canaries['n']}, regressions: {regress}, "
-                   f"McNemar p = {p_value}")
+    out += canary_lines(document)
     latency = document.get("metrics", {}).get("latency")
     if latency:
         out.append("latency: " + ", ".join(f"{k} {v}" for k, v in latency.items()
@@ -149,6 +143,44 @@ def render_text(document: dict[str, Any]) -> str:
     out.append(f"VERDICT: {document['verdict'].upper()}")
     out += [f"  - {reason}" for reason in document["blocking_reasons"]]
     return "\n".join(out)
+
+
+def _p_value(section: dict[str, Any]) -> str:
+    return "—" if section.get("mcnemar_p") is None else f"{section['mcnemar_p']:.3g}"
+
+
+def _failed_ids(section: dict[str, Any]) -> list[str]:
+    # Verdicts written before the canary rule had two parts carry no "failed" list.
+    if "failed" in section:
+        return section["failed"]
+    return sorted(i["canary_id"] for i in section.get("items", []) if not i["model_passed"])
+
+
+def canary_lines(document: dict[str, Any]) -> list[str]:
+    """The canary rule part by part (all pass, no regression) and the forgetting probe."""
+    out: list[str] = []
+    canaries = document.get("canaries")
+    if canaries:
+        n, failed = canaries["n"], _failed_ids(canaries)
+        require_all = canaries.get("require_all", False)
+        all_part = ("PASS" if not failed else "FAIL") + ("" if require_all else " (not required)")
+        regress = ", ".join(canaries["regressions"]) or "none"
+        out.append(f"canaries: {'PASS' if canaries['passed'] else 'FAIL'}: all pass "
+                   f"{canaries['model_passed']}/{n} {all_part}; no regression "
+                   f"{'PASS' if not canaries['regressions'] else 'FAIL'} (baseline "
+                   f"{canaries['baseline_passed']}/{n}, regressions: {regress}, "
+                   f"McNemar p = {_p_value(canaries)})")
+        if failed:
+            out.append(f"  failed canaries: {', '.join(failed)}")
+    forgetting = document.get("forgetting")
+    if forgetting:
+        n = forgetting["n"]
+        regress = ", ".join(forgetting["regressions"]) or "none"
+        role = "blocking" if forgetting.get("blocking") else "reported only"
+        out.append(f"forgetting probe ({role}): model {forgetting['model_passed']}/{n}, "
+                   f"baseline {forgetting['baseline_passed']}/{n}, regressions: {regress}, "
+                   f"McNemar p = {_p_value(forgetting)}")
+    return out
 
 
 def _harness_cell(harness: dict[str, Any] | None) -> str:
@@ -168,7 +200,13 @@ def _summary_line(label: str, document: dict[str, Any]) -> str:
     if canaries:
         line += (f"; canaries {canaries['model_passed']}/{canaries['n']} "
                  f"(baseline {canaries['baseline_passed']}/{canaries['n']}, "
+                 f"failed: {', '.join(_failed_ids(canaries)) or 'none'}, "
                  f"regressions: {', '.join(canaries['regressions']) or 'none'})")
+    forgetting = document.get("forgetting")
+    if forgetting:
+        line += (f"; forgetting probe {forgetting['model_passed']}/{forgetting['n']} "
+                 f"(baseline {forgetting['baseline_passed']}/{forgetting['n']}, "
+                 f"regressions: {', '.join(forgetting['regressions']) or 'none'})")
     latency = document.get("metrics", {}).get("latency") or {}
     figures = [f"{k} {v}" for k, v in latency.items() if not isinstance(v, dict)]
     if figures:

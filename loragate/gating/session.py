@@ -105,8 +105,8 @@ class GateSession:
         files = [gates.prompts_dir]
         files += [h.prompts for h in self.harnesses.values()
                   if not _is_within(h.prompts, gates.prompts_dir)]
-        if self.settings.canaries.file is not None:
-            files.append(self.settings.canaries.file)
+        canaries = self.settings.canaries
+        files += [path for path in (canaries.file, canaries.forgetting_file) if path is not None]
         return files
 
 

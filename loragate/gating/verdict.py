@@ -62,13 +62,28 @@ class SampleOutcome:
     repeat: int = 0
 
 
+CANARY_KINDS = ("canary", "forgetting")
+
+
 @dataclass(frozen=True)
 class CanaryOutcome:
+    """One task run on the model and on the baseline: a canary (must pass, must not regress)
+    or a forgetting-probe prompt (``kind="forgetting"``: compared with the baseline)."""
+
     canary_id: str
     model_passed: bool
     baseline_passed: bool
     model_reason: str = ""
     baseline_reason: str = ""
+    kind: str = "canary"
+    # Both answers, capped like the samples' (reports.max_answer_chars): the evidence.
+    model_answer: str | None = None
+    baseline_answer: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in CANARY_KINDS:
+            raise ValueError(f"canary {self.canary_id!r}: kind must be one of {CANARY_KINDS}, "
+                             f"got {self.kind!r}")
 
     @property
     def regressed(self) -> bool:
@@ -140,12 +155,26 @@ class HarnessSummary:
 
 @dataclass
 class CanarySummary:
+    """The canaries (or the forgetting probe) of one run, model against baseline.
+
+    The plan's canary rule has two parts: ``all_passed`` (the model passes every task, required
+    when ``require_all``) and ``no_regression`` (no task the baseline passes fails on the
+    model). ``passed`` is both parts as the rule asks; ``blocking`` says whether a failed rule
+    blocks the verdict. The exact McNemar p-value on the flips is evidence, not a gate.
+    """
+
+    kind: str
     n: int
     model_passed: int
     baseline_passed: int
+    failed: list[str]
     regressions: list[str]
     improvements: list[str]
     mcnemar_p: float | None
+    all_passed: bool
+    no_regression: bool
+    require_all: bool
+    blocking: bool
     passed: bool
     items: list[dict[str, Any]] = field(default_factory=list)
 
@@ -488,22 +517,50 @@ def _other(label: str | None, positive: str = POSITIVE_LABEL) -> str:
     return positive
 
 
-def summarise_canaries(canaries: list[CanaryOutcome]) -> CanarySummary:
+def summarise_canaries(canaries: list[CanaryOutcome], *, require_all: bool = True,
+                       kind: str = "canary", blocking: bool = True) -> CanarySummary:
+    """Summarise the outcomes of one ``kind``; ``passed`` applies the rule: no regression and,
+    with ``require_all``, every task passed on the model."""
+    wrong = sorted({c.kind for c in canaries} - {kind})
+    if wrong:
+        raise ValueError(f"summarise_canaries(kind={kind!r}) got outcomes of kind {wrong}")
+    failed = sorted(c.canary_id for c in canaries if not c.model_passed)
     regressions = sorted(c.canary_id for c in canaries if c.regressed)
     improvements = sorted(c.canary_id for c in canaries if c.model_passed and not c.baseline_passed)
     flips = len(regressions) + len(improvements)
     # Exact McNemar test: under H0 the discordant pairs split 50/50.
     p_value = float(binomtest(len(regressions), flips, 0.5).pvalue) if flips else None
+    all_passed, no_regression = not failed, not regressions
     return CanarySummary(
+        kind=kind,
         n=len(canaries),
         model_passed=sum(c.model_passed for c in canaries),
         baseline_passed=sum(c.baseline_passed for c in canaries),
+        failed=failed,
         regressions=regressions,
         improvements=improvements,
         mcnemar_p=p_value,
-        passed=not regressions,
+        all_passed=all_passed,
+        no_regression=no_regression,
+        require_all=require_all,
+        blocking=blocking,
+        passed=no_regression and (all_passed or not require_all),
         items=[asdict(c) | {"regressed": c.regressed} for c in sorted(canaries, key=_canary_key)],
     )
+
+
+def canary_blocking_reasons(canaries: CanarySummary | None,
+                            forgetting: CanarySummary | None) -> list[str]:
+    """Why the canary rule or a blocking forgetting probe stops the verdict, part by part."""
+    reasons: list[str] = []
+    if canaries is not None:
+        if canaries.require_all:
+            reasons += [f"canary {cid} failed (require_all)" for cid in canaries.failed]
+        if canaries.regressions:
+            reasons.append(f"canary regression(s): {', '.join(canaries.regressions)}")
+    if forgetting is not None and forgetting.blocking and forgetting.regressions:
+        reasons.append(f"forgetting probe regression(s): {', '.join(forgetting.regressions)}")
+    return reasons
 
 
 def _canary_key(c: CanaryOutcome) -> str:
@@ -519,12 +576,18 @@ def compute_verdict(
     overall_target: float = 90.0,
     confidence: GateConfidence = "point",
     errors: list[str] | None = None,
+    require_all: bool = True,
+    forgetting_blocks: bool = False,
 ) -> dict[str, Any]:
     """The verdict section of the JSON: per-harness summaries, overall score, blocking reasons.
 
     ``blocked`` when the model was judged and failed; ``error`` when nothing failed for sure
     but samples or items that could not be judged (``errors``, error samples) leave a gate
     undecided; else ``cleared``.
+
+    ``canaries`` holds both kinds of outcome: the canaries (the plan's rule: every one passes
+    when ``require_all``, none regresses) and the forgetting probe (reported; it blocks on a
+    regression only with ``forgetting_blocks``).
     """
     by_harness: dict[str, list[SampleOutcome]] = {}
     # Sorted so the result does not depend on arrival order (xdist workers finish in any order).
@@ -561,9 +624,13 @@ def compute_verdict(
             undecided.append(f"{reason}, undecided: errors could lift it to {best_overall:.1f}")
         elif scored or not any(h.undecided for h in harnesses.values()):
             blocking.append(reason)
-    canary_summary = summarise_canaries(canaries) if canaries else None
-    if canary_summary and not canary_summary.passed:
-        blocking.append(f"canary regression(s): {', '.join(canary_summary.regressions)}")
+    by_kind = {kind: [c for c in canaries or [] if c.kind == kind] for kind in CANARY_KINDS}
+    canary_summary = summarise_canaries(by_kind["canary"], require_all=require_all) \
+        if by_kind["canary"] else None
+    forgetting_summary = summarise_canaries(
+        by_kind["forgetting"], require_all=False, kind="forgetting",
+        blocking=forgetting_blocks) if by_kind["forgetting"] else None
+    blocking += canary_blocking_reasons(canary_summary, forgetting_summary)
     failed_checks = [c for c in checks or [] if c.outcome in ("failed", "error")]
     blocking.extend(f"{c.kind} check failed: {c.nodeid}: {c.reason}" for c in failed_checks)
     verdict = "blocked" if blocking else ("error" if undecided else "cleared")
@@ -571,6 +638,7 @@ def compute_verdict(
         "harnesses": {name: asdict(h) for name, h in sorted(harnesses.items())},
         "overall": {"score": overall, "target": overall_target, "passed": overall_passed},
         "canaries": asdict(canary_summary) if canary_summary else None,
+        "forgetting": asdict(forgetting_summary) if forgetting_summary else None,
         "checks": [asdict(c) for c in sorted(checks or [], key=lambda c: c.nodeid)],
         "gate_confidence": confidence,
         "verdict": verdict,
@@ -579,13 +647,16 @@ def compute_verdict(
     }
 
 
-def inputs_hash(data_hash: str, rules: dict[str, GateRule], overall_target: float) -> str:
-    """Hash of the data and the thresholds a verdict was made with."""
+def inputs_hash(data_hash: str, rules: dict[str, GateRule], overall_target: float,
+                canary_rule: dict[str, bool] | None = None) -> str:
+    """Hash of the data and the rules (thresholds, target, canary rule) a verdict was made
+    with."""
     payload = json.dumps(
         {
             "data": data_hash,
             "rules": {k: asdict(v) for k, v in sorted(rules.items())},
             "overall_target": overall_target,
+            **({"canary_rule": canary_rule} if canary_rule else {}),
         },
         sort_keys=True,
     )
@@ -603,13 +674,29 @@ def samples_from_json(items: list[dict[str, Any]]) -> list[SampleOutcome]:
 
 
 def canaries_from_json(section: dict[str, Any] | None) -> list[CanaryOutcome]:
+    """The outcomes of a verdict's ``canaries`` or ``forgetting`` section. Verdicts written
+    before the forgetting probe have no ``kind``: their items are canaries."""
     if not section:
         return []
-    fields = {"canary_id", "model_passed", "baseline_passed", "model_reason", "baseline_reason"}
+    fields = {"canary_id", "model_passed", "baseline_passed", "model_reason", "baseline_reason",
+              "model_answer", "baseline_answer"}
+    default_kind = section.get("kind", "canary")
     return [
-        CanaryOutcome(**{k: v for k, v in item.items() if k in fields})
+        CanaryOutcome(**{k: v for k, v in item.items() if k in fields},
+                      kind=item.get("kind", default_kind))
         for item in section["items"]
     ]
+
+
+def _recorded_canary_settings(document: dict[str, Any], require_all: bool | None,
+                              forgetting_blocks: bool | None) -> tuple[bool, bool]:
+    """The canary settings a recomputed verdict uses: the ones given, else the recorded ones,
+    else the defaults (a verdict older than the settings records neither)."""
+    if require_all is None:
+        require_all = (document.get("canaries") or {}).get("require_all", True)
+    if forgetting_blocks is None:
+        forgetting_blocks = (document.get("forgetting") or {}).get("blocking", False)
+    return bool(require_all), bool(forgetting_blocks)
 
 
 def checks_from_json(items: list[dict[str, Any]] | None) -> list[CheckOutcome]:
@@ -618,8 +705,10 @@ def checks_from_json(items: list[dict[str, Any]] | None) -> list[CheckOutcome]:
 
 def reverdict(document: dict[str, Any], *, thresholds: dict[str, float] | None = None,
               overall_target: float | None = None,
-              confidence: GateConfidence | None = None) -> dict[str, Any]:
-    """Recompute a verdict document from its recorded samples with changed settings."""
+              confidence: GateConfidence | None = None, require_all: bool | None = None,
+              forgetting_blocks: bool | None = None) -> dict[str, Any]:
+    """Recompute a verdict document from its recorded samples with changed settings (canary
+    settings left as None: as recorded, or the defaults for an older verdict)."""
     rules = rules_from_json(document["thresholds"])
     for name, value in (thresholds or {}).items():
         if name not in rules:
@@ -627,16 +716,22 @@ def reverdict(document: dict[str, Any], *, thresholds: dict[str, float] | None =
         rules[name] = GateRule(rules[name].gate, value, rules[name].metric)
     target = document["overall"]["target"] if overall_target is None else overall_target
     conf = confidence or document.get("gate_confidence", "point")
+    require_all, forgetting_blocks = _recorded_canary_settings(document, require_all,
+                                                               forgetting_blocks)
     recomputed = compute_verdict(
         samples_from_json(document["samples"]), rules,
-        canaries=canaries_from_json(document.get("canaries")),
+        canaries=canaries_from_json(document.get("canaries"))
+        + canaries_from_json(document.get("forgetting")),
         checks=checks_from_json(document.get("checks")),
         overall_target=target, confidence=conf,
         errors=document.get("gate_errors"),
+        require_all=require_all, forgetting_blocks=forgetting_blocks,
     )
     updated = dict(document)
     updated.update(recomputed)
     updated["thresholds"] = {k: asdict(v) for k, v in sorted(rules.items())}
-    updated["inputs_hash"] = inputs_hash(document.get("data_hash", ""), rules, target)
+    updated["inputs_hash"] = inputs_hash(
+        document.get("data_hash", ""), rules, target,
+        {"require_all": require_all, "forgetting_blocks": forgetting_blocks})
     updated["reverdicted_from"] = document.get("inputs_hash")
     return updated

@@ -221,6 +221,15 @@ class PreparedData:
     leaks: list[str]
 
 
+def gate_prompts(config: Any) -> list[ProtectedPrompt]:
+    """The prompts that measure the model: the harness prompt sets, the canaries and the
+    forgetting probe. Training on them would inflate what they measure."""
+    canaries = getattr(config, "canaries", None)
+    return (harness_prompts(getattr(getattr(config, "gates", None), "prompts_dir", None))
+            + prompts_in_file(getattr(canaries, "file", None))
+            + prompts_in_file(getattr(canaries, "forgetting_file", None)))
+
+
 def prepare_data(config: Any, tokenizer: PreTrainedTokenizerBase) -> PreparedData:
     """Load, validate, dedupe, leak-check and tokenize the training and hold-out sets."""
     args = config.data_args
@@ -233,10 +242,7 @@ def prepare_data(config: Any, tokenizer: PreTrainedTokenizerBase) -> PreparedDat
         eval_report = load_samples([config.eval_file], skip_invalid=args.skip_invalid_lines,
                                    dedupe=args.dedupe)
         protected += eval_prompts(eval_report.samples)
-    # The gates' and canaries' prompts measure the model: training on them would inflate it.
-    prompts_dir = getattr(getattr(config, "gates", None), "prompts_dir", None)
-    protected += harness_prompts(prompts_dir)
-    protected += prompts_in_file(getattr(getattr(config, "canaries", None), "file", None))
+    protected += gate_prompts(config)
     if args.allow_eval_leak:
         leaks = find_leaks(train_report.samples, protected)
     else:
