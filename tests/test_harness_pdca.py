@@ -194,28 +194,106 @@ def test_template_version_rules_differ_in_header_fields():
             "missing header field 'Sync Requirements'"} <= set(reasons)
 
 
+REPO_BLOB = "https://github.com/Cerulean-Circle-GmbH/Web4Articles/blob/dev/x"
+
+
+def _with_artifact(line: str, spec: PdcaSpec | None = None) -> str:
+    """A template PDCA with one more line under SUMMARY › Artifact Links."""
+    text = examples.render_pdca(spec or PdcaSpec())
+    anchor = "\n\n### **To TRON: QA Decisions required**"
+    assert anchor in text
+    return text.replace(anchor, f"\n{line}{anchor}", 1)
+
+
 def test_template_link_not_dual_and_placeholder_are_named():
-    text = examples.render_pdca(replace(
-        PdcaSpec(), answer="See [the notes](notes/a.md) and {{EXPLANATION}}"))
+    text = _with_artifact("- **Notes:** [the notes](notes/a.md)",
+                          replace(PdcaSpec(), answer="See {{EXPLANATION}}"))
     reasons = pdca_template.validate(text).reasons
     assert any(r.startswith("link not dual: [the notes](notes/a.md)") for r in reasons)
     assert "placeholder left: {{EXPLANATION}}" in reasons
 
 
 def test_template_other_sites_need_no_local_twin():
-    text = examples.render_pdca(replace(
-        PdcaSpec(), answer="Per [the Vitest docs](https://vitest.dev/guide/)."))
+    text = _with_artifact("- **Runner docs:** [the Vitest docs](https://vitest.dev/guide/)")
     assert pdca_template.validate(text).passed
 
 
 def test_template_github_commit_links_need_no_local_twin():
     commit = "https://github.com/Cerulean-Circle-GmbH/Web4Articles/commit/4f2c9e1a"
-    text = examples.render_pdca(replace(PdcaSpec(), answer=f"Fixed in [4f2c9e1a]({commit})."))
+    text = _with_artifact(f"- **Commit:** [4f2c9e1a]({commit})")
     assert pdca_template.validate(text).passed
     file_link = commit.replace("/commit/4f2c9e1a", "/blob/main/README.md")
-    text = examples.render_pdca(replace(PdcaSpec(), answer=f"See [README]({file_link})."))
-    reasons = pdca_template.validate(text).reasons
+    reasons = pdca_template.validate(_with_artifact(f"- **Readme:** [README]({file_link})")).reasons
     assert any(r.startswith("link not dual: [README]") for r in reasons)
+
+
+# ---------------------------------------------------------------- where links must be dual
+
+
+@pytest.mark.parametrize("body", [
+    "See [the notes](notes/a.md) for the details.",
+    "- Changed [DefaultUnit.ts](../src/ts/layer2/DefaultUnit.ts)\n- Read [the spec](spec.md)",
+    "| Task | Status |\n|---|---|\n| [Task 18](../sprint-20/task-18.md) | done |",
+    f"Upstream file: [README]({REPO_BLOB}/README.md)",
+], ids=["prose", "list", "table", "github-file-alone"])
+def test_template_a_single_link_in_the_body_is_not_a_violation(body: str):
+    # The template's checklist asks for "Dual links in artifact section"; a mention in the
+    # text of a phase may link one way only.
+    text = examples.render_pdca(replace(PdcaSpec(), do=(*PdcaSpec().do, body),
+                                        answer=body.split("\n")[0]))
+    assert pdca_template.validate(text).reasons == []
+
+
+@pytest.mark.parametrize(("link", "problem"), [
+    ("[the notes]()", "empty target"), ("[the notes](<>)", "empty target"),
+    ("[the notes]({{NOTES_PATH}})", "placeholder target")])
+def test_template_a_body_link_still_needs_a_real_target(link: str, problem: str):
+    text = examples.render_pdca(replace(PdcaSpec(), act=(f"Details in {link}.",)))
+    reasons = pdca_template.validate(text).reasons
+    assert any(r.startswith(f"link malformed ({problem})") for r in reasons), reasons
+
+
+def test_template_header_field_links_must_be_dual():
+    spec = PdcaSpec()
+    local_only = f"[§/{spec.previous_pdca_path}](prev.pdca.md)"
+    text = examples.render_pdca(spec).replace(
+        examples.dual_link(spec.previous_pdca_path, spec.pdca_path, spec.git_ref), local_only)
+    reasons = pdca_template.validate(text).reasons
+    assert any(r.startswith(f"link not dual: {local_only}") for r in reasons), reasons
+
+
+@pytest.mark.parametrize("line", [
+    f"- **Spec:** [§/spec/unit.md](../../spec/unit.md) | [GitHub]({REPO_BLOB}/spec/unit.md)",
+    f"- **Spec:** [GitHub]({REPO_BLOB}/spec/unit.md)|[§/spec/unit.md](../../spec/unit.md)",
+    "| Spec | [GitHub](" + REPO_BLOB + "/spec/unit.md) \\| [§/spec/unit.md](../../spec/unit.md) |",
+], ids=["reverse-order", "no-spaces", "table-escaped-pipe"])
+def test_template_dual_link_forms_the_team_writes_pass(line: str):
+    if line.startswith("|"):
+        line = "\n| Artifact | Links |\n|---|---|\n" + line + "\n"
+    assert pdca_template.validate(_with_artifact(line)).reasons == []
+
+
+@pytest.mark.parametrize("line", [
+    "- **Specs:** [§/spec/a.md](a.md) | [§/spec/b.md](b.md)",
+    f"- **Specs:** [GitHub]({REPO_BLOB}/spec/a.md) | [GitHub]({REPO_BLOB}/spec/b.md)",
+    f"- **Spec:** [GitHub]({REPO_BLOB}/spec/a.md) , [§/spec/a.md](a.md)",
+    f"- **Spec:** [GitHub]({REPO_BLOB}/spec/a.md) | spec/a.md",
+    # A table's column bar is structure: two links in two cells are no pair.
+    f"\n| Local | Remote |\n|---|---|\n| [§/spec/a.md](a.md) | [GitHub]({REPO_BLOB}/spec/b.md) |\n",
+], ids=["two-local", "two-github", "comma", "plain-text-path", "table-columns"])
+def test_template_non_pairs_in_artifact_links_are_not_dual(line: str):
+    reasons = pdca_template.validate(_with_artifact(line)).reasons
+    assert any(r.startswith("link not dual:") for r in reasons), reasons
+
+
+def test_tables_are_read_cell_by_cell():
+    doc = markdown.parse("| **Date:** | Status: done |\n|---|---|\n"
+                         f"| [GitHub]({REPO_BLOB}/a.md) \\| [a](a.md) | x |\n")
+    cells = [line for line in doc.lines if line.block == "table"]
+    assert [c.line for c in cells] == [0, 0, 2, 2]
+    assert [p.link.href if p.link else p.text for p in cells[2].parts] == [
+        f"{REPO_BLOB}/a.md", " | ", "a.md"]
+    assert doc.fields == []  # a cell is no header field
 
 
 def test_template_empty_phase_is_named():
@@ -396,3 +474,127 @@ def test_empty_answer_fails_with_reasons_and_non_text_is_a_clear_error():
         assert validate("").reasons
     with pytest.raises(TypeError, match="expected the answer as str"):
         pdca_schema.validate(None)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- the Date field
+
+
+@pytest.mark.parametrize("date", [
+    "2025-11-05-UTC-0727",            # the template's own form
+    "Wed, 05 Nov 2025 07:27:43 GMT",  # `pdca createPDCA` (JavaScript toUTCString)
+    "Mon Oct 13 15:27:22 UTC 2025",   # `date -u`
+    "Tue Oct  7 08:05:19 UTC 2025",   # `date -u` pads a one-digit day
+    "2025-10-13 UTC 15:27",
+])
+def test_template_date_in_a_utc_form_passes(date: str):
+    assert pdca_template.date_problem(date) is None
+    text = examples.render_pdca(replace(PdcaSpec(), date=date))
+    assert pdca_template.validate(text).reasons == []
+
+
+@pytest.mark.parametrize(("date", "problem"), [
+    ("2025-11-05 07:27", "not YYYY-MM-DD-UTC-HHMM"),
+    ("Wed, 05 Nov 2025 07:27:43", "not YYYY-MM-DD-UTC-HHMM"),
+    ("Wed, 05 Nov 2025 07:27:43 CET", "not YYYY-MM-DD-UTC-HHMM"),
+    ("Mon Oct 13 15:27:22 CEST 2025", "not YYYY-MM-DD-UTC-HHMM"),
+    ("Mon Oct 13 15:27:22 2025", "not YYYY-MM-DD-UTC-HHMM"),
+    ("2025-10-13T15:27:22+02:00", "not YYYY-MM-DD-UTC-HHMM"),
+    ("2025-09-05 14:10 UTC", "not YYYY-MM-DD-UTC-HHMM"),
+    ("YYYY-MM-DD-UTC-HHMM", "not YYYY-MM-DD-UTC-HHMM"),
+    ("2025-02-30-UTC-1200", "not a real date and time"),
+    ("2025-10-13 UTC 25:10", "not a real date and time"),
+    ("Wed, 05 Foo 2025 07:27:43 GMT", "unknown month 'Foo'"),
+    ("Tue, 05 Nov 2025 07:27:43 GMT", "weekday 'Tue' does not match the date"),
+])
+def test_template_date_without_utc_or_not_real_fails(date: str, problem: str):
+    reasons = pdca_template.validate(examples.render_pdca(replace(PdcaSpec(), date=date)))\
+        .reasons
+    assert any(r.startswith(f"header field 'Date' {problem}") for r in reasons), reasons
+
+
+_moment = st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2099, 12, 31))
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
+                "Dec")
+
+
+def _utc_forms(moment: datetime) -> list[str]:
+    # Names spelled out here, not by strftime: %a/%b follow the locale.
+    day, month = _DAYS[moment.weekday()], _MONTH_NAMES[moment.month - 1]
+    clock = moment.strftime("%H:%M:%S")
+    return [moment.strftime("%Y-%m-%d-UTC-%H%M"), moment.strftime("%Y-%m-%d UTC %H:%M"),
+            f"{day}, {moment.day:02d} {month} {moment.year} {clock} GMT",
+            f"{day} {month} {moment.day:>2} {clock} UTC {moment.year}"]
+
+
+@PROPERTY
+@given(_moment, st.integers(0, 3))
+def test_every_utc_form_of_any_moment_is_a_valid_date(moment, form):
+    assert pdca_template.date_problem(_utc_forms(moment)[form]) is None
+
+
+@PROPERTY
+@given(_moment, st.integers(0, 3), st.sampled_from(["CET", "PST", "+0200", "local", ""]))
+def test_a_date_without_its_utc_marker_fails(moment, form, zone):
+    text = _utc_forms(moment)[form]
+    for marker in ("UTC", "GMT"):
+        text = text.replace(marker, zone)
+    assert pdca_template.date_problem(text) is not None
+
+
+@PROPERTY
+@given(_moment, st.integers(2, 3), st.integers(1, 6))
+def test_a_date_with_a_wrong_weekday_fails(moment, form, shift):
+    text = _utc_forms(moment)[form]
+    right = _DAYS[moment.weekday()]
+    wrong = _DAYS[(moment.weekday() + shift) % 7]
+    assert "weekday" in pdca_template.date_problem(text.replace(right, wrong, 1))
+
+
+# ---------------------------------------------------------------- stand-in text
+
+
+@pytest.mark.parametrize("stand_in", [
+    "*This section will be populated during verification phase*",
+    "_To be completed after the first rotation_",
+    "*(Results to be added once the suite has run)*",
+    "***This part will be filled in later***",
+    "TBD",
+    "- *Verification pending: to be documented after the run*",
+])
+def test_template_phase_with_only_stand_in_text_is_empty(stand_in: str):
+    text = examples.render_pdca(replace(PdcaSpec(), check=(stand_in,)))
+    reasons = pdca_template.validate(text).reasons
+    assert any(r.startswith("section CHECK empty: only stand-in text") for r in reasons), \
+        reasons
+
+
+@pytest.mark.parametrize("check", [
+    ("*All 12 tests pass under Vitest*",),
+    ("The cache will be populated on first use; measured 12 ms.",),
+    ("*This section will be populated later*", "Tests  12 passed (12)"),
+    ("*To be completed:* nothing, the suite already passes",),
+    ("```\nTBD\n```",),
+])
+def test_template_phase_with_real_content_is_not_empty(check: tuple[str, ...]):
+    text = examples.render_pdca(replace(PdcaSpec(), check=check))
+    assert not any(r.startswith("section CHECK empty")
+                   for r in pdca_template.validate(text).reasons)
+
+
+_STAND_INS = ["This section will be populated", "to be completed", "Results will be added",
+              "to be determined", "coming soon", "placeholder", "will be written"]
+
+
+@PROPERTY
+@given(st.sampled_from(pdca_schema.PHASES), st.sampled_from(_STAND_INS), _phrase, _phrase,
+       st.sampled_from(["*", "_"]), st.booleans())
+def test_a_phase_of_stand_ins_is_empty_until_real_content_is_added(phase, stand_in, before,
+                                                                   after, mark, parens):
+    inner = f"{before} {stand_in} {after}"
+    italic = f"{mark}({inner}){mark}" if parens else f"{mark}{inner}{mark}"
+    text = examples.render_pdca(replace(PdcaSpec(), **{phase: (italic,)}))
+    assert f"section {phase.upper()} empty: only stand-in text {italic!r}" in \
+        pdca_template.validate(text).reasons
+    filled = examples.render_pdca(replace(PdcaSpec(), **{phase: (italic, inner)}))
+    assert pdca_template.validate(filled).reasons == []

@@ -64,7 +64,9 @@ def test_feedback_crlf_and_trailing_spaces_do_not_matter():
     ("Just prose, no block.\n", "missing decision block heading"),
     ("```markdown\n" + PENDING + "```\n", "missing decision block heading"),
     ("### **QA Decisions**\nWe will see.\n", "decision block empty"),
-    (PENDING + TAKEN.split("\n", 1)[1], "decision block mixes forms: pending and taken"),
+    (PENDING + ALL_CLEAR.split("\n", 1)[1], "decision block mixes forms: pending and all clear"),
+    (PENDING + "- [ ] **All clear, no decisions to make** - nothing else\n",
+     "decision block mixes forms: pending and all clear"),
     (PENDING.replace("Decision 1:", "Decision 3:"),
      "decision numbering: expected Decision 1, found Decision 3"),
     (PENDING.replace("  - a) Vitest with the shared config\n", ""),
@@ -89,6 +91,55 @@ def test_broken_blocks_name_the_broken_rule(text: str, reason: str):
     result = tron_format.validate(text)
     assert not result.passed
     assert any(r.startswith(reason) for r in result.reasons), result.reasons
+
+
+# The team's PDCA.howto.decide.md "Standard Format": completed items above open decisions.
+TAKEN_THEN_PENDING = """### **To TRON: QA Decisions required**
+- [x] **Completed:** the loader reads scenarios on first use
+- [x] **Measured:** start-up reads before and after
+- [ ] **Decision 1: Cache lifetime**
+  - a) Keep a scenario for the life of the process
+  - b) Release it when its component is unloaded
+"""
+
+
+@pytest.mark.parametrize("text", [
+    TAKEN_THEN_PENDING,
+    TAKEN + ALL_CLEAR.split("\n", 1)[1],
+    "### QA Decisions\n- [ ] **All clear, no decisions to make** - the rename is private\n",
+    "### QA Decisions\n- [x] **Scope:** parser only\n"
+    "- [ ] **All clear, no decisions to make** - scope agreed in the last PDCA\n",
+    # Numbering goes on after this document's own decided "Decision 1a" …
+    "### QA Decisions\n- [x] **Decision 1a Implemented:** lazy loading is in\n"
+    "- [ ] **Decision 2: Cache lifetime**\n  - a) process\n  - b) component\n",
+    # … or starts afresh after TRON's answer to the previous PDCA.
+    "### QA Decisions\n- [x] **Decision 1b Selected:** a reference guide\n"
+    "- [ ] **Decision 1: Guide format**\n  - a) checklist\n  - b) prose\n",
+], ids=["taken-then-pending", "taken-and-all-clear", "all-clear-checkbox",
+        "taken-and-all-clear-checkbox", "numbering-continues", "numbering-restarts"])
+def test_team_practice_blocks_pass(text: str):
+    assert tron_format.validate(text).reasons == []
+
+
+def test_numbering_after_taken_items_must_still_be_consecutive():
+    text = ("### QA Decisions\n- [x] **Decision 1a Implemented:** lazy loading is in\n"
+            "- [ ] **Decision 3: Cache lifetime**\n  - a) process\n  - b) component\n")
+    assert "decision numbering: expected Decision 2, found Decision 3" in \
+        tron_format.validate(text).reasons
+
+
+def test_the_document_title_is_not_the_decision_heading():
+    title = "# 📋 **PDCA Cycle: QA Decision Format - Fix the TRON decision layout**\n\n"
+    assert tron_format.validate(title + "Intro.\n\n" + PENDING).reasons == []
+    assert tron_format.validate(title + "Intro, no block.\n").reasons == [
+        "missing decision block heading (e.g. '### To TRON: QA Decisions required')"]
+
+
+def test_a_malformed_decision_is_named_without_calling_the_block_empty():
+    text = "### QA Decisions\n- [ ] Storage layout: which folder?\n"
+    reasons = tron_format.validate(text).reasons
+    assert reasons == ["pending decision not in '- [ ] **Decision N: <title>**' form: "
+                       "'Storage layout: which folder?'"]
 
 
 @pytest.mark.parametrize(("text", "reason"), [
@@ -259,3 +310,50 @@ def test_builder_warns_destructive_options(decisions, destructive):
     unwarned = text.replace("⚠️ ", "")
     assert any("destructive action without ⚠️" in r
                for r in tron_format.validate(unwarned).reasons)
+
+
+_taken_items = st.lists(st.builds(TakenDecision, _phrase, _phrase), min_size=1, max_size=3) \
+    .map(tuple)
+
+
+@PROPERTY
+@given(_taken_items, pending_decisions(), decision_headings())
+def test_taken_items_above_pending_decisions_pass(taken, pending, heading):
+    assert tron_format.validate(_render(taken + pending, heading, 3)).reasons == []
+
+
+@PROPERTY
+@given(_taken_items, _phrase, st.booleans())
+def test_taken_items_with_all_clear_pass(taken, reason, checkbox):
+    text = examples.render_tron_answer(taken)
+    clear = f"**All clear, no decisions to make** - {reason}"
+    text += f"- [ ] {clear}\n" if checkbox else f"\n{clear}\n"
+    assert tron_format.validate(text).reasons == []
+
+
+@PROPERTY
+@given(pending_decisions(), _phrase, st.booleans(), st.booleans())
+def test_pending_decisions_with_all_clear_fail(pending, reason, checkbox, clear_first):
+    block = examples.render_decision_block(pending)
+    clear = f"{'- [ ] ' if checkbox else ''}**All clear, no decisions to make** - {reason}"
+    body = f"{clear}\n\n{block}" if clear_first else f"{block}\n\n{clear}"
+    reasons = tron_format.validate(f"### **QA Decisions**\n{body}\n").reasons
+    assert "decision block mixes forms: pending and all clear" in reasons
+
+
+@PROPERTY
+@given(st.integers(1, 9), pending_decisions(), st.sampled_from(["Implemented", "Selected",
+                                                                "done"]), st.integers(-1, 2))
+def test_numbering_continues_after_a_numbered_taken_item(taken_number, pending, word, offset):
+    start = taken_number + 1 + offset
+    lines = [f"- [x] **Decision {taken_number}a {word}:** recorded"]
+    for number, decision in enumerate(pending, start=start):
+        lines.append(f"- [ ] **Decision {number}: {decision.title}**")
+        lines += [f"  - {chr(ord('a') + i)}) {option}" for i, option in
+                  enumerate(decision.options)]
+    reasons = tron_format.validate("### QA Decisions\n" + "\n".join(lines) + "\n").reasons
+    if start in (1, taken_number + 1):  # on from the taken item, or afresh from 1
+        assert reasons == []
+    else:
+        assert f"decision numbering: expected Decision {taken_number + 1}, " \
+               f"found Decision {start}" in reasons

@@ -76,7 +76,9 @@ class AllClear:
     reason: str
 
 
-Decisions = tuple[PendingDecision, ...] | tuple[TakenDecision, ...] | AllClear
+# Taken items may precede the open decisions (the team's PDCA.howto.decide.md shows
+# completed items above "Decision 1"), so a tuple may mix the two.
+Decisions = tuple[PendingDecision | TakenDecision, ...] | AllClear
 
 
 @dataclass(frozen=True)
@@ -170,10 +172,12 @@ def render_decision_block(decisions: Decisions) -> str:
     if isinstance(decisions, AllClear):
         return f"**All clear, no decisions to make** - {decisions.reason}"
     lines: list[str] = []
-    for number, decision in enumerate(decisions, start=1):
+    number = 0  # taken items carry no decision number: only open decisions are counted
+    for decision in decisions:
         if isinstance(decision, TakenDecision):
             lines.append(f"- [x] **{decision.title}:** {decision.description}")
             continue
+        number += 1
         lines.append(f"- [ ] **Decision {number}: {decision.title}**")
         for index, option in enumerate(decision.options):
             lines.append(f"  - {chr(ord('a') + index)}) {_warned(option)}")

@@ -1,13 +1,17 @@
 """Structural Markdown reading shared by the PDCA and TRON validators.
 
-The text is parsed once with markdown-it-py (CommonMark). Everything the validators look at
-comes from the parser's tokens, never from substring search over the raw text, so:
+The text is parsed once with markdown-it-py (CommonMark plus GitHub's pipe tables, which the
+Web4 documents use for artifact and status lists). Everything the validators look at comes
+from the parser's tokens, never from substring search over the raw text, so:
 
 - a heading inside a fenced or indented code block is code, not a heading;
 - ``## **📋 PLAN**`` and ``## Plan`` are the same section once labels are normalised
   (``normalise_label`` strips ``**``, emoji, punctuation and case);
 - a header field is a line that *starts* with a bold label ending in a colon
-  (``**🗓️ Date:** value``; ``**Date**: value`` is accepted as the same thing).
+  (``**🗓️ Date:** value``; ``**Date**: value`` is accepted as the same thing);
+- a table cell is its own inline line (block ``"table"``): the ``|`` between columns is
+  structure, not text, so it never joins two links of different columns into a pair, while
+  an escaped ``\\|`` inside a cell stays text (the team's dual links in tables).
 """
 
 from __future__ import annotations
@@ -107,7 +111,8 @@ class InlineLine:
 
     line: int
     parts: tuple[InlinePart, ...]
-    block: str  # "heading", "paragraph" or "list" (a paragraph inside a list item)
+    # "heading", "paragraph", "list" (a paragraph inside a list item) or "table" (one cell)
+    block: str
 
     @property
     def text(self) -> str:
@@ -204,7 +209,8 @@ class MarkdownDoc:
 
 @lru_cache(maxsize=1)
 def _parser() -> MarkdownIt:
-    return MarkdownIt("commonmark")
+    # "gfm-like" would also need linkify-it-py; tables are the part of GFM the documents use.
+    return MarkdownIt("commonmark").enable("table")
 
 
 def _plain(children: list[Token]) -> str:
@@ -326,13 +332,23 @@ def parse(text: str) -> MarkdownDoc:
     return doc
 
 
+def _block_kind(opener: Token, list_depth: int) -> str:
+    if opener.type == "heading_open":
+        return "heading"
+    if opener.type in ("th_open", "td_open"):
+        return "table"
+    return "list" if list_depth else "paragraph"
+
+
 def _collect_inline(doc: MarkdownDoc, inline: Token, opener: Token, list_depth: int) -> None:
-    block = "heading" if opener.type == "heading_open" else "list" if list_depth else "paragraph"
+    block = _block_kind(opener, list_depth)
     first_line = inline.map[0] if inline.map else 0
     for offset, children in enumerate(_split_lines(inline)):
         line = first_line + offset
         doc.lines.append(InlineLine(line, _inline_parts(children, line), block))
-        if block == "heading":
+        # A cell is a value in a grid, not a labelled line: "Status: done" in a table must
+        # not become a field (nor a breadcrumb such as "Previous PDCA: …").
+        if block in ("heading", "table"):
             continue
         found = _bold_field(children, line, block) or _plain_field(children, line, block)
         if found is not None:

@@ -1,14 +1,21 @@
 """``tron_format``: the block in which the agent puts its open choices to TRON.
 
 The block sits under a heading such as ``### **To TRON: QA Decisions required**`` (older
-documents: ``### **QA Decisions**``) and takes exactly one of three forms:
+documents: ``### **QA Decisions**``; never the document's ``#`` title) and holds items of
+three forms:
 
 - pending:  ``- [ ] **Decision 1: <title>**`` each followed by options ``a) …``, ``b) …``
   (at least two real alternatives; an option that destroys data or history carries ⚠️);
 - taken:    ``- [x] <title>: <description>``;
-- clear:    a line "All clear, no decisions to make" followed by a reason.
+- clear:    a line "All clear, no decisions to make" followed by a reason (also written as
+  a checkbox, ``- [ ] **All clear, no decisions to make** - reason``).
 
-Decisions are numbered from 1, options lettered from a (``1a)`` is accepted for Decision 1).
+Taken items may stand beside pending decisions or beside "All clear" (the team's
+``PDCA.howto.decide.md`` lists completed items above the open decisions); pending decisions
+and "All clear" contradict each other. Decisions are numbered from 1, or on from the highest
+number a taken item above them carries (``- [x] Decision 1a Implemented: …`` then
+``- [ ] Decision 2``), see ``expected_numbers``; options are lettered from a (``1a)`` is
+accepted for Decision 1).
 When the request carried TRON's feedback, the answer must quote it verbatim in a fenced
 ``quote`` block under ``### **TRON Feedback (<UTC timestamp>)**``, followed by
 ``### **My Answer**``.
@@ -33,6 +40,8 @@ _CHECKBOX = re.compile(r"^\s*\[(?P<mark>[ xX])\]\s*(?P<rest>.*)$")
 _DECISION = re.compile(r"^Decision\s+(?P<number>\d+)\s*[:.)\-–]?\s*(?P<title>.*)$", re.IGNORECASE)
 _OPTION = re.compile(r"^\s*(?P<number>\d+)?(?P<letter>[a-z])\)\s*(?P<text>.*)$")
 _TAKEN = re.compile(r"^(?P<title>[^:]+?)\s*:\s*(?P<description>.+)$")
+# The number of a taken item that names its decision: "Decision 1a Implemented: …".
+_TAKEN_NUMBER = re.compile(r"^Decision\s+(?P<number>\d+)", re.IGNORECASE)
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}")
 _WARNING = ("⚠️", "⚠")
 # Actions that lose data or history: an option proposing one must carry a warning.
@@ -67,9 +76,11 @@ class Decision:
 
 
 def decision_heading(doc: MarkdownDoc) -> Heading | None:
-    """The first heading that announces the decision block (any level, outside code)."""
+    """The first heading that announces the decision block (level 2 or deeper, outside
+    code). The level-1 heading is the document's title, which may well be about decisions
+    ("# PDCA Cycle: QA Decision Format - …"), not the block."""
     for heading in doc.headings:
-        if not heading.atx:
+        if not heading.atx or heading.level == 1:
             continue
         heading_words = heading.words
         names_decisions = any(phrase_position(heading_words, w) is not None
@@ -106,6 +117,8 @@ class BlockReading:
 
     pending: list[Decision] = field(default_factory=list)
     taken: list[str] = field(default_factory=list)
+    # (line, number) of the taken items that name their decision number.
+    taken_numbers: list[tuple[int, int]] = field(default_factory=list)
     clear_lines: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
 
@@ -128,6 +141,8 @@ def _read_checkbox(mark: str, rest: str, line: InlineLine, reading: BlockReading
         reading.reasons.append(f"taken decision not in '- [x] <title>: <description>' form: "
                                f"{rest!r}")
     reading.taken.append(rest)
+    if (numbered := _TAKEN_NUMBER.match(rest)) is not None:
+        reading.taken_numbers.append((line.line, int(numbered.group("number"))))
 
 
 def read_block(lines: list[InlineLine]) -> BlockReading:
@@ -135,6 +150,12 @@ def read_block(lines: list[InlineLine]) -> BlockReading:
     for line in lines:
         text = line.text.strip()
         if not text:
+            continue
+        text_words = words(text)
+        # Before the checkbox: "- [ ] **All clear, no decisions to make** - reason" is the
+        # clear form in a checkbox, not a pending decision.
+        if phrase_position(text_words, ALL_CLEAR) is not None:
+            reading.clear_lines.append(" ".join(text_words))
             continue
         checkbox = _CHECKBOX.match(text)
         if checkbox is not None:
@@ -153,9 +174,6 @@ def read_block(lines: list[InlineLine]) -> BlockReading:
             reading.pending.append(Decision(int(bare_decision.group("number")),
                                             bare_decision.group("title").strip(), line.line))
             continue
-        text_words = words(text)
-        if phrase_position(text_words, ALL_CLEAR) is not None:
-            reading.clear_lines.append(" ".join(text_words))
     return reading
 
 
@@ -187,18 +205,37 @@ def _decision_reasons(decision: Decision, expected_number: int) -> list[str]:
     return reasons
 
 
+def expected_numbers(reading: BlockReading) -> list[int]:
+    """The number each pending decision should carry, in order.
+
+    The first starts at 1, or continues after the highest number a taken item above it
+    carries: both are team practice. "- [x] Decision 1a Implemented" then "- [ ] Decision 2"
+    goes on from this document's own decision; "- [x] Decision 1b Selected" then
+    "- [ ] Decision 1" reports TRON's answer to the previous PDCA and starts afresh. The
+    others follow one by one.
+    """
+    if not reading.pending:
+        return []
+    first = reading.pending[0]
+    above = [number for line, number in reading.taken_numbers if line < first.line]
+    start = 1
+    if above and first.number != 1:
+        start = max(above) + 1
+    return list(range(start, start + len(reading.pending)))
+
+
 def block_reasons(reading: BlockReading) -> list[str]:
     reasons = list(reading.reasons)
-    forms = [name for name, present in (("pending", reading.pending),
-                                        ("taken", reading.taken),
-                                        ("all clear", reading.clear_lines)) if present]
-    if not forms:
-        reasons.append("decision block empty: no pending decision, no taken decision "
-                       "and no 'All clear, no decisions to make' line")
+    if not (reading.pending or reading.taken or reading.clear_lines):
+        # Something that looked like a decision but was malformed is already named; "empty"
+        # would then mislead.
+        if not reasons:
+            reasons.append("decision block empty: no pending decision, no taken decision "
+                           "and no 'All clear, no decisions to make' line")
         return reasons
-    if len(forms) > 1:
-        reasons.append(f"decision block mixes forms: {' and '.join(forms)}")
-    for expected, decision in enumerate(reading.pending, start=1):
+    if reading.pending and reading.clear_lines:
+        reasons.append("decision block mixes forms: pending and all clear")
+    for expected, decision in zip(expected_numbers(reading), reading.pending, strict=True):
         reasons += _decision_reasons(decision, expected)
     for line in reading.clear_lines:
         after = line.split(ALL_CLEAR, 1)[1].split()
