@@ -340,3 +340,19 @@ def test_loragate_gate_with_a_config_outside_the_checkout(tmp_path, monkeypatch)
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert json.loads((project / "reports" / "verdict.json").read_text())["verdict"] == "cleared"
+
+
+def test_a_bad_record_in_a_test_files_prompt_set_is_a_usage_error_too(pytester, ollama_model):
+    project = user_project(pytester, prompts=['{"id": "a", "messages": []}'])
+    (project / "test_own.py").write_text(textwrap.dedent(f"""
+        import pytest
+        from loragate.gating.fixtures import score_sample
+
+        pytestmark = [pytest.mark.ship_gate, pytest.mark.harness("{HARNESS}")]
+
+        def test_own(prompt_record, generate_answer, gate_sample):
+            score_sample("{HARNESS}", prompt_record, generate_answer, gate_sample)
+        """))
+    result = pytester.runpytest("--model", "ollama:echo")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{HARNESS}.jsonl:1: field 'messages'*"])

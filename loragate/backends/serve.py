@@ -186,11 +186,22 @@ def run(args: argparse.Namespace) -> int:
         print(f"Ollama answers at {base}; use --model ollama:NAME "
               f"(or openai:{base}/v1#NAME)")
         return 0
+    from loragate.config import DEFAULT_CONFIG, BackendSettings
+
     try:
-        settings = load_config(args.config, check_paths=False).backend
+        if args.config == str(DEFAULT_CONFIG) and not Path(args.config).is_file():
+            # Serving needs no project: outside a checkout the backend defaults serve.
+            settings = BackendSettings()
+        else:
+            settings = load_config(args.config, check_paths=False, gating_only=True).backend
     except ConfigError as exc:
         print(f"loragate serve: {exc}", file=sys.stderr)
         return 2
+    model = Path(str(args.model).removeprefix("gguf:"))
+    if not model.is_file():
+        print(f"loragate serve: {model}: GGUF model not found", file=sys.stderr)
+        return 2
+    args.model = model
     alias = args.alias or args.model.stem
     try:
         with _stop_signals_raise(), running_server(

@@ -292,7 +292,22 @@ def canary_records(state: GateSession, kind: str = "canary") -> list[dict[str, A
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """One item per record. A bad prompt or canary file is a usage error of the session (exit
+    4), raised after collection: raised here, pytest would report a collection error of the
+    test module instead (exit 2)."""
     state = session_of(metafunc.config)
+    done: set[str] = set()
+    try:
+        _parametrize_records(metafunc, state, done)
+    except pytest.UsageError as exc:
+        state.usage_errors.append(str(exc))
+        for name in ("prompt_record", "canary_record", "forgetting_record"):
+            if name in metafunc.fixturenames and name not in done:
+                metafunc.parametrize(name, [])
+
+
+def _parametrize_records(metafunc: pytest.Metafunc, state: GateSession, done: set[str]
+                         ) -> None:
     if not metafunc.config.getoption("model"):
         # Deselected by the plugin; the prompt files need not even exist without a model.
         for name in ("prompt_record", "canary_record", "forgetting_record"):
@@ -306,6 +321,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                                     "@pytest.mark.harness(NAME)")
         records = harness_records(state, marker.args[0])
         metafunc.parametrize("prompt_record", records, ids=[r["id"] for r in records])
+        done.add("prompt_record")
         repeats = metafunc.config.getoption("repeats")
         if repeats > 1 and "loragate_repeat" in metafunc.fixturenames:
             metafunc.parametrize("loragate_repeat", range(repeats),
@@ -314,6 +330,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if name in metafunc.fixturenames:
             records = canary_records(state, kind)
             metafunc.parametrize(name, records, ids=[r["id"] for r in records])
+            done.add(name)
 
 
 def messages_digest(messages: list[dict[str, str]]) -> str:

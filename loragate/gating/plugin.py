@@ -178,6 +178,8 @@ class VerdictPlugin:
     def pytest_collection_modifyitems(self, session: pytest.Session,
                                       items: list[pytest.Item]) -> None:
         state = self.state
+        if state.usage_errors:
+            raise pytest.UsageError(state.usage_errors[0])
         if not self.config.getoption("model"):
             self._deselect_model_items(items)
         elif state.active:

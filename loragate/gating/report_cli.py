@@ -8,10 +8,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from loragate.gating.report import render_compare_html, render_html, render_text
-from loragate.gating.verdict import SCHEMA, reverdict
+from loragate.gating.verdict import EXIT_STATUS, SCHEMA, reverdict
+
+EXIT_USAGE = 2
+
+
+class ReportInputError(SystemExit):
+    """A verdict file or an option that cannot be used: one line on stderr, exit status 2
+    (the verdict's own statuses, 0/1/6, stay for the verdict)."""
+
+    def __init__(self, message: str) -> None:
+        print(message, file=sys.stderr)
+        super().__init__(EXIT_USAGE)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +59,7 @@ def parse_thresholds(values: list[str]) -> dict[str, float]:
                 raise ValueError
             thresholds[name.strip()] = float(number)
         except ValueError:
-            raise SystemExit(
+            raise ReportInputError(
                 f"loragate report: --threshold wants HARNESS=VALUE, got {value!r}"
             ) from None
     return thresholds
@@ -51,13 +67,18 @@ def parse_thresholds(values: list[str]) -> dict[str, float]:
 
 def load_verdict(path: Path) -> dict:
     if not path.is_file():
-        raise SystemExit(f"loragate report: {path}: no such verdict file")
+        raise ReportInputError(f"loragate report: {path}: no such verdict file")
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ReportInputError(f"loragate report: {path}: not UTF-8 text (byte {exc.start})"
+                               ) from None
     except json.JSONDecodeError as exc:
-        raise SystemExit(f"loragate report: {path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
-    if document.get("schema") != SCHEMA:
-        raise SystemExit(f"loragate report: {path}: field 'schema' is "
+        raise ReportInputError(f"loragate report: {path}:{exc.lineno}: invalid JSON: {exc.msg}"
+                               ) from None
+    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
+        document = document if isinstance(document, dict) else {}
+        raise ReportInputError(f"loragate report: {path}: field 'schema' is "
                          f"{document.get('schema')!r}, expected {SCHEMA!r}")
     return document
 
@@ -66,9 +87,9 @@ def run(args: argparse.Namespace) -> int:
     if args.compare:
         return run_compare(args)
     if args.verdict is None:
-        raise SystemExit("loragate report: give a verdict JSON, or --compare OLD NEW")
+        raise ReportInputError("loragate report: give a verdict JSON, or --compare OLD NEW")
     if args.markdown:
-        raise SystemExit("loragate report: --markdown goes with --compare")
+        raise ReportInputError("loragate report: --markdown goes with --compare")
     document = load_verdict(args.verdict)
     thresholds = parse_thresholds(args.threshold)
     if thresholds or args.overall_target is not None or args.gate_confidence:
@@ -77,14 +98,14 @@ def run(args: argparse.Namespace) -> int:
                                  overall_target=args.overall_target,
                                  confidence=args.gate_confidence)
         except KeyError as exc:
-            raise SystemExit(f"loragate report: {exc.args[0]}") from None
+            raise ReportInputError(f"loragate report: {exc.args[0]}") from None
         if args.output:
             args.output.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     html_path = args.html or args.verdict.with_suffix(".html")
     html_path.write_text(render_html(document), encoding="utf-8")
     print(render_text(document))
     print(f"\nHTML report: {html_path}")
-    return 0 if document["verdict"] == "cleared" else 1
+    return EXIT_STATUS.get(document["verdict"], 1)
 
 
 def run_compare(args: argparse.Namespace) -> int:
@@ -92,13 +113,14 @@ def run_compare(args: argparse.Namespace) -> int:
     from loragate.gating.compare import compare_verdicts, label_for, render_markdown
 
     if args.verdict is not None:
-        raise SystemExit("loragate report: give either a verdict or --compare OLD NEW, not both")
+        raise ReportInputError(
+            "loragate report: give either a verdict or --compare OLD NEW, not both")
     ignored = [flag for flag, given in (("--threshold", args.threshold),
                                         ("--overall-target", args.overall_target is not None),
                                         ("--gate-confidence", args.gate_confidence),
                                         ("--output", args.output)) if given]
     if ignored:
-        raise SystemExit(f"loragate report: {', '.join(ignored)} cannot go with --compare "
+        raise ReportInputError(f"loragate report: {', '.join(ignored)} cannot go with --compare "
                          "(re-verdict each file first, with --output)")
     old_path, new_path = args.compare
     old_label, new_label = label_for(old_path), label_for(new_path)

@@ -55,6 +55,7 @@ class GateSession:
     # verdict names these, so an infrastructure failure never reads as a model failure.
     fatal: list[str] = field(default_factory=list)
     aborted: bool = False  # the session stopped before any sample (the model did not open)
+    usage_errors: list[str] = field(default_factory=list)  # found while parametrizing
     document: dict[str, Any] | None = None
 
     @classmethod
