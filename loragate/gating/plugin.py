@@ -102,6 +102,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--temperature", type=float, default=0.7,
                     help="sampling temperature for gate generation (default: 0.7, the plan's)")
     group.addoption("--seed", type=int, default=42, help="generation seed (default: 42)")
+    group.addoption("--concurrency", type=positive_int, default=None, metavar="N",
+                    help="answers generated ahead together: N sequences in one llama.cpp "
+                         "batch, or N requests in flight to a server (default: "
+                         "backend.concurrency, else per backend kind: gguf 8, openai 8, "
+                         "ollama 4, hf 1); 1 generates each answer when its item runs")
     group.addoption("--repeats", type=positive_int, default=1, metavar="K",
                     help="sample every gate prompt K times, with seeds seed .. seed+K-1 "
                          "(default: 1); the verdict lists the flaky prompts")
@@ -171,6 +176,7 @@ class VerdictPlugin:
     def __init__(self, config: pytest.Config, state: GateSession) -> None:
         self.config = config
         self.state = state
+        self.ahead: Any = None  # loragate.gating.ahead.AheadState when answers go ahead
 
     # -- collection ---------------------------------------------------------------------------
 
@@ -221,9 +227,29 @@ class VerdictPlugin:
             state.fatal.append(str(exc))
             state.aborted = True
             pytest.exit(f"loragate: the gate cannot run: {exc}", returncode=EXIT_GATE_ERROR)
+        self._plan_ahead(session)
+
+    def _plan_ahead(self, session: pytest.Session) -> None:
+        """Generate answers ahead in windows, unless it cannot help: one at a time asked,
+        no cache to hold them, or under xdist (a worker does not know its next items)."""
+        from loragate.gating.ahead import concurrency_for, plan
+
+        model = self.state.backends.get("model")
+        if model is None or _is_worker(self.config) or self.config.getoption("no_cache"):
+            return
+        concurrency = concurrency_for(self.config, model)
+        if concurrency > 1:
+            self.ahead = plan(session.items, concurrency)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        self._skip_when_decided(item)
+        if self.ahead is not None:
+            from loragate.gating.ahead import generate_window
+
+            generate_window(item, item.session.items, self.ahead)
+
+    def _skip_when_decided(self, item: pytest.Item) -> None:
         if not self.config.getoption("fail_fast_gates"):
             return
         harness = _harness_of(item)
@@ -306,6 +332,9 @@ class VerdictPlugin:
         state = self.state
         if _is_worker(self.config) or not state.active:
             return
+        if self.ahead is not None:
+            self.ahead.close()
+            state.metrics["ahead"] = self.ahead.summary()
         if not (state.has_records or state.fatal or state.aborted):
             return
         document = self.document()
