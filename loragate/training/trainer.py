@@ -52,7 +52,10 @@ from loragate.training.data import (
 )
 from loragate.training.formatting import EncodedSet, build_dataset, make_collator
 from loragate.training.replay import (
+    check_replay_prompts,
+    load_replay_prompts,
     mix_replay,
+    replay_count,
     replay_enabled,
     replay_path,
     replay_samples,
@@ -283,9 +286,14 @@ def protected_prompts(config: Any) -> list[ProtectedPrompt]:
     return protected + gate_prompts(config)
 
 
-def prepare_data(config: Any, tokenizer: PreTrainedTokenizerBase) -> PreparedData:
+def prepare_data(config: Any, tokenizer: PreTrainedTokenizerBase, *,
+                 replay_unbuilt_ok: bool = False) -> PreparedData:
     """Load, validate, dedupe, mix in the replay set, leak-check and tokenize the training
-    and hold-out sets."""
+    and hold-out sets.
+
+    With ``replay_unbuilt_ok`` (a dry run) a replay set not built yet is left out, its
+    prompts are still leak-checked and ``replay`` says how many samples it will add.
+    """
     args = config.data_args
     train_report = load_samples(
         config.dataset_files, skip_invalid=args.skip_invalid_lines, dedupe=args.dedupe
@@ -299,13 +307,17 @@ def prepare_data(config: Any, tokenizer: PreTrainedTokenizerBase) -> PreparedDat
     protected += gate_prompts(config)
     domain = train_report.samples
     replay: dict[str, Any] | None = None
-    if replay_enabled(config):
+    if replay_enabled(config) and replay_unbuilt_ok and not replay_path(config).is_file():
+        check_replay_prompts(load_replay_prompts(args.replay_prompts), protected)
+        replay = {"ratio": args.replay_ratio, "built": False, "file": str(replay_path(config)),
+                  "samples": replay_count(len(domain), args.replay_ratio)}
+    elif replay_enabled(config):
         available = replay_samples(config)
         train_report.samples = mix_replay(domain, available, args.replay_ratio,
                                           config.training_args.seed)
         mixed = len(train_report.samples) - len(domain)
-        replay = {"ratio": args.replay_ratio, "samples": mixed, "usable_answers": len(available),
-                  "file": str(replay_path(config))}
+        replay = {"ratio": args.replay_ratio, "built": True, "samples": mixed,
+                  "usable_answers": len(available), "file": str(replay_path(config))}
     # The replay samples go through the same check: none may be a held-out or gate prompt.
     if args.allow_eval_leak:
         leaks = find_leaks(train_report.samples, protected)
@@ -1034,6 +1046,54 @@ def _progress(config: Any, state: Any, ledger: Any) -> dict[str, Any]:
         "runs": runs,
         "warnings": warnings_seen,
     }
+
+
+def plan_of(config: Any, data: PreparedData, world_size: int = 1) -> dict[str, Any]:
+    """The plan a run of ``config`` on ``data`` follows, and where it would start: what
+    ``loragate train --dry-run`` prints. Counts steps as the installed Trainer does."""
+    ta = config.training_args
+    samples = len(data.train.dataset)
+    replay = data.replay or {}
+    pending = int(replay.get("samples", 0)) if replay.get("built") is False else 0
+    total = samples + pending
+    per_device = ta.per_device_train_batch_size * world_size
+    drop_last = bool((ta.model_extra or {}).get("dataloader_drop_last", False))
+    batches = total // per_device if drop_last else math.ceil(total / per_device)
+    per_epoch = steps_per_epoch(batches, ta.gradient_accumulation_steps)
+    planned = ta.max_steps if ta.max_steps > 0 else math.ceil(ta.num_train_epochs * per_epoch)
+    warmup = ta.warmup_steps or math.ceil(ta.warmup_ratio * planned)
+    budget = config.training.time_budget
+    plan = {
+        "training samples": f"{samples}" + (f" (+{pending} replay samples once the replay "
+                                             "set is built)" if pending else ""),
+        "replay": (f"{replay.get('samples')} samples, ratio {replay.get('ratio')}"
+                   if replay else "off"),
+        "held-out samples": len(data.eval.dataset) if data.eval else 0,
+        "steps per epoch": per_epoch,
+        "planned steps": planned,
+        "planned epochs": round(planned / per_epoch, 4) if ta.max_steps > 0
+        else ta.num_train_epochs,
+        "schedule": f"{ta.lr_scheduler_type}, peak learning rate {ta.learning_rate:g}, "
+                    f"{warmup} warm-up steps, gradient clipping at {ta.max_grad_norm:g}",
+        "time budget": f"{budget:g} s per run" if budget else "none",
+        "next run": _next_run(config),
+    }
+    return plan
+
+
+def _next_run(config: Any) -> str:
+    output_dir = Path(config.output_dir)
+    try:
+        run_hash = current_inputs_hash(config)
+    except (OSError, ValueError) as exc:
+        return f"unknown ({exc})"
+    if completed_run_hash(output_dir) == run_hash:
+        return f"reuses the finished adapter in {output_dir}"
+    resume_from, _ = _resume_point(output_dir, run_hash, force=False)
+    if resume_from is None:
+        return "starts at step 0"
+    runs = len(_prior_runs(resume_from).get("runs") or [])
+    return f"resumes from {resume_from} (run {runs + 1})"
 
 
 def partial_note(stats: dict[str, Any]) -> str:
