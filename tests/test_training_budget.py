@@ -215,3 +215,121 @@ def test_stats_of_version_1_still_count_as_complete(tmp_path: Path) -> None:
     (tmp_path / STATS_FILE).write_text(json.dumps({"completed": True, "complete": False,
                                                    "inputs_hash": "abc"}))
     assert trainer_mod.completed_run_hash(tmp_path) is None
+
+
+def test_the_step1_check_fails_a_partly_trained_adapter_saying_how_far_it_got(
+        tmp_path: Path, tiny_llama_dir: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    config = tiny_config(tmp_path, tiny_llama_dir, max_steps=3, save_steps=100)
+    run(config, budget_steps=1)
+    junit = tmp_path / "junit.xml"
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "training/test_step1_checks.py", "-k",
+         "run_completed", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+         f"--junitxml={junit}"],
+        cwd=repo, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "LORAGATE_RUN_DIR": str(config.output_dir)})
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "partly trained: 1 of 3 planned steps (33%), 0.17 of 0.5 epochs in 1 run(s), " \
+           "stopped by time budget" in done.stdout
+    # The figure reaches the verdict's metrics even though the check fails.
+    report = junit.read_text()
+    assert "completed_fraction" in report and "0.3333" in report
+
+
+def test_cli_stops_at_its_budget_builds_the_replay_set_and_resumes(
+        tmp_path: Path, tiny_llama_dir: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from loragate.backends import spec
+    from loragate.training.cli import main
+    from tests.test_training_replay import scripted
+    from tests.test_training_run import write_config_file
+
+    # The base GGUF is built for real; the random-init model never ends an answer, so the
+    # answers come from a scripted base (echoing the prompt) opened in its place.
+    opened: list[str] = []
+    _, open_scripted = scripted()
+    monkeypatch.setattr(spec, "open_backend", lambda model, settings, cache=None: (
+        opened.append(model), open_scripted(model, settings, cache))[1])
+
+    config = tiny_config(tmp_path, tiny_llama_dir, max_steps=3, save_steps=100)
+    config.data_args.replay_ratio = 0.2
+    prompts = tmp_path / "replay_prompts.jsonl"
+    prompts.write_text('{"id": "r1", "prompt": "Name a season."}\n'
+                       '{"id": "r2", "prompt": "Name a month."}\n')
+    config.data_args.replay_prompts = prompts
+    config.data_args.replay_max_tokens = 16
+    config.backend.cache_path = tmp_path / "responses.sqlite"
+    config.backend.n_ctx = 256
+    config_file = write_config_file(tmp_path, config)
+    out = Path(config.output_dir)
+
+    # Any real run is longer than a millisecond: the run stops after its first step.
+    assert main(["--config", str(config_file), "--time-budget", "0.001"]) == 0
+    captured = capsys.readouterr()
+    assert "replay set built" in captured.err
+    assert (out / "replay" / "replay.jsonl").is_file()
+    assert opened == [f"gguf:{out / 'base-gguf' / 'base.Q4_K_M.gguf'}"]
+    assert Path(opened[0][5:]).is_file()
+    assert "training stopped at the time budget after 1 of 3 steps (33%)" in captured.err
+    assert "plan: 1 of 3 steps (33%)" in captured.out and "(partly trained)" in captured.out
+
+    assert main(["--config", str(config_file)]) == 0
+    captured = capsys.readouterr()
+    assert "replay set reused" in captured.err
+    assert "resumed from checkpoint-1 (run 2)" in captured.err
+    assert "plan: 3 of 3 steps (100%)" in captured.out
+    stats = json.loads((out / STATS_FILE).read_text())
+    assert stats["complete"] and len(stats["runs"]) == 2
+    assert stats["data"]["replay"]["samples"] == 3  # 12 domain samples, 0.2 of the mix
+
+
+SKEWED_CLOCK_RUN = """
+import itertools, os, sys
+from loragate.config import load_config
+from loragate.training.trainer import train
+
+# Process 0 sees 1000 s pass between any two readings, process 1 sees no time pass at all.
+ticks = itertools.count()
+clock = (lambda: 1000.0 * next(ticks)) if os.environ["RANK"] == "0" else (lambda: 0.0)
+config = load_config(sys.argv[1], check_paths=False)
+train(config, clock=clock)
+"""
+
+
+def test_two_processes_stop_at_the_budget_together(tmp_path: Path, tiny_llama_dir: Path) -> None:
+    """Each process reads its own clock. Here only process 0 runs out of time: process 1
+    must stop at the same step, or the process that goes on waits for the other forever."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.test_training_run import REPO, write_config_file
+
+    config = tiny_config(tmp_path, tiny_llama_dir, max_steps=3, save_steps=100)
+    config.training.time_budget = 1500.0
+    config_file = write_config_file(tmp_path, config)
+    script = tmp_path / "skewed.py"
+    script.write_text(SKEWED_CLOCK_RUN)
+    pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=pythonpath)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node", "2", str(script), str(config_file)]
+    with subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, start_new_session=True) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=240)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+            pytest.fail(f"the 2-process run did not finish in 240 s:\n{stderr[-3000:]}")
+    assert proc.returncode == 0, stderr[-3000:]
+    stats = json.loads((Path(config.output_dir) / STATS_FILE).read_text())
+    assert stats["world_size"] == 2
+    assert (stats["completed_steps"], stats["stopped_by"]) == (1, "time budget")
+    assert trainer_mod.checkpoint_problem(Path(config.output_dir) / "checkpoint-1") is None
