@@ -1,7 +1,9 @@
 """``loragate train``: Step 1, train the LoRA adapter from the config's JSONL data.
 
-Skips the work when the output folder already holds an adapter trained from the same inputs
-(config + data + base model), unless ``--force``. Runs unchanged under ``torchrun``:
+Skips the work when the output folder already holds an adapter trained to the end of its plan
+from the same inputs (config + data + base model), unless ``--force``; resumes a partly trained
+one (a run stopped at ``--time-budget`` / ``training.time_budget``, or killed) from its last
+checkpoint. Runs unchanged under ``torchrun``:
 ``python -m torch.distributed.run --nproc_per_node 2 -m loragate.training.cli --config ...``.
 """
 
@@ -29,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", type=Path, default=None, metavar="DIR",
                         help="override the config's output_dir")
     parser.add_argument("--max-steps", type=int, default=None, metavar="N",
-                        help="stop after N optimizer steps (a quick check of the code path)")
+                        help="plan N optimizer steps instead of the config's (the schedule "
+                             "follows them; a quick check of the code path)")
     parser.add_argument("--check-data", action="store_true",
                         help="only load, validate and leak-check the data, then exit")
     parser.add_argument("--dry-run", action="store_true",
