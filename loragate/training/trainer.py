@@ -162,7 +162,8 @@ def choose_precision(device: str, want_bf16: bool, want_fp16: bool) -> Precision
 
 
 # Settings that do not change the adapter: how long one run may take (a budgeted run resumes
-# into the same adapter), and where the replay prompts are (their content is in data_hash).
+# into the same adapter), and where the replay prompts are (the replay set, prompts and
+# answers, is in data_hash).
 NOT_HASHED_TRAINING = {"time_budget"}
 REPLAY_FIELDS = {"replay_ratio", "replay_prompts", "replay_max_tokens"}
 
@@ -532,7 +533,6 @@ def trainer_class() -> type:
             return sampler
 
     return LoragateTrainer
-
 
 
 def steps_per_epoch(batches_per_epoch: int, gradient_accumulation_steps: int) -> int:
