@@ -22,7 +22,14 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from loragate.harnesses.registry import BUILTINS
 from loragate.textfiles import InputFileError, parse_json, read_text
@@ -132,6 +139,18 @@ class DataArgs(_Strict):
     allow_eval_leak: bool = Field(
         False, description="accept training prompts equal to held-out or gate prompts")
     dedupe: bool = Field(True, description="drop duplicate training samples")
+    replay_ratio: float = Field(
+        0.0, ge=0, le=0.9,
+        description="share of the training mix made of replay samples: general prompts "
+                    "answered by the base model itself, so training keeps what the base "
+                    "knew; 0: no replay")
+    replay_prompts: Path = Field(
+        Path("data/replay_prompts.jsonl"),
+        description="the replay set's prompts (JSONL, 'id' and 'prompt'); read when "
+                    "replay_ratio > 0")
+    replay_max_tokens: int = Field(
+        512, ge=16, description="answer length cap when the base answers the replay prompts; "
+                                "an answer cut at the cap is not trained on")
 
 
 class BaseModelSource(_Strict):
@@ -151,6 +170,41 @@ class TrainingSettings(_Strict):
         (0.4, 1.5), description="the final training loss the Step 1 check expects")
     grad_norm_warning: float = Field(
         5.0, gt=0, description="a gradient norm above this after warm-up is flagged")
+    time_budget: float | None = Field(
+        None, gt=0,
+        description="wall-clock seconds one training run may take (a number, or a string "
+                    "like '45m', '2h', '1h30m', '90s'); at the budget the run saves a "
+                    "checkpoint and stops, and the next run with the same inputs resumes "
+                    "it; none: no limit")
+
+    @field_validator("time_budget", mode="before")
+    @classmethod
+    def _duration_in_seconds(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str) else value
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(h|m|s)", re.IGNORECASE)
+_DURATION_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds of a duration written as '45m', '2h', '1h30m', '90s' or a bare number of
+    seconds; 'none' or an empty string: no limit. Raises ValueError naming the text."""
+    cleaned = text.strip().lower()
+    if cleaned in ("", "none", "off"):
+        return None
+    try:
+        return float(cleaned)
+    except ValueError:
+        pass
+    parts = _DURATION.findall(cleaned)
+    if not parts or _DURATION.sub("", cleaned).strip():
+        raise ValueError(f"{text!r} is not a duration; write seconds or e.g. '45m', '2h', "
+                         "'1h30m', '90s'")
+    units = [unit.lower() for _, unit in parts]
+    if len(set(units)) != len(units):
+        raise ValueError(f"{text!r} is not a duration: a unit is given twice")
+    return sum(float(number) * _DURATION_SECONDS[unit.lower()] for number, unit in parts)
 
 
 class ModelfileSettings(_Strict):
@@ -461,6 +515,10 @@ def _check_data_paths_exist(config: LoragateConfig, path: Path) -> None:
     ]
     if config.eval_file is not None and not config.eval_file.is_file():
         missing.append(f"  {path}: field 'eval_file': file not found: {config.eval_file}")
+    replay = config.data_args.replay_prompts
+    if config.data_args.replay_ratio > 0 and not replay.is_file():
+        missing.append(f"  {path}: field 'data_args.replay_prompts': file not found: {replay} "
+                       "(needed because data_args.replay_ratio > 0)")
     if missing:
         raise ConfigError(f"{path}: {len(missing)} missing data file(s)\n" + "\n".join(missing))
 

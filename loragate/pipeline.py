@@ -1,7 +1,9 @@
 """``loragate gate`` and ``loragate pipeline``: the stages in order, then the verdicts.
 
-The pipeline trains (or reuses) the adapter, packages it (or reuses the package), builds the
-untuned base's GGUF for the baseline, then runs pytest twice in a subprocess: the Step 1/2
+The pipeline builds the untuned base's GGUF (the baseline, and with ``data_args.replay_ratio``
+the model that answers the replay set), trains (reuses, or resumes a partly trained) adapter
+within ``training.time_budget``, packages it (or reuses the package), then runs pytest twice
+in a subprocess: the Step 1/2
 checks, the six harnesses, the canaries and the smoke tests against the tuned model (verdict
 ``reports/verdict-tuned.json``, copied to ``reports/verdict.json`` with ``report.html``), and
 the same gates against the untuned base (``reports/verdict-base.json``). Every stage reuses its
@@ -49,6 +51,8 @@ class StageTiming:
 class PipelineReport:
     timings: list[StageTiming] = field(default_factory=list)
     verdicts: dict[str, str] = field(default_factory=dict)
+    # How much of the training plan the adapter has had (training_stats.json's figures).
+    training: dict[str, Any] | None = None
 
     @contextmanager
     def stage(self, name: str) -> Iterator[StageTiming]:
@@ -151,6 +155,10 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
                         help="do not gate the untuned base model")
     parser.add_argument("--no-cache", action="store_true",
                         help="generate every answer again (ignore the response cache)")
+    parser.add_argument("--time-budget", type=_duration, default=None, metavar="DURATION",
+                        help="stop training at DURATION (e.g. 45m, 2h; 'none': no limit) with "
+                             "a checkpoint, then package and gate the partly trained adapter; "
+                             "the next run resumes it (default: training.time_budget)")
     parser.add_argument("pytest_args", nargs=argparse.REMAINDER,
                         help="after --: more pytest options for the verdict runs")
 
@@ -160,6 +168,8 @@ def run_pipeline(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     check_modelfile_system(config)  # before training: packaging would refuse it hours later
+    if getattr(args, "time_budget", None) is not None:
+        config.training.time_budget = None if args.time_budget == "none" else args.time_budget
     report = PipelineReport()
     reports = config.reports.dir
     reports.mkdir(parents=True, exist_ok=True)
@@ -167,12 +177,16 @@ def run_pipeline(args: argparse.Namespace) -> int:
     if args.no_cache:
         extra.append("--no-cache")
 
-    with report.stage("train") as timing:
-        adapter_dir = train_stage(config, force=args.force, timing=timing)
-    with report.stage("package") as timing:
-        package = package_stage(config, adapter_dir, force=args.force, timing=timing)
+    # The base GGUF comes first: it answers the replay set that training mixes in.
     with report.stage("base-gguf") as timing:
         base_gguf = base_gguf_stage(config, force=args.force, timing=timing)
+    if replay_enabled(config):
+        with report.stage("replay") as timing:
+            replay_stage(config, base_gguf, force=args.force, timing=timing)
+    with report.stage("train") as timing:
+        adapter_dir = train_stage(config, force=args.force, timing=timing, report=report)
+    with report.stage("package") as timing:
+        package = package_stage(config, adapter_dir, force=args.force, timing=timing)
 
     tuned_spec, base_spec = f"gguf:{package['gguf']}", f"gguf:{base_gguf}"
     env = {"LORAGATE_RUN_DIR": str(adapter_dir), "LORAGATE_PACKAGE_DIR": str(package["dir"]),
@@ -216,16 +230,65 @@ def _verdict_word(path: Path) -> str:
     return f"({document['verdict']})" if document else "(no verdict written)"
 
 
-def train_stage(config: LoragateConfig, *, force: bool, timing: StageTiming) -> Path:
-    from loragate.training.trainer import train
+def _duration(text: str) -> float | str:
+    from loragate.training.cli import duration
+
+    return duration(text)
+
+
+def replay_enabled(config: LoragateConfig) -> bool:
+    return config.data_args.replay_ratio > 0
+
+
+def replay_stage(config: LoragateConfig, base_gguf: Path, *, force: bool,
+                 timing: StageTiming) -> Path:
+    """The replay set: the base GGUF's own answers to the replay prompts, rebuilt only when
+    the base's digest, the prompts, the system prompt or the answer cap changed."""
+    from loragate.training.replay import build_replay_set
+    from loragate.training.trainer import protected_prompts
+
+    built = build_replay_set(config, base_gguf, protected_prompts(config), force=force)
+    timing.reused = built.reused
+    timing.detail = (f"({built.usable} of {built.answers} answers usable, "
+                     f"base {built.base_digest[:12]})")
+    return built.path
+
+
+def train_stage(config: LoragateConfig, *, force: bool, timing: StageTiming,
+                report: PipelineReport | None = None) -> Path:
+    from loragate.training.trainer import describe_progress, partial_note, plan_complete, train
 
     outcome = train(config, force=force)
+    stats = outcome.stats
     timing.reused = outcome.skipped
-    loss = outcome.stats.get("eval_loss")
-    base_loss = outcome.stats.get("base_eval_loss")
+    loss = stats.get("eval_loss")
+    base_loss = stats.get("base_eval_loss")
+    parts = [describe_progress(stats)] if stats.get("planned_steps") else []
     if loss is not None and base_loss is not None:
-        timing.detail = f"(eval loss {base_loss:.3f} -> {loss:.3f})"
+        parts.append(f"eval loss {base_loss:.3f} -> {loss:.3f}")
+    complete = plan_complete(stats)
+    if not complete:
+        parts.append("partly trained")
+    timing.detail = f"({', '.join(parts)})" if parts else ""
+    if report is not None:
+        report.training = training_progress(stats)
+    if not complete:
+        # Allowed on purpose: the verdict of a partly trained adapter shows how far the plan
+        # has got; its Step 1 check test_run_completed blocks it until the plan is done.
+        print(f"loragate: {partial_note(stats)}", flush=True)
+        print("loragate: packaging and gating the partly trained adapter anyway; its verdict "
+              "stays blocked by training/test_step1_checks.py::test_run_completed until the "
+              "plan is done", flush=True)
     return adapter_dir_of(outcome.output_dir)
+
+
+def training_progress(stats: dict[str, Any]) -> dict[str, Any]:
+    """The plan figures of training_stats.json that the summary shows."""
+    from loragate.training.trainer import describe_progress, plan_complete
+
+    return {"complete": plan_complete(stats), "text": describe_progress(stats),
+            "completed_fraction": stats.get("completed_fraction"),
+            "time_budget_s": stats.get("time_budget_s")}
 
 
 def adapter_dir_of(output_dir: Path) -> Path:
@@ -279,8 +342,11 @@ def base_gguf_stage(config: LoragateConfig, *, force: bool, timing: StageTiming)
 
 
 def timings_payload(report: PipelineReport) -> dict[str, Any]:
-    return {"stages": [asdict(t) for t in report.timings],
-            "total_s": round(sum(t.seconds for t in report.timings), 1)}
+    payload: dict[str, Any] = {"stages": [asdict(t) for t in report.timings],
+                               "total_s": round(sum(t.seconds for t in report.timings), 1)}
+    if report.training is not None:
+        payload["training"] = report.training
+    return payload
 
 
 def write_timings(path: Path, report: PipelineReport) -> None:
@@ -314,6 +380,11 @@ def print_summary(report: PipelineReport, tuned: dict | None, base: dict | None,
     for timing in report.timings:
         reused = " (reused)" if timing.reused else ""
         out(f"  {timing.stage:<15} {timing.seconds:>8.1f} s{reused}")
+    if report.training is not None:
+        progress = report.training
+        state = "complete" if progress["complete"] else \
+            "PARTLY TRAINED: run the pipeline again to resume"
+        out(f"training plan: {progress['text']} ({state})")
     if base is not None:
         out("")
         out(f"untuned base: {base['verdict'].upper()} "

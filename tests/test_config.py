@@ -50,7 +50,8 @@ def test_plan_format_loads_unchanged_and_paths_resolve_against_project_root(tmp_
     assert config.gates.overall_target == 90
 
 
-@pytest.mark.parametrize("profile", ["balanced_training.json", "tiny_cpu.json"])
+@pytest.mark.parametrize("profile", ["balanced_training.json", "tiny_cpu.json",
+                                     "tiny_cpu_full.json", "tiny_gpu.json"])
 def test_bundled_profiles_validate(profile):
     config = load_config(REPO / "config" / profile, check_paths=False)
     assert config.lora_config.r == 16

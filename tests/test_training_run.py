@@ -84,8 +84,15 @@ def test_run_writes_a_safetensors_adapter_and_stats_then_is_reused(
     assert list((out / "runs").rglob("events.out.tfevents.*"))
     assert not (Path.cwd() / "runs").exists()
     stats = json.loads((out / STATS_FILE).read_text())
-    assert stats["completed"] is True
+    assert stats["completed"] is True and stats["complete"] is True
     assert stats["global_step"] == 4
+    assert (stats["planned_steps"], stats["completed_steps"], stats["completed_fraction"]) == \
+        (4, 4, 1.0)
+    assert (stats["planned_epochs"], stats["completed_epochs"]) == (pytest.approx(0.6667),
+                                                                    pytest.approx(0.6667))
+    assert [(r["run"], r["steps"], r["ended"]) for r in stats["runs"]] == [
+        (1, 4, "plan complete")]
+    assert stats["time_budget_s"] is None
     assert stats["seed"] == 42
     assert stats["device"] == "cpu" and stats["precision"] == "fp32"
     for key in ("train_loss", "eval_loss", "base_eval_loss", "supervised_tokens_per_second",
@@ -134,6 +141,7 @@ def test_forced_nan_stops_the_run_and_keeps_the_last_good_checkpoint(
     assert not (out / ADAPTER_WEIGHTS).exists()
     stats = json.loads((out / STATS_FILE).read_text())
     assert stats["completed"] is False and stats["nan_detected"] is True
+    assert stats["complete"] is False
     assert stats["stopped_at_step"] == 3
     assert stats["last_good_checkpoint"].endswith("checkpoint-2")
 
@@ -164,7 +172,11 @@ def test_resume_continues_from_the_saved_step(tmp_path: Path, tiny_llama_dir: Pa
     outcome = train(config)
     assert outcome.stats["resumed_from_step"] == 2
     assert outcome.stats["global_step"] == 4
-    assert [h["step"] for h in outcome.stats["loss_history"]] == [3, 4]
+    # The history covers the whole plan: steps 1-2 come from checkpoint-2's log.
+    assert [h["step"] for h in outcome.stats["loss_history"]] == [1, 2, 3, 4]
+    assert outcome.stats["complete"] is True
+    assert [(r["to_step"], r["ended"]) for r in outcome.stats["runs"]] == [
+        (2, "interrupted"), (4, "plan complete")]
 
     # --force starts over: no resume, earlier checkpoints dropped.
     fresh = train(config, force=True)
@@ -203,7 +215,7 @@ def test_a_checkpoint_left_incomplete_is_skipped_and_training_resumes_from_the_l
     assert (name in message) if how != "cut" else ("cut short or unreadable" in message)
     assert outcome.stats["resumed_from_step"] == 2
     assert outcome.stats["global_step"] == 6
-    assert [h["step"] for h in outcome.stats["loss_history"]] == [3, 4, 5, 6]
+    assert [h["step"] for h in outcome.stats["loss_history"]] == [1, 2, 3, 4, 5, 6]
     assert any("checkpoint-4 is incomplete" in note for note in outcome.notes)
     assert trainer_mod.checkpoint_problem(out / "checkpoint-4") is None  # saved again, whole
 

@@ -1,7 +1,9 @@
 """``loragate train``: Step 1, train the LoRA adapter from the config's JSONL data.
 
-Skips the work when the output folder already holds an adapter trained from the same inputs
-(config + data + base model), unless ``--force``. Runs unchanged under ``torchrun``:
+Skips the work when the output folder already holds an adapter trained to the end of its plan
+from the same inputs (config + data + base model), unless ``--force``; resumes a partly trained
+one (a run stopped at ``--time-budget`` / ``training.time_budget``, or killed) from its last
+checkpoint. Runs unchanged under ``torchrun``:
 ``python -m torch.distributed.run --nproc_per_node 2 -m loragate.training.cli --config ...``.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,15 +31,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", type=Path, default=None, metavar="DIR",
                         help="override the config's output_dir")
     parser.add_argument("--max-steps", type=int, default=None, metavar="N",
-                        help="stop after N optimizer steps (a quick check of the code path)")
+                        help="plan N optimizer steps instead of the config's (the schedule "
+                             "follows them; a quick check of the code path)")
     parser.add_argument("--check-data", action="store_true",
                         help="only load, validate and leak-check the data, then exit")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="load the config and the data, print the plan (samples, steps, "
+                             "epochs, schedule, time budget, where a run would resume), then "
+                             "exit without training")
+    parser.add_argument("--time-budget", type=duration, default=None, metavar="DURATION",
+                        help="stop this run at DURATION (e.g. 45m, 2h, 1h30m, 90s; 'none': no "
+                             "limit) with a checkpoint; running again resumes it "
+                             "(default: training.time_budget)")
+
+
+def duration(text: str) -> float | str:
+    """argparse type of --time-budget: seconds, or 'none' for no limit."""
+    from loragate.config import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds is not None and seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a time budget must be positive")
+    return "none" if seconds is None else seconds
 
 
 def run(args: argparse.Namespace) -> int:
     # Heavy imports (torch, transformers) only once a run is really asked for.
     from loragate.training.base_model import BaseModelError, load_tokenizer, resolve_base_model
     from loragate.training.data import DataError
+    from loragate.training.replay import replay_enabled
     from loragate.training.trainer import (
         TrainingDiverged,
         TrainingError,
@@ -48,10 +74,21 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     _apply_overrides(config, args)
     try:
-        if args.check_data:
-            data = prepare_data(config, load_tokenizer(resolve_base_model(config)))
-            print(json.dumps(data.train_report.summary(), indent=2))
+        if args.check_data or args.dry_run:
+            data = prepare_data(config, load_tokenizer(resolve_base_model(config)),
+                                replay_unbuilt_ok=True)
+            if args.check_data:
+                summary = data.train_report.summary()
+                if data.replay is not None:
+                    summary["replay"] = data.replay
+                print(json.dumps(summary, indent=2))
+            if args.dry_run:
+                print_plan(config, data)
             return EXIT_OK
+        # Under torchrun every process would build it at once; there it must exist already
+        # (built by `loragate pipeline` or a single-process `loragate train`).
+        if replay_enabled(config) and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+            build_replay(config, force=args.force)
         outcome = train(config, force=args.force)
     except DataError as exc:
         print(f"loragate: data error: {exc}", file=sys.stderr)
@@ -72,9 +109,33 @@ def _apply_overrides(config, args: argparse.Namespace) -> None:
         config.output_dir = args.output_dir.resolve()
     if args.max_steps is not None:
         config.training_args.max_steps = args.max_steps
+    if getattr(args, "time_budget", None) is not None:
+        config.training.time_budget = None if args.time_budget == "none" else args.time_budget
+
+
+def build_replay(config, *, force: bool = False) -> None:
+    """The replay set, answered by the base GGUF (built first when missing); reused when
+    the base and the prompts are unchanged."""
+    from loragate.pipeline import StageTiming, base_gguf_stage, replay_stage
+
+    base_gguf = base_gguf_stage(config, force=force, timing=StageTiming("base-gguf", 0.0))
+    timing = StageTiming("replay", 0.0)
+    replay_stage(config, base_gguf, force=force, timing=timing)
+    print(f"loragate: replay set {'reused' if timing.reused else 'built'} {timing.detail}",
+          file=sys.stderr)
+
+
+def print_plan(config, data) -> None:
+    """What a run of this config would do, without training."""
+    from loragate.training.trainer import plan_of
+
+    for name, value in plan_of(config, data).items():
+        print(f"  {name}: {value}")
 
 
 def _print_summary(outcome) -> None:
+    from loragate.training.trainer import describe_progress
+
     stats = outcome.stats
     if outcome.skipped:
         print(f"loragate: adapter in {outcome.output_dir} is up to date "
@@ -84,6 +145,8 @@ def _print_summary(outcome) -> None:
         print(f"loragate: note: {note}", file=sys.stderr)
     fields = {
         "steps": stats.get("global_step"),
+        "plan": describe_progress(stats) + ("" if stats.get("complete", True)
+                                            else " (partly trained)"),
         "epochs": _round(stats.get("epochs")),
         "train loss": _round(stats.get("train_loss")),
         "eval loss": _round(stats.get("eval_loss")),

@@ -6,7 +6,16 @@ The output folder (``config.output_dir``) ends up holding:
 * ``training_stats.json``: what the Step 1 checks and the pipeline read (see :func:`train`);
 * ``training_inputs.json``: the hash of config + data + base this run was started for, so an
   interrupted run resumes only from checkpoints of the same inputs;
-* ``checkpoint-N/`` folders (HF Trainer's, for resuming) and ``runs/`` (tensorboard).
+* ``checkpoint-N/`` folders (HF Trainer's, for resuming, each with ``loragate_runs.json``:
+  the runs that made it) and ``runs/`` (tensorboard).
+
+Training runs to a plan (``training_args.max_steps``, else ``num_train_epochs``) and may take
+several runs: with ``training.time_budget`` a run saves a checkpoint and stops when the next
+step would not fit the budget, and the next run with the same inputs resumes there with the
+same data order and learning-rate schedule (both follow the plan, not the budget). Until the
+plan is done the adapter is *partly trained*: it is written, packaged and gated like any other,
+its ``training_stats.json`` says ``complete: false`` with the steps and epochs done, and it is
+never reused as a finished adapter.
 
 The same function runs under ``torchrun`` / ``accelerate launch``: the Trainer shards the
 data across processes and only the main process writes the adapter and the stats.
@@ -21,8 +30,9 @@ import os
 import platform
 import shutil
 import sys
+import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +51,15 @@ from loragate.training.data import (
     prompts_in_file,
 )
 from loragate.training.formatting import EncodedSet, build_dataset, make_collator
+from loragate.training.replay import (
+    check_replay_prompts,
+    load_replay_prompts,
+    mix_replay,
+    replay_count,
+    replay_enabled,
+    replay_path,
+    replay_samples,
+)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase, TrainerCallback
@@ -49,7 +68,10 @@ STATS_FILE = "training_stats.json"
 INPUTS_FILE = "training_inputs.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
-STATS_VERSION = 1
+RUNS_FILE = "loragate_runs.json"
+# 2: complete, planned/completed steps and epochs, runs; "completed" now means this run ended
+# without error and wrote an adapter, which a run stopped at its time budget does too.
+STATS_VERSION = 2
 GIB = 1024**3
 
 
@@ -139,21 +161,35 @@ def choose_precision(device: str, want_bf16: bool, want_fp16: bool) -> Precision
 # --------------------------------------------------------------------------- input hashing
 
 
+# Settings that do not change the adapter: how long one run may take (a budgeted run resumes
+# into the same adapter), and where the replay prompts are (the replay set, prompts and
+# answers, is in data_hash).
+NOT_HASHED_TRAINING = {"time_budget"}
+REPLAY_FIELDS = {"replay_ratio", "replay_prompts", "replay_max_tokens"}
+
+
 def training_config_hash(config: Any) -> str:
-    """Hash of the config sections that change the adapter (not gates, packaging, paths...)."""
+    """Hash of the config sections that change the adapter (not gates, packaging, paths,
+    the time budget...)."""
+    # Without replay its fields change nothing: leaving them out keeps the hash (and so the
+    # reuse of an adapter) of configs written before the fields existed.
+    replay_out = {"replay_prompts"} if replay_enabled(config) else REPLAY_FIELDS
     sections = {
         "model_name": config.model_name,
         "training_args": config.training_args.model_dump(mode="json"),
         "lora_config": config.lora_config.model_dump(mode="json", exclude_none=True),
-        "data_args": config.data_args.model_dump(mode="json"),
+        "data_args": config.data_args.model_dump(mode="json", exclude=replay_out),
         "base": config.base.model_dump(mode="json"),
-        "training": config.training.model_dump(mode="json"),
+        "training": config.training.model_dump(mode="json", exclude=NOT_HASHED_TRAINING),
     }
     return _sha256(json.dumps(sections, sort_keys=True, default=str))
 
 
 def data_hash(config: Any) -> str:
+    """Hash of the training and hold-out files, and of the replay answers when mixed in."""
     paths = [Path(p) for p in config.dataset_files] + [Path(config.eval_file)]
+    if replay_enabled(config) and replay_path(config).is_file():
+        paths.append(replay_path(config))
     return files_hash(paths)
 
 
@@ -188,10 +224,19 @@ def read_stats(output_dir: Path) -> dict[str, Any] | None:
         return None
 
 
+def plan_complete(stats: dict[str, Any]) -> bool:
+    """Whether the stats are of an adapter trained to the end of its plan."""
+    complete = stats.get("complete")
+    if complete is None:  # stats_version 1: no time budget existed, completed meant complete
+        complete = stats.get("completed")
+    return bool(complete)
+
+
 def completed_run_hash(output_dir: Path) -> str | None:
-    """The inputs hash of a finished run in ``output_dir`` whose adapter is there, else None."""
+    """The inputs hash of a run in ``output_dir`` trained to the end of its plan whose adapter
+    is there, else None (a partly trained adapter is resumed, never reused)."""
     stats = read_stats(output_dir)
-    if not stats or not stats.get("completed"):
+    if not stats or not stats.get("completed") or not plan_complete(stats):
         return None
     if not (Path(output_dir) / ADAPTER_WEIGHTS).is_file():
         return None
@@ -219,6 +264,7 @@ class PreparedData:
     train_report: LoadReport
     eval_report: LoadReport | None
     leaks: list[str]
+    replay: dict[str, Any] | None = None
 
 
 def gate_prompts(config: Any) -> list[ProtectedPrompt]:
@@ -230,8 +276,25 @@ def gate_prompts(config: Any) -> list[ProtectedPrompt]:
             + prompts_in_file(getattr(canaries, "forgetting_file", None)))
 
 
-def prepare_data(config: Any, tokenizer: PreTrainedTokenizerBase) -> PreparedData:
-    """Load, validate, dedupe, leak-check and tokenize the training and hold-out sets."""
+def protected_prompts(config: Any) -> list[ProtectedPrompt]:
+    """Every prompt training must not see: the hold-out set's and :func:`gate_prompts`."""
+    args = config.data_args
+    protected: list[ProtectedPrompt] = []
+    if config.eval_file is not None and Path(config.eval_file).is_file():
+        held_out = load_samples([config.eval_file], skip_invalid=args.skip_invalid_lines,
+                                dedupe=args.dedupe)
+        protected += eval_prompts(held_out.samples)
+    return protected + gate_prompts(config)
+
+
+def prepare_data(config: Any, tokenizer: PreTrainedTokenizerBase, *,
+                 replay_unbuilt_ok: bool = False) -> PreparedData:
+    """Load, validate, dedupe, mix in the replay set, leak-check and tokenize the training
+    and hold-out sets.
+
+    With ``replay_unbuilt_ok`` (a dry run) a replay set not built yet is left out, its
+    prompts are still leak-checked and ``replay`` says how many samples it will add.
+    """
     args = config.data_args
     train_report = load_samples(
         config.dataset_files, skip_invalid=args.skip_invalid_lines, dedupe=args.dedupe
@@ -243,6 +306,20 @@ def prepare_data(config: Any, tokenizer: PreTrainedTokenizerBase) -> PreparedDat
                                    dedupe=args.dedupe)
         protected += eval_prompts(eval_report.samples)
     protected += gate_prompts(config)
+    domain = train_report.samples
+    replay: dict[str, Any] | None = None
+    if replay_enabled(config) and replay_unbuilt_ok and not replay_path(config).is_file():
+        check_replay_prompts(load_replay_prompts(args.replay_prompts), protected)
+        replay = {"ratio": args.replay_ratio, "built": False, "file": str(replay_path(config)),
+                  "samples": replay_count(len(domain), args.replay_ratio)}
+    elif replay_enabled(config):
+        available = replay_samples(config)
+        train_report.samples = mix_replay(domain, available, args.replay_ratio,
+                                          config.training_args.seed)
+        mixed = len(train_report.samples) - len(domain)
+        replay = {"ratio": args.replay_ratio, "built": True, "samples": mixed,
+                  "usable_answers": len(available), "file": str(replay_path(config))}
+    # The replay samples go through the same check: none may be a held-out or gate prompt.
     if args.allow_eval_leak:
         leaks = find_leaks(train_report.samples, protected)
     else:
@@ -254,7 +331,7 @@ def prepare_data(config: Any, tokenizer: PreTrainedTokenizerBase) -> PreparedDat
         raise TrainingError("no training sample fits max_seq_length: " + "; ".join(train.dropped))
     held_out = build_dataset(eval_report.samples, tokenizer, **encode_args) \
         if eval_report else None
-    return PreparedData(train, held_out, train_report, eval_report, leaks)
+    return PreparedData(train, held_out, train_report, eval_report, leaks, replay)
 
 
 # --------------------------------------------------------------------------- callbacks
@@ -362,6 +439,19 @@ def make_health_monitor(device: str, loss_range: Sequence[float], grad_norm_limi
 
                 tqdm.write(f"loragate: warning: {message}", file=sys.stderr)
 
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            # A resumed run starts with the checkpoint's log: the history covers the whole
+            # plan, so the Step 1 checks read one curve however many runs made it.
+            for logs in state.log_history:
+                if "loss" in logs:
+                    self.history.append(_history_entry(logs, logs.get("step", 0),
+                                                       logs.get("epoch")))
+                elif "eval_loss" in logs:
+                    self.eval_history.append({"step": logs.get("step", 0),
+                                              "loss": logs["eval_loss"]})
+            self.grad_norm_over = sum(1 for h in self.history
+                                      if (h.get("grad_norm") or 0) > grad_norm_limit)
+
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             used, self.memory_kind = peak_memory_gb(device)
             self.peak_gb = max(self.peak_gb, used)
@@ -373,10 +463,9 @@ def make_health_monitor(device: str, loss_range: Sequence[float], grad_norm_limi
                 self.eval_history.append({"step": state.global_step, "loss": logs["eval_loss"]})
             if "loss" not in logs:
                 return
-            loss, grad_norm = logs["loss"], logs.get("grad_norm")
+            grad_norm = logs.get("grad_norm")
             epoch = state.epoch or 0.0
-            self.history.append({"step": state.global_step, "epoch": round(epoch, 4),
-                                 "loss": loss, "grad_norm": grad_norm})
+            self.history.append(_history_entry(logs, state.global_step, epoch))
             recent = [entry["loss"] for entry in self.history[-LOSS_WINDOW:]]
             if len(recent) >= MIN_LOSS_LOGS:
                 mean = sum(recent) / len(recent)
@@ -400,6 +489,159 @@ def make_health_monitor(device: str, loss_range: Sequence[float], grad_norm_limi
                           f"is above the budget of {memory_budget_gb} GB")
 
     return HealthMonitor()
+
+
+def _history_entry(logs: dict[str, Any], step: int, epoch: float | None) -> dict[str, Any]:
+    return {"step": step, "epoch": round(epoch or 0.0, 4), "loss": logs["loss"],
+            "grad_norm": logs.get("grad_norm"), "learning_rate": logs.get("learning_rate")}
+
+
+# --------------------------------------------------------------------------- runs and budget
+
+
+def trainer_class() -> type:
+    """HF's Trainer, with a length-grouped shuffle drawn from (seed, epoch) alone.
+
+    The installed Trainer draws the length-grouped order of each epoch from the global
+    generator, whose state at epoch 2 depends on everything run since the seed; a run
+    resumed inside epoch 2 would then skip the batches of an order the first run never used.
+    Plain shuffling needs no help: accelerate's seedable sampler already seeds each epoch.
+    """
+    import torch
+    from transformers import Trainer
+    from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+
+    class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+        def __init__(self, grouped: LengthGroupedSampler, seed: int) -> None:
+            super().__init__(grouped.batch_size, lengths=grouped.lengths)
+            self.seed, self.epoch = seed, 0
+
+        def set_epoch(self, epoch: int) -> None:
+            self.epoch = epoch
+
+        def __iter__(self) -> Any:
+            generator = torch.Generator()
+            generator.manual_seed(self.seed + self.epoch)
+            return iter(get_length_grouped_indices(self.lengths, self.batch_size,
+                                                   generator=generator))
+
+    class LoragateTrainer(Trainer):
+        def _get_train_sampler(self, *args: Any, **kwargs: Any) -> Any:
+            sampler = super()._get_train_sampler(*args, **kwargs)
+            if type(sampler) is LengthGroupedSampler:
+                return EpochSeededLengthGroupedSampler(sampler, self.args.seed)
+            return sampler
+
+    return LoragateTrainer
+
+
+def steps_per_epoch(batches_per_epoch: int, gradient_accumulation_steps: int) -> int:
+    """Optimizer steps in one epoch, counted as the installed Trainer counts them."""
+    return max(math.ceil(batches_per_epoch / max(gradient_accumulation_steps, 1)), 1)
+
+
+def _agree(flag: bool, args: Any) -> bool:
+    """The flag of any process, on every process: under DDP one process stopping alone would
+    leave the others waiting for it forever."""
+    import torch
+
+    dist = getattr(torch, "distributed", None)
+    if dist is None or not dist.is_available() or not dist.is_initialized() \
+            or dist.get_world_size() < 2:
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=args.device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item() > 0)
+
+
+def make_run_ledger(*, budget_s: float | None, clock: Callable[[], float], started: float,
+                    prior: dict[str, Any], final_reserve_s: float, monitor: Any) -> Any:
+    """A callback that keeps the record of the runs that trained this adapter and stops the
+    run at its time budget.
+
+    After each optimizer step it predicts whether one more step (at this run's mean step
+    time) and the final evaluation would still end within ``budget_s`` of ``started``; when
+    not, it asks the Trainer to save a checkpoint at this step and stop. Every checkpoint
+    gets ``loragate_runs.json``: the runs so far, so the run that resumes from it continues
+    the record (and reuses the base model's eval loss instead of computing it again).
+    """
+
+    class RunLedger(_callback_base()):
+        def __init__(self) -> None:
+            self.prior_runs: list[dict[str, Any]] = list(prior.get("runs") or [])
+            self.start_step = 0
+            self.loop_started = started
+            self.steps_per_epoch: int | None = None
+            self.stopped_by_budget = False
+            self.extra: dict[str, Any] = {k: v for k, v in prior.items() if k != "runs"}
+
+        def on_train_begin(self, args: Any, state: Any, control: Any,
+                           train_dataloader: Any = None, **kwargs: Any) -> None:
+            self.start_step = state.global_step
+            self.loop_started = clock()
+            if train_dataloader is not None:
+                self.steps_per_epoch = steps_per_epoch(len(train_dataloader),
+                                                       args.gradient_accumulation_steps)
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if budget_s is None or state.global_step >= state.max_steps:
+                return
+            now = clock()
+            done = max(state.global_step - self.start_step, 1)
+            per_step = (now - self.loop_started) / done
+            over = _agree((now - started) + per_step + final_reserve_s > budget_s, args)
+            if over and not control.should_training_stop:
+                self.stopped_by_budget = True
+                control.should_save = True
+                control.should_training_stop = True
+
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and folder.is_dir():
+                # Should the next run resume from here, this run ended here: at the budget,
+                # or killed before its next checkpoint.
+                ended = "time budget" if self.stopped_by_budget else "interrupted"
+                _write_json(folder / RUNS_FILE, self.payload(state.global_step, ended))
+
+        def this_run(self, step: int, ended: str) -> dict[str, Any]:
+            return {"run": len(self.prior_runs) + 1, "from_step": self.start_step,
+                    "to_step": step, "steps": step - self.start_step,
+                    "seconds": round(clock() - started, 1), "ended": ended,
+                    "warnings": list(monitor.warnings)}
+
+        def runs(self, step: int, ended: str) -> list[dict[str, Any]]:
+            return [*self.prior_runs, self.this_run(step, ended)]
+
+        def payload(self, step: int, ended: str) -> dict[str, Any]:
+            return {**self.extra, "runs": self.runs(step, ended)}
+
+    return RunLedger()
+
+
+def _prior_runs(checkpoint: Path | None) -> dict[str, Any]:
+    """What the run that saved ``checkpoint`` recorded about the runs before it."""
+    if checkpoint is None:
+        return {}
+    recorded = _read_json(checkpoint / RUNS_FILE)
+    if isinstance(recorded.get("runs"), list):
+        return recorded
+    step = _checkpoint_step(checkpoint)
+    # A checkpoint saved before run records existed: one run of unknown length made it.
+    return {"runs": [{"run": 1, "from_step": 0, "to_step": step, "steps": step,
+                      "seconds": None, "ended": "unknown", "warnings": []}]}
+
+
+def describe_progress(stats: dict[str, Any]) -> str:
+    """'110 of 686 steps (16%), 0.32 of 2 epochs, 1 run' for logs and summaries."""
+    planned, done = stats.get("planned_steps"), stats.get("completed_steps")
+    if not planned or done is None:
+        return f"{stats.get('global_step', '?')} steps"
+    runs = len(stats.get("runs") or []) or 1
+    epochs = ""
+    if stats.get("planned_epochs") is not None and stats.get("completed_epochs") is not None:
+        epochs = f", {stats['completed_epochs']:.2f} of {stats['planned_epochs']:g} epochs"
+    return (f"{done} of {planned} steps ({100.0 * done / planned:.0f}%){epochs}, "
+            f"{runs} run{'s' if runs != 1 else ''}")
 
 
 # --------------------------------------------------------------------------- model
@@ -654,14 +896,19 @@ class TrainingOutcome:
     notes: list[str] = field(default_factory=list)
 
 
-def train(config: Any, *, force: bool = False,
-          callbacks: Sequence[TrainerCallback] = ()) -> TrainingOutcome:
-    """Train the adapter for ``config``; reuse a finished one trained from the same inputs.
+def train(config: Any, *, force: bool = False, callbacks: Sequence[TrainerCallback] = (),
+          clock: Callable[[], float] = time.monotonic) -> TrainingOutcome:
+    """Train the adapter for ``config``; reuse a finished one trained from the same inputs,
+    resume a partly trained one.
 
-    Returns the outcome with the stats written to ``training_stats.json``. Raises
+    With ``training.time_budget`` the run stops (checkpoint saved, adapter written, stats
+    ``complete: false``) when the next step would not fit the budget, counted from this call;
+    ``clock`` is the time source of that budget (tests pass one that counts steps). Returns
+    the outcome with the stats written to ``training_stats.json``. Raises
     :class:`TrainingDiverged` on NaN/inf (the last good checkpoint stays in ``output_dir``),
     :class:`~loragate.training.data.DataError` on bad data.
     """
+    started = clock()
     output_dir = Path(config.output_dir)
     device = select_device(config.training.device)
     base_dir = resolve_base_model(config)
@@ -687,7 +934,7 @@ def train(config: Any, *, force: bool = False,
             output_dir.mkdir(parents=True, exist_ok=True)
             _write_json(output_dir / INPUTS_FILE, {"inputs_hash": run_hash})
 
-    from transformers import Trainer, set_seed
+    from transformers import set_seed
 
     set_seed(ta.seed)
     model = load_peft_model(config, base_dir, device, precision)
@@ -696,7 +943,8 @@ def train(config: Any, *, force: bool = False,
         device, config.training.loss_range, config.training.grad_norm_warning,
         config.training.memory_budget_gb, announce=args.process_index == 0,
     )
-    trainer = Trainer(
+    prior = _prior_runs(resume_from)
+    trainer = trainer_class()(
         model=model,
         args=args,
         train_dataset=data.train.dataset,
@@ -707,18 +955,37 @@ def train(config: Any, *, force: bool = False,
         callbacks=[guard, monitor, *callbacks],
     )
     _log_tensorboard_under(trainer, output_dir / "runs")
-    base_eval_loss = _base_eval_loss(trainer, model) if has_eval else None
+    base_eval_loss, eval_seconds = prior.get("base_eval_loss"), prior.get("eval_seconds", 0.0)
+    if has_eval and base_eval_loss is None:
+        # The same inputs give the same base loss: an earlier run's is reused on resume.
+        before = clock()
+        base_eval_loss = _base_eval_loss(trainer, model)
+        eval_seconds = clock() - before
+    ledger = make_run_ledger(
+        budget_s=config.training.time_budget, clock=clock, started=started,
+        prior={**prior, "base_eval_loss": base_eval_loss, "eval_seconds": eval_seconds},
+        final_reserve_s=float(eval_seconds or 0.0), monitor=monitor)
+    trainer.add_callback(ledger)
     resumed_step = _checkpoint_step(resume_from)
+    if resume_from is not None:
+        notes.append(f"resumed from {resume_from.name} (run {len(ledger.prior_runs) + 1})")
+    # The shuffle of the first epoch is drawn from the global generator when the loop starts:
+    # seeded here, the work before it (the base eval that a resumed run skips) cannot move it,
+    # and a resumed run skips exactly the batches the first run trained on.
+    set_seed(ta.seed)
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     if guard.tripped_at is not None:
         kept = last_checkpoint(output_dir)
         if trainer.is_world_process_zero():
             # Not "completed": never reused as an adapter, but the Step 1 checks can say why.
             _write_json(output_dir / STATS_FILE, {
-                "stats_version": STATS_VERSION, "completed": False, "nan_detected": True,
-                "stopped_at_step": guard.tripped_at, "reason": guard.reason,
+                "stats_version": STATS_VERSION, "completed": False, "complete": False,
+                "nan_detected": True, "stopped_at_step": guard.tripped_at,
+                "reason": guard.reason, "planned_steps": trainer.state.max_steps,
+                "completed_steps": trainer.state.global_step,
                 "last_good_checkpoint": str(kept) if kept else None, "inputs_hash": run_hash,
                 "warnings": monitor.warnings,
+                "runs": ledger.runs(trainer.state.global_step, "diverged"),
             })
         raise TrainingDiverged(
             f"training stopped at step {guard.tripped_at}: {guard.reason}. "
@@ -731,8 +998,10 @@ def train(config: Any, *, force: bool = False,
     stats = _collect_stats(
         config=config, trainer=trainer, result=result, data=data, device=device,
         precision=precision, monitor=monitor, base_dir=base_dir, run_hash=run_hash,
-        resumed_step=resumed_step, base_eval_loss=base_eval_loss, eval_loss=eval_loss,
+        resumed_step=resumed_step, per_epoch=ledger.steps_per_epoch or 1,
+        base_eval_loss=base_eval_loss, eval_loss=eval_loss,
     )
+    stats.update(_progress(config, trainer.state, ledger))
     if trainer.is_world_process_zero():
         # The PeftModel saves only the adapter, as safetensors; trainer.save_model would also
         # pickle the training arguments next to it.
@@ -745,7 +1014,93 @@ def train(config: Any, *, force: bool = False,
     if wait_for_everyone is not None:
         wait_for_everyone()
     notes += [precision.note] if precision.note else []
+    if not stats["complete"]:
+        notes.append(partial_note(stats))
     return TrainingOutcome(output_dir, stats, skipped=False, notes=notes)
+
+
+def _progress(config: Any, state: Any, ledger: Any) -> dict[str, Any]:
+    """How much of the plan is done, and by which runs."""
+    planned, done = int(state.max_steps), int(state.global_step)
+    per_epoch = ledger.steps_per_epoch or max(
+        math.ceil(planned / max(float(state.num_train_epochs or 1), 1e-9)), 1)
+    ta = config.training_args
+    planned_epochs = float(ta.num_train_epochs) if ta.max_steps <= 0 else planned / per_epoch
+    complete = done >= planned
+    ended = "plan complete" if complete else (
+        "time budget" if ledger.stopped_by_budget else "stopped early")
+    runs = ledger.runs(done, ended)
+    warnings_seen: list[str] = []
+    for run in runs:
+        warnings_seen += [w for w in run.get("warnings", []) if w not in warnings_seen]
+    return {
+        "complete": complete,
+        "planned_steps": planned,
+        "completed_steps": done,
+        "completed_fraction": round(done / planned, 4) if planned else 0.0,
+        "steps_per_epoch": per_epoch,
+        "planned_epochs": round(planned_epochs, 4),
+        "completed_epochs": round(done / per_epoch, 4),
+        "time_budget_s": config.training.time_budget,
+        "stopped_by": ended,
+        "runs": runs,
+        "warnings": warnings_seen,
+    }
+
+
+def plan_of(config: Any, data: PreparedData, world_size: int = 1) -> dict[str, Any]:
+    """The plan a run of ``config`` on ``data`` follows, and where it would start: what
+    ``loragate train --dry-run`` prints. Counts steps as the installed Trainer does."""
+    ta = config.training_args
+    samples = len(data.train.dataset)
+    replay = data.replay or {}
+    pending = int(replay.get("samples", 0)) if replay.get("built") is False else 0
+    total = samples + pending
+    per_device = ta.per_device_train_batch_size * world_size
+    drop_last = bool((ta.model_extra or {}).get("dataloader_drop_last", False))
+    batches = total // per_device if drop_last else math.ceil(total / per_device)
+    per_epoch = steps_per_epoch(batches, ta.gradient_accumulation_steps)
+    planned = ta.max_steps if ta.max_steps > 0 else math.ceil(ta.num_train_epochs * per_epoch)
+    warmup = ta.warmup_steps or math.ceil(ta.warmup_ratio * planned)
+    budget = config.training.time_budget
+    plan = {
+        "training samples": f"{samples}" + (f" (+{pending} replay samples once the replay "
+                                             "set is built)" if pending else ""),
+        "replay": (f"{replay.get('samples')} samples, ratio {replay.get('ratio')}"
+                   if replay else "off"),
+        "held-out samples": len(data.eval.dataset) if data.eval else 0,
+        "steps per epoch": per_epoch,
+        "planned steps": planned,
+        "planned epochs": round(planned / per_epoch, 4) if ta.max_steps > 0
+        else ta.num_train_epochs,
+        "schedule": f"{ta.lr_scheduler_type}, peak learning rate {ta.learning_rate:g}, "
+                    f"{warmup} warm-up steps, gradient clipping at {ta.max_grad_norm:g}",
+        "time budget": f"{budget:g} s per run" if budget else "none",
+        "next run": _next_run(config),
+    }
+    return plan
+
+
+def _next_run(config: Any) -> str:
+    output_dir = Path(config.output_dir)
+    try:
+        run_hash = current_inputs_hash(config)
+    except (OSError, ValueError) as exc:
+        return f"unknown ({exc})"
+    if completed_run_hash(output_dir) == run_hash:
+        return f"reuses the finished adapter in {output_dir}"
+    resume_from, _ = _resume_point(output_dir, run_hash, force=False)
+    if resume_from is None:
+        return "starts at step 0"
+    runs = len(_prior_runs(resume_from).get("runs") or [])
+    return f"resumes from {resume_from} (run {runs + 1})"
+
+
+def partial_note(stats: dict[str, Any]) -> str:
+    """The sentence a partly trained adapter is announced with."""
+    why = "at the time budget" if stats.get("stopped_by") == "time budget" else "early"
+    return (f"training stopped {why} after {describe_progress(stats)}: the adapter is partly "
+            "trained; run again with the same inputs to resume")
 
 
 def _log_tensorboard_under(trainer: Any, folder: Path) -> None:
@@ -780,17 +1135,17 @@ def _checkpoint_step(checkpoint: Path | None) -> int:
 
 def _collect_stats(*, config: Any, trainer: Any, result: Any, data: PreparedData, device: str,
                    precision: Precision, monitor: Any, base_dir: Path, run_hash: str,
-                   resumed_step: int, base_eval_loss: float | None,
+                   resumed_step: int, per_epoch: int, base_eval_loss: float | None,
                    eval_loss: float | None) -> dict[str, Any]:
     from loragate import __version__
 
     state = trainer.state
     metrics = result.metrics
     runtime = float(metrics.get("train_runtime", 0.0))
-    steps_per_epoch = max(1, math.ceil(state.max_steps / max(state.num_train_epochs, 1e-9)))
-    epochs_this_run = (state.global_step - resumed_step) / steps_per_epoch
+    epochs_this_run = (state.global_step - resumed_step) / max(per_epoch, 1)
     supervised = data.train.supervised_tokens * epochs_this_run
     grad_norms = [h["grad_norm"] for h in monitor.history if h.get("grad_norm") is not None]
+    limit = config.training.grad_norm_warning
     trainable, total = _parameter_counts(trainer.model)
     data_summary = data.train_report.summary()
     data_summary.update(
@@ -798,6 +1153,7 @@ def _collect_stats(*, config: Any, trainer: Any, result: Any, data: PreparedData
         dropped_too_long=data.train.dropped[:20],
         eval_samples=len(data.eval.dataset) if data.eval else 0,
         leaks_allowed=data.leaks[:20],
+        replay=data.replay,
     )
     return {
         "stats_version": STATS_VERSION,
@@ -839,7 +1195,10 @@ def _collect_stats(*, config: Any, trainer: Any, result: Any, data: PreparedData
             "mean": sum(grad_norms) / len(grad_norms) if grad_norms else None,
             "last": grad_norms[-1] if grad_norms else None,
             "over_limit": monitor.grad_norm_over,
-            "limit": config.training.grad_norm_warning,
+            # Where each one was: a spike at one step reads differently from a drift.
+            "over_limit_steps": [h["step"] for h in monitor.history
+                                 if (h.get("grad_norm") or 0) > limit][:50],
+            "limit": limit,
         },
         "peak_memory_gb": monitor.peak_gb,
         "memory_measure": monitor.memory_kind,
