@@ -133,6 +133,31 @@ def test_stop_event_ends_a_batch_early(gguf: GgufBackend) -> None:
     assert len(dict(gguf.generate_each(requests, concurrency=3))) == len(QUESTIONS)
 
 
+def test_batches_from_two_threads_take_turns(gguf: GgufBackend) -> None:
+    prompts = [chat(q) for q in QUESTIONS[:4]]
+    expected = [r.text for r in gguf.generate_batch(prompts, SAMPLED, concurrency=4)]
+    results: dict[str, list[str]] = {}
+
+    def run(name: str) -> None:
+        results[name] = [r.text for r in gguf.generate_batch(prompts, SAMPLED, concurrency=4)]
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert results == {"a": expected, "b": expected}
+
+
+def test_a_batch_inside_a_batch_is_refused(gguf: GgufBackend) -> None:
+    requests = [(chat(q), GenerationOptions(max_tokens=4)) for q in QUESTIONS[:3]]
+    outer = gguf.generate_each(requests, concurrency=3)
+    next(outer)
+    with pytest.raises(BackendError, match="already being decoded"):
+        list(gguf.generate_each(requests, concurrency=3))
+    assert len(list(outer)) == 2
+
+
 def test_gguf_describes_its_batching(gguf: GgufBackend) -> None:
     info = gguf.describe()
     assert info["in_process"] is True and "one batch" in info["concurrency_note"]

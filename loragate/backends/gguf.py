@@ -76,6 +76,9 @@ class GgufBackend(BaseBackend):
         # would only fight over the same cores.
         self._lock = threading.Lock()
         self._batcher: _BatchContext | None = None
+        # The batching context's KV streams belong to one batch run from start to end.
+        self._batch_lock = threading.Lock()
+        self._batch_owner: int | None = None
 
     @cached_property
     def digest(self) -> str:
@@ -210,10 +213,25 @@ class GgufBackend(BaseBackend):
 
     def _decode_jobs(self, jobs: deque[_Job], k: int, stop: threading.Event | None
                      ) -> Iterator[tuple[int, Response]]:
+        if self._batch_owner == threading.get_ident():
+            # Waiting for the lock would wait for ourselves.
+            raise BackendError(f"{self.spec}: a batch is already being decoded in this thread; "
+                               "finish reading its answers before starting another")
+        with self._batch_lock:
+            self._batch_owner = threading.get_ident()
+            try:
+                yield from self._decode_locked(jobs, k, stop)
+            finally:
+                self._batch_owner = None
+
+    def _decode_locked(self, jobs: deque[_Job], k: int, stop: threading.Event | None
+                       ) -> Iterator[tuple[int, Response]]:
         per_sequence = max(len(job.prompt) + job.budget for job in jobs)
+        # The model lock is taken per step, not per run: between steps the answers are handed
+        # out, and one-at-a-time generate (the model's own context) may run.
         with self._lock:
             batcher = self._batch_context(k, per_sequence)
-        decoder = _Decoder(self, batcher, jobs, k)
+            decoder = _Decoder(self, batcher, jobs, k)
         try:
             while not decoder.finished:
                 if stop is not None and stop.is_set():
@@ -330,6 +348,10 @@ class _BatchContext:
         self.batch = llama_cpp.llama_batch_init(BATCH_TOKENS, 0, 1)
         self.n_seq = n_seq
         self.n_ctx_seq = int(llama_cpp.llama_n_ctx_seq(self.ctx))
+        if self.n_ctx_seq < n_ctx_seq:
+            self.close()
+            raise BackendError(f"llama.cpp gave {self.n_ctx_seq} tokens per sequence where "
+                               f"{n_ctx_seq} were asked for; lower the concurrency or n_ctx")
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.vocab = llm._model.vocab
         adapter = getattr(llm, "_lora_adapter", None)
