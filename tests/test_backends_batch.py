@@ -325,6 +325,24 @@ def test_prefetch_into_gguf_batches_is_reused_one_at_a_time(gguf: GgufBackend,
     assert all(a.cached for a in answers) and cache.stats().misses == len(QUESTIONS)
 
 
+def test_ctrl_c_mid_gguf_prefetch_keeps_the_finished_answers(gguf: GgufBackend,
+                                                            cache: ResponseCache) -> None:
+    cached = CachedBackend(gguf, cache)
+    requests = [(chat(q), SAMPLED) for q in QUESTIONS]
+
+    def interrupt(stats: PrefetchStats) -> None:
+        if stats.generated == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        prefetch(cached, requests, concurrency=3, progress=interrupt)
+    assert len(cache) == 2
+    # The batching context was released: the next prefetch does the rest.
+    rest = prefetch(cached, requests, concurrency=3)
+    assert (rest.already_cached, rest.generated) == (2, len(QUESTIONS) - 2)
+    assert all(cached.generate(*r).cached for r in requests)
+
+
 def test_default_concurrency_per_backend_kind() -> None:
     assert default_concurrency("gguf") == 8 and default_concurrency("openai") == 8
     assert default_concurrency("ollama") == 4 and default_concurrency("hf") == 1

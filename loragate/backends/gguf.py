@@ -568,10 +568,12 @@ class _Decoder:
                                                            1, elapsed)
 
     def _release(self, seq: _Sequence) -> None:
+        # Off the running list first: an interrupt in here must not free the sampler twice.
+        if self.running.pop(seq.seq_id, None) is None:
+            return
+        self.free.append(seq.seq_id)
         self.ctx.forget(seq.seq_id)
         self.ctx.free_sampler(seq.sampler)
-        del self.running[seq.seq_id]
-        self.free.append(seq.seq_id)
 
     def abandon(self) -> None:
         """Drop what is still running (a stop, an interrupt): nothing of it is answered."""

@@ -112,6 +112,9 @@ def prefetch(
     """
     if concurrency < 1:
         raise ValueError(f"prefetch concurrency must be >= 1, got {concurrency}")
+    if not (hasattr(backend, "cache") and hasattr(backend, "key")):
+        raise TypeError(f"prefetch needs a CachedBackend (one with a response cache), "
+                        f"got {type(backend).__name__}")
     start = time.perf_counter()
     todo, already = _missing(backend, requests)
     stats = PrefetchStats(requested=len(requests), unique=len(todo) + already,
