@@ -86,6 +86,22 @@ def test_sampled_batch_agrees_with_one_at_a_time_under_the_same_seed(gguf: GgufB
     assert agreement(gguf, alone, batched) >= 0.95
 
 
+def test_a_shared_system_prompt_is_read_once_and_copied(gguf: GgufBackend,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from loragate.backends import gguf as gguf_module
+
+    system = "You are a Web4 development agent. Follow the Web4 method: PDCA and TRON."
+    prompts = [[{"role": "system", "content": system}, {"role": "user", "content": q}]
+               for q in QUESTIONS]
+    alone = [gguf.generate(p, SAMPLED).text for p in prompts]
+    shared = [r.text for r in gguf.generate_batch(prompts, SAMPLED, concurrency=3)]
+    assert gguf._batcher is not None and gguf._batcher.n_seq >= 4  # 3 streams + the prefix
+    monkeypatch.setattr(gguf_module, "MIN_SHARED_PREFIX", 10**6)
+    whole = [r.text for r in gguf.generate_batch(prompts, SAMPLED, concurrency=3)]
+    assert agreement(gguf, alone, shared) >= 0.95
+    assert agreement(gguf, whole, shared) >= 0.95
+
+
 def test_sampled_batch_is_reproducible_under_the_same_seed(gguf: GgufBackend) -> None:
     requests = [(chat(QUESTIONS[0]), SAMPLED.replace(seed=seed)) for seed in range(6)]
     requests.append((chat(QUESTIONS[1]), GenerationOptions(max_tokens=16)))  # greedy among them

@@ -44,6 +44,10 @@ logger = logging.getLogger(__name__)
 BATCH_TOKENS = 512
 # KV-cache streams are sized in these steps, so a context is rebuilt rarely.
 _CTX_STEP = 256
+# A common start of every prompt this long (the system prompt and the chat template's header,
+# for gate items) is read once and copied into each sequence's stream, as one-at-a-time
+# generation reuses it from the previous request's cache.
+MIN_SHARED_PREFIX = 16
 
 
 class GgufBackend(BaseBackend):
@@ -227,11 +231,13 @@ class GgufBackend(BaseBackend):
     def _decode_locked(self, jobs: deque[_Job], k: int, stop: threading.Event | None
                        ) -> Iterator[tuple[int, Response]]:
         per_sequence = max(len(job.prompt) + job.budget for job in jobs)
+        prefix = _shared_prefix([job.prompt for job in jobs])
         # The model lock is taken per step, not per run: between steps the answers are handed
         # out, and one-at-a-time generate (the model's own context) may run.
         with self._lock:
-            batcher = self._batch_context(k, per_sequence)
-            decoder = _Decoder(self, batcher, jobs, k)
+            # A shared prefix lives in a stream of its own, next to the k sequences' streams.
+            batcher = self._batch_context(k + 1 if prefix else k, per_sequence)
+            decoder = _Decoder(self, batcher, jobs, k, prefix)
         try:
             while not decoder.finished:
                 if stop is not None and stop.is_set():
@@ -387,6 +393,13 @@ class _BatchContext:
     def forget(self, seq_id: int) -> None:
         self._llama_cpp.llama_memory_seq_rm(self.memory, seq_id, -1, -1)
 
+    def copy(self, source: int, target: int) -> None:
+        """Make ``target``'s stream a copy of ``source``'s (done at the next decode).
+
+        Between streams llama.cpp copies whole streams only (it asserts p0 = p1 = -1).
+        """
+        self._llama_cpp.llama_memory_seq_cp(self.memory, source, target, -1, -1)
+
     def sampler(self, options: GenerationOptions) -> Any:
         """A sampler chain as llama-cpp-python builds one for create_completion."""
         lc = self._llama_cpp
@@ -447,13 +460,15 @@ class _Decoder:
     """Continuous batching: a finished sequence's stream takes the next request at once."""
 
     def __init__(self, backend: GgufBackend, ctx: _BatchContext, jobs: deque[_Job],
-                 k: int) -> None:
+                 k: int, prefix: list[int]) -> None:
         self.backend = backend
         self.ctx = ctx
         self.jobs = jobs
         self.free = list(range(k - 1, -1, -1))
         self.running: dict[int, _Sequence] = {}
-        self.max_stop = 0
+        self.prefix = prefix
+        self.prefix_seq = k  # the stream after the k sequences' ones
+        self.prefix_ready = not prefix
         ctx._llama_cpp.llama_memory_clear(ctx.memory, True)
 
     @property
@@ -462,6 +477,9 @@ class _Decoder:
 
     def step(self) -> list[tuple[int, Response]]:
         """Admit waiting requests, decode one batch, sample; the answers that ended."""
+        if not self.prefix_ready:
+            self._read_prefix()
+            return []
         self._admit()
         fed = self._fill_batch()
         status = self.ctx._llama_cpp.llama_decode(self.ctx.ctx, self.ctx.batch)
@@ -477,12 +495,32 @@ class _Decoder:
                     done.append((seq.job.index, response))
         return done
 
+    def _read_prefix(self) -> None:
+        """Decode the shared prefix into its stream; without it every prompt is read whole."""
+        lc = self.ctx._llama_cpp
+        for start in range(0, len(self.prefix), BATCH_TOKENS):
+            n = 0
+            for pos in range(start, min(start + BATCH_TOKENS, len(self.prefix))):
+                n = self._put(self.ctx.batch, n, self.prefix[pos], pos, self.prefix_seq, False)
+            self.ctx.batch.n_tokens = n
+            status = lc.llama_decode(self.ctx.ctx, self.ctx.batch)
+            if status != 0:
+                logger.warning("llama_decode returned %d reading the shared prompt prefix; "
+                               "reading every prompt whole", status)
+                self.ctx.forget(self.prefix_seq)
+                self.prefix = []
+                break
+        self.prefix_ready = True
+
     def _admit(self) -> None:
         while self.free and self.jobs:
             job = self.jobs.popleft()
             seq_id = self.free.pop()
-            self.running[seq_id] = _Sequence(job, seq_id, self.ctx.sampler(job.options),
-                                             time.perf_counter())
+            seq = _Sequence(job, seq_id, self.ctx.sampler(job.options), time.perf_counter())
+            if self.prefix:
+                self.ctx.copy(self.prefix_seq, seq_id)
+                seq.fed = len(self.prefix)
+            self.running[seq_id] = seq
 
     def _fill_batch(self) -> list[_Sequence]:
         """Every running sequence's next token first, then prompt pieces in the room left."""
@@ -580,6 +618,16 @@ class _Decoder:
         for seq in list(self.running.values()):
             self._release(seq)
         self.jobs.clear()
+
+
+def _shared_prefix(prompts: list[list[int]]) -> list[int]:
+    """The tokens every prompt starts with, leaving each at least one of its own to read."""
+    shortest = min(len(p) for p in prompts)
+    first = prompts[0]
+    length = 0
+    while length < shortest - 1 and all(p[length] == first[length] for p in prompts):
+        length += 1
+    return first[:length] if length >= MIN_SHARED_PREFIX else []
 
 
 def _first_stop(text: bytearray, stops: list[bytes], added: int) -> int | None:
