@@ -365,6 +365,14 @@ def test_default_concurrency_per_backend_kind() -> None:
     assert default_concurrency("scripted") == 1
 
 
+def test_prefetch_into_a_disabled_cache_generates_nothing(tmp_path: Path) -> None:
+    double = OpenAIDouble()
+    with (double as url, OpenAIBackend(url, "double") as server,
+          ResponseCache(tmp_path / "off.sqlite", enabled=False) as off):
+        stats = prefetch(CachedBackend(server, off), requests_for(3), concurrency=3)
+    assert stats.generated == 0 and double.requests == 0
+
+
 def test_prefetch_refuses_zero_concurrency(cache: ResponseCache) -> None:
     with (OpenAIDouble() as url, OpenAIBackend(url, "double") as server,
           pytest.raises(ValueError, match="concurrency")):

@@ -167,7 +167,8 @@ class GgufBackend(BaseBackend):
     # -- several sequences in one batch -------------------------------------------------------
     def effective_concurrency(self, requested: int | None = None) -> int:
         wanted = super().effective_concurrency(requested)
-        return min(wanted, _max_parallel_sequences())
+        # One stream more than the sequences may hold a shared prompt prefix.
+        return min(wanted, _max_parallel_sequences() - 1)
 
     def generate_each(
         self,

@@ -16,6 +16,7 @@ that attempt's outcome.
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 import threading
 import time
@@ -24,6 +25,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from loragate.backends.base import GenerationOptions, Prompt, Request, Response
+
+logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[["PrefetchStats"], None]
 
@@ -115,6 +118,10 @@ def prefetch(
     if not (hasattr(backend, "cache") and hasattr(backend, "key")):
         raise TypeError(f"prefetch needs a CachedBackend (one with a response cache), "
                         f"got {type(backend).__name__}")
+    if not getattr(backend.cache, "enabled", True):
+        # A disabled cache keeps nothing: generating ahead would generate everything twice.
+        logger.info("prefetch skipped: the response cache of %s is disabled", backend.spec)
+        return PrefetchStats(requested=len(requests), unique=0, already_cached=0)
     start = time.perf_counter()
     todo, already = _missing(backend, requests)
     stats = PrefetchStats(requested=len(requests), unique=len(todo) + already,
