@@ -13,7 +13,11 @@ its time includes both.
 (b) an OpenAI-compatible server double on loopback with 8 parallel slots and a fixed delay
     per request, through the openai backend: one request at a time against 8 in flight.
 
-The last two lines are ``gguf batched speedup: <N>x`` and ``server concurrency speedup: <N>x``.
+Part (a) ends with ``gguf batched speedup: <N>x``, the last line is
+``server concurrency speedup: <N>x``. Wall and CPU seconds are shown for each path, and
+the load average around the run: on a machine whose cores are shared, both paths slow
+down and the batched one less so (it synchronises llama.cpp's threads once per step for
+all sequences).
 
     python benchmarks/gate_throughput.py [--items 40] [--max-tokens 64] [--concurrency 8]
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -45,6 +50,7 @@ Request = tuple[list[dict[str, str]], GenerationOptions]
 @dataclass(frozen=True)
 class Timing:
     wall_s: float
+    cpu_s: float
     completion_tokens: int
     generated: int
 
@@ -76,23 +82,23 @@ def one_at_a_time(backend: Any, requests: list[Request]) -> Timing:
     """Today's gate run: each item generates its answer through the cache when it runs."""
     with tempfile.TemporaryDirectory() as tmp, ResponseCache(Path(tmp) / "r.sqlite") as cache:
         cached = CachedBackend(backend, cache)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         answers = [cached.generate(prompt, options) for prompt, options in requests]
-        wall = time.perf_counter() - start
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     _check(answers, all_cached=False)
-    return Timing(wall, sum(a.completion_tokens or 0 for a in answers), len(answers))
+    return Timing(wall, cpu, sum(a.completion_tokens or 0 for a in answers), len(answers))
 
 
 def ahead(backend: Any, requests: list[Request], concurrency: int) -> Timing:
     """Generated ahead into the cache, then each item reads its answer as before."""
     with tempfile.TemporaryDirectory() as tmp, ResponseCache(Path(tmp) / "r.sqlite") as cache:
         cached = CachedBackend(backend, cache)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         stats = prefetch(cached, requests, concurrency=concurrency)
         answers = [cached.generate(prompt, options) for prompt, options in requests]
-        wall = time.perf_counter() - start
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     _check(answers, all_cached=True)
-    return Timing(wall, stats.completion_tokens, stats.generated)
+    return Timing(wall, cpu, stats.completion_tokens, stats.generated)
 
 
 def _check(answers: list[Any], *, all_cached: bool) -> None:
@@ -104,7 +110,8 @@ def _check(answers: list[Any], *, all_cached: bool) -> None:
 
 
 def row(name: str, timing: Timing) -> str:
-    return (f"    {name:<24} {timing.wall_s:>7.2f} s  {timing.completion_tokens:>6d} tokens  "
+    return (f"    {name:<24} {timing.wall_s:>7.2f} s (cpu {timing.cpu_s:>7.2f} s)  "
+            f"{timing.completion_tokens:>6d} tokens  "
             f"{timing.tokens_per_s:>7.1f} tokens/s  {timing.generated / timing.wall_s:>6.2f} "
             "answers/s")
 
@@ -136,6 +143,8 @@ def main() -> int:
     configured = config.backend.max_tokens
     options = GenerationOptions(temperature=0.7, seed=42, max_tokens=configured)
     requests, harnesses = gate_requests(config, args.items, options)
+    print(f"load average before: {_load()} (this machine's cores are shared; a busy machine "
+          "slows both paths and favours the batched one)")
     print(f"{len(requests)} gate items from {len(harnesses)} harnesses "
           f"({', '.join(harnesses)}), system prompt and max_tokens from {args.config}, "
           f"temperature 0.7, seed 42")
@@ -162,8 +171,16 @@ def main() -> int:
         speedup = compare(lambda: one_at_a_time(server, requests),
                           lambda: ahead(server, requests, args.concurrency),
                           f"ahead, {args.concurrency} in flight")
+    print(f"load average after: {_load()}")
     print(f"server concurrency speedup: {speedup:.2f}x")
     return 0
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
 
 
 if __name__ == "__main__":
