@@ -102,6 +102,27 @@ def test_a_shared_system_prompt_is_read_once_and_copied(gguf: GgufBackend,
     assert agreement(gguf, whole, shared) >= 0.95
 
 
+def test_sequences_of_different_lengths_keep_their_streams_packed(
+        gguf: GgufBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    from loragate.backends import gguf as gguf_module
+
+    moves: list[tuple[int, int]] = []
+    real_copy = gguf_module._BatchContext.copy
+
+    def spy(self, source: int, target: int) -> None:
+        moves.append((source, target))
+        real_copy(self, source, target)
+
+    monkeypatch.setattr(gguf_module._BatchContext, "copy", spy)
+    # Each its own length: sequences end at different steps and leave gaps, which the
+    # decoder closes by moving the last sequences' streams down.
+    requests = [(p, SAMPLED.replace(max_tokens=4 + 5 * i, seed=i)) for i, p in enumerate(RAW * 2)]
+    alone = [gguf.generate(p, o).text for p, o in requests]
+    batched = dict(gguf.generate_each(requests, concurrency=4))
+    assert moves and all(target < source for source, target in moves)
+    assert agreement(gguf, alone, [batched[i].text for i in range(len(requests))]) >= 0.95
+
+
 def test_sampled_batch_is_reproducible_under_the_same_seed(gguf: GgufBackend) -> None:
     requests = [(chat(QUESTIONS[0]), SAMPLED.replace(seed=seed)) for seed in range(6)]
     requests.append((chat(QUESTIONS[1]), GenerationOptions(max_tokens=16)))  # greedy among them

@@ -482,6 +482,7 @@ class _Decoder:
             self._read_prefix()
             return []
         self._admit()
+        self._compact()
         fed = self._fill_batch()
         status = self.ctx._llama_cpp.llama_decode(self.ctx.ctx, self.ctx.batch)
         if status != 0:
@@ -524,34 +525,59 @@ class _Decoder:
             self.running[seq_id] = seq
 
     def _fill_batch(self) -> list[_Sequence]:
-        """Every running sequence's next token first, then prompt pieces in the room left."""
+        """Every running sequence's next token, then prompt pieces in the room left.
+
+        Tokens go in by sequence id: with one KV stream per sequence llama.cpp cuts a batch
+        into micro-batches (one forward pass each) of consecutive sequence ids only.
+        """
+        order = sorted(self.running.values(), key=lambda seq: seq.seq_id)
+        room = BATCH_TOKENS - sum(seq.next_token is not None for seq in order)
+        reads: dict[int, int] = {}
+        for seq in order:
+            if seq.next_token is None and room > 0:
+                reads[seq.seq_id] = min(room, len(seq.job.prompt) - seq.fed)
+                room -= reads[seq.seq_id]
         batch = self.ctx.batch
         n = 0
         fed: list[_Sequence] = []
-        reading = []
-        for seq in self.running.values():
+        for seq in order:
             seq.logits_at = -1
-            if seq.next_token is None:
-                reading.append(seq)
-                continue
-            n = self._put(batch, n, seq.next_token, seq.position, seq.seq_id, True)
-            seq.logits_at = n - 1
-            seq.next_token = None
-            fed.append(seq)
-        for seq in reading:
-            room = BATCH_TOKENS - n
-            if room <= 0:
-                break
-            piece = seq.job.prompt[seq.fed: seq.fed + room]
-            for offset, token in enumerate(piece):
-                last = seq.fed + offset == len(seq.job.prompt) - 1
-                n = self._put(batch, n, token, seq.fed + offset, seq.seq_id, last)
-            seq.fed += len(piece)
-            if seq.fed == len(seq.job.prompt):
+            if seq.next_token is not None:
+                n = self._put(batch, n, seq.next_token, seq.position, seq.seq_id, True)
                 seq.logits_at = n - 1
+                seq.next_token = None
+            elif reads.get(seq.seq_id):
+                end = seq.fed + reads[seq.seq_id]
+                for pos in range(seq.fed, end):
+                    n = self._put(batch, n, seq.job.prompt[pos], pos, seq.seq_id,
+                                  pos == len(seq.job.prompt) - 1)
+                seq.fed = end
+                if end == len(seq.job.prompt):
+                    seq.logits_at = n - 1
+            else:
+                continue
             fed.append(seq)
         batch.n_tokens = n
         return fed
+
+    def _compact(self) -> None:
+        """Once nothing waits, move the last sequences into the streams freed below them.
+
+        A gap in the sequence ids would cut every step into several micro-batches.
+        """
+        while not self.jobs and self.free and self.running:
+            low, high = min(self.free), max(self.running)
+            if high < low:
+                return
+            seq = self.running.pop(high)
+            # The metadata moves now, the data at the next decode (it is still there then:
+            # removing a sequence only forgets its cells).
+            self.ctx.copy(high, low)
+            self.ctx.forget(high)
+            seq.seq_id = low
+            self.running[low] = seq
+            self.free.remove(low)
+            self.free.append(high)
 
     @staticmethod
     def _put(batch: Any, n: int, token: int, pos: int, seq_id: int, logits: bool) -> int:
