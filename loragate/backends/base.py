@@ -12,9 +12,10 @@ from __future__ import annotations
 import abc
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
@@ -171,6 +172,9 @@ class StreamEnd:
 
 StreamItem = str | StreamEnd
 
+Request = tuple[Prompt, GenerationOptions | None]
+"""One generation request: the prompt and its options (None: the defaults)."""
+
 
 @runtime_checkable
 class Backend(Protocol):
@@ -202,8 +206,10 @@ class BaseBackend(abc.ABC):
     """Shared timing, retries and batching; subclasses implement :meth:`_stream`."""
 
     kind: ClassVar[str] = "base"
-    # In-process backends hold one model in this process and generate one request at a time.
+    # In-process backends hold one model in this process and generate one request at a time,
+    # unless they decode several sequences in one batch (llama.cpp does).
     in_process: ClassVar[bool] = False
+    batches_in_process: ClassVar[bool] = False
 
     def __init__(self, spec: str, *, retry: RetryPolicy | None = None, concurrency: int = 1):
         self.spec = spec
@@ -250,29 +256,96 @@ class BaseBackend(abc.ABC):
         concurrency: int | None = None,
     ) -> list[Response]:
         """Answers in the order of ``items``; k requests in flight for server backends."""
-        k = self.effective_concurrency(concurrency)
+        results: list[Response | None] = [None] * len(items)
+        for index, response in self.generate_each([(item, options) for item in items],
+                                                  concurrency):
+            results[index] = response
+        answered = [r for r in results if r is not None]
+        if len(answered) != len(items):
+            raise RuntimeError(f"{self.spec}: {len(items) - len(answered)} of {len(items)} "
+                               "batch items got no answer")
+        return answered
+
+    def generate_each(
+        self,
+        requests: Sequence[Request],
+        concurrency: int | None = None,
+        *,
+        stop: threading.Event | None = None,
+    ) -> Iterator[tuple[int, Response]]:
+        """``(index into requests, response)`` as each answer is finished, in finishing order.
+
+        At most :meth:`effective_concurrency` requests are in flight. Once ``stop`` is set no
+        further request is started; the ones already started are still answered. Each request
+        carries its own options, so repeats with different seeds go in one call.
+        """
+        k = min(self.effective_concurrency(concurrency), max(1, len(requests)))
         if k == 1:
-            return [self.generate(item, options) for item in items]
-        with ThreadPoolExecutor(max_workers=k, thread_name_prefix=f"loragate-{self.kind}") as pool:
-            return list(pool.map(lambda item: self.generate(item, options), items))
+            for index, (prompt, options) in enumerate(requests):
+                if stop is not None and stop.is_set():
+                    return
+                yield index, self.generate(prompt, options)
+            return
+        yield from self._threaded_each(requests, k, stop)
+
+    def _threaded_each(self, requests: Sequence[Request], k: int, stop: threading.Event | None
+                       ) -> Iterator[tuple[int, Response]]:
+        # Requests are submitted one per finished one (never all up front), so a stop or an
+        # interrupt leaves nothing queued behind the k in flight.
+        pool = ThreadPoolExecutor(max_workers=k, thread_name_prefix=f"loragate-{self.kind}")
+        pending: dict[Future[Response], int] = {}
+        next_index = 0
+        try:
+            while True:
+                while (len(pending) < k and next_index < len(requests)
+                       and not (stop is not None and stop.is_set())):
+                    prompt, options = requests[next_index]
+                    pending[pool.submit(self.generate, prompt, options)] = next_index
+                    next_index += 1
+                if not pending:
+                    return
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                failure: BaseException | None = None
+                for future in sorted(done, key=pending.__getitem__):
+                    index = pending.pop(future)
+                    error = future.exception()
+                    if error is not None:
+                        failure = failure or error
+                        continue
+                    yield index, future.result()
+                if failure is not None:
+                    # The answers finished alongside it were handed out first.
+                    raise failure
+        finally:
+            # Requests already sent run to their end in their threads; nothing new starts.
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def effective_concurrency(self, requested: int | None = None) -> int:
         wanted = max(1, requested if requested is not None else self.concurrency)
-        if self.in_process and wanted > 1:
+        if self.in_process and not self.batches_in_process and wanted > 1:
             logger.info("%s runs in process: %d requests asked in flight, running 1 at a time",
                         self.spec, wanted)
             return 1
         return wanted
+
+    def _applied_concurrency(self) -> int:
+        """The configured concurrency as it will be applied, without logging."""
+        if self.in_process and not self.batches_in_process:
+            return 1
+        return self.concurrency
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {
             "spec": self.spec,
             "kind": self.kind,
             "in_process": self.in_process,
-            "concurrency": 1 if self.in_process else self.concurrency,
+            "concurrency": self._applied_concurrency(),
             "retries": self.retry.retries,
         }
-        if self.in_process:
+        if self.in_process and self.batches_in_process:
+            info["concurrency_note"] = ("in-process backend: up to concurrency sequences "
+                                        "decoded together in one batch")
+        elif self.in_process:
             info["concurrency_note"] = "in-process backend: one request at a time"
         info.update(self._describe_extra())
         return info

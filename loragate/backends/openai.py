@@ -74,7 +74,11 @@ class OpenAIBackend(BaseBackend):
             base_url=self.root,
             timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
             headers=headers,
-            limits=httpx.Limits(max_connections=max(concurrency, 1) * 2),
+            # No cap on connections: generate_each bounds the requests in flight, and a pool
+            # sized for the configured concurrency would queue a prefetch that asks for more
+            # (and time it out waiting for a connection).
+            limits=httpx.Limits(max_connections=None,
+                                max_keepalive_connections=max(concurrency, 8) * 2),
         )
         self._digest: str | None = None
 
