@@ -239,7 +239,10 @@ class PackagingSettings(_Strict):
 class BackendSettings(_Strict):
     n_threads: int | None = Field(None, ge=1, description="llama.cpp threads; none: all cores")
     n_ctx: int = Field(4096, ge=128, description="context length of an in-process model")
-    concurrency: int = Field(4, ge=1, description="requests in flight against a server")
+    concurrency: int | None = Field(
+        None, ge=1, description="answers generated together: sequences in one llama.cpp batch "
+        "or requests in flight to a server; none: per backend kind (gguf 8, openai 8, "
+        "ollama 4, hf 1); 1: each answer when its item runs")
     timeout_s: float = Field(120.0, gt=0, description="per-request timeout")
     retries: int = Field(2, ge=0, description="retries of a timed-out or busy request")
     max_tokens: int = Field(768, ge=1, description="answer length cap of gate generation")

@@ -356,3 +356,36 @@ def test_a_bad_record_in_a_test_files_prompt_set_is_a_usage_error_too(pytester, 
     result = pytester.runpytest("--model", "ollama:echo")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"*{HARNESS}.jsonl:1: field 'messages'*"])
+
+
+# -- answers generated ahead ------------------------------------------------------------------
+
+
+def test_answers_generated_ahead_give_the_verdict_of_one_at_a_time(pytester, monkeypatch):
+    slow = ScriptedBackend(delay_s=0.2)
+    with OllamaDouble({"echo": slow}) as host:
+        monkeypatch.setenv("OLLAMA_HOST", host)
+        project = user_project(pytester, n_prompts=8,
+                               validator="return text.strip().endswith(('word1', 'word3'))")
+        one_at_a_time = pytester.runpytest("--model", "ollama:echo", "--concurrency", "1",
+                                           "--no-cache")
+        serial = verdict_of(project)
+        assert slow.max_active == 1
+        ahead = pytester.runpytest("--model", "ollama:echo", "--concurrency", "4")
+        document = verdict_of(project)
+    assert one_at_a_time.ret == ahead.ret == 1
+    assert slow.max_active == 4  # four requests in flight at the server
+    assert document["metrics"]["ahead"]["answers_generated"] == 8
+    assert document["metrics"]["cache"]["hits"] == 8  # each item read its answer
+    pick = ("sample_id", "passed", "answer")
+    assert [{k: s[k] for k in pick} for s in document["samples"]] == [
+        {k: s[k] for k in pick} for s in serial["samples"]]
+
+
+def test_gguf_answers_decoded_in_one_batch_ahead_of_the_items(pytester, tiny_gguf):
+    project = user_project(pytester, n_prompts=4)
+    result = pytester.runpytest("--model", f"gguf:{tiny_gguf}", "--concurrency", "4",
+                                "--temperature", "0")
+    assert result.ret == 0, result.stdout.str()[-2000:]
+    ahead = verdict_of(project)["metrics"]["ahead"]
+    assert ahead["concurrency"] == 4 and ahead["answers_generated"] == 4

@@ -167,9 +167,15 @@ def _parse_openai(text: str, body: str, check_files: bool) -> ModelSpec:
 class _Settings:
     n_threads: int | None = None
     n_ctx: int = 4096
-    concurrency: int = 4
+    concurrency: int | None = None
     timeout_s: float = 120.0
     retries: int = 2
+
+
+def _concurrency(settings: Any, kind: str) -> int:
+    from loragate.backends.prefetch import default_concurrency
+
+    return getattr(settings, "concurrency", None) or default_concurrency(kind)
 
 
 def _backend_settings(settings: Any) -> Any:
@@ -210,12 +216,13 @@ def open_backend(spec: str | ModelSpec, settings: Any = None, *, cache: Any = No
         from loragate.backends.ollama import OllamaBackend
 
         backend = OllamaBackend(parsed.name, timeout_s=backend_settings.timeout_s, retry=retry,
-                                concurrency=backend_settings.concurrency, spec=parsed.text)
+                                concurrency=_concurrency(backend_settings, "ollama"),
+                                spec=parsed.text)
     else:
         from loragate.backends.openai import OpenAIBackend
 
         backend = OpenAIBackend(parsed.url, parsed.name, timeout_s=backend_settings.timeout_s,
-                                retry=retry, concurrency=backend_settings.concurrency,
+                                retry=retry, concurrency=_concurrency(backend_settings, "openai"),
                                 spec=parsed.text)
     if cache is not None:
         from loragate.backends.cache import CachedBackend
