@@ -15,9 +15,9 @@ its time includes both.
 
 Part (a) ends with ``gguf batched speedup: <N>x``, the last line is
 ``server concurrency speedup: <N>x``. Wall and CPU seconds are shown for each path, and
-the load average around the run: on a machine whose cores are shared, both paths slow
-down and the batched one less so (it synchronises llama.cpp's threads once per step for
-all sequences).
+the load average around the run: where other work shares the cores, llama.cpp's threads
+wait for each other at every step and either path can slow down many times over, so
+``--rounds`` runs both in turn and keeps each one's fastest round.
 
     python benchmarks/gate_throughput.py [--items 40] [--max-tokens 64] [--concurrency 8]
                                          [--threads 2] [--delay 0.2] [--rounds 1]
@@ -158,8 +158,8 @@ def main() -> int:
     configured = config.backend.max_tokens
     options = GenerationOptions(temperature=0.7, seed=42, max_tokens=configured)
     requests, harnesses = gate_requests(config, args.items, options)
-    print(f"load average before: {_load()} (this machine's cores are shared; a busy machine "
-          "slows both paths and favours the batched one)")
+    print(f"load average before: {_load()} (other work on these cores slows either path at "
+          "random: compare within one run, and prefer --rounds 3)")
     print(f"{len(requests)} gate items from {len(harnesses)} harnesses "
           f"({', '.join(harnesses)}), system prompt and max_tokens from {args.config}, "
           f"temperature 0.7, seed 42")
