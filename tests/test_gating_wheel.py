@@ -50,9 +50,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
                         root, env).stdout.strip())
     shared = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     (purelib / "test-environment.pth").write_text("\n".join(sorted(shared)) + "\n")
+    # --ignore-installed: the test environment's own (editable) loragate is visible through the
+    # .pth line; without it pip calls the wheel "already installed" and installs nothing.
     pip = _run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--no-index",
-                "-q", str(wheel)], root, env)
+                "--ignore-installed", "-q", str(wheel)], root, env)
     assert pip.returncode == 0, pip.stderr[-3000:]
+    assert (venv / "bin" / "loragate").is_file(), pip.stdout[-2000:] + pip.stderr[-2000:]
     return venv / "bin", env
 
 
