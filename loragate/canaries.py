@@ -30,7 +30,6 @@ NFKC and quote/dash folding, but not tokenised; add ``(?s)`` to let ``.`` cross 
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -190,23 +189,9 @@ def validate_record(record: Any, where: str) -> None:
 
 def load_canaries(path: Path) -> list[dict[str, Any]]:
     """The records of a canary file, each validated; errors name the file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise CanaryError(f"{path}: canary file not found")
-    records: list[dict[str, Any]] = []
-    seen: dict[str, int] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CanaryError(f"{where}: invalid JSON: {exc.msg} (column {exc.colno})") from None
-        validate_record(record, where)
-        if record["id"] in seen:
-            raise CanaryError(f"{where}: duplicate id {record['id']!r} "
-                              f"(first on line {seen[record['id']]})")
-        seen[record["id"]] = lineno
-        records.append(record)
-    return records
+    from loragate.gating.prompts import PromptFileError, read_prompt_records
+
+    try:
+        return read_prompt_records(path, what="canary file", check=validate_record)
+    except PromptFileError as exc:
+        raise CanaryError(str(exc)) from None

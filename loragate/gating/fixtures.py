@@ -272,23 +272,16 @@ def harness_records(state: GateSession, harness: str) -> list[dict[str, Any]]:
 def canary_records(state: GateSession, kind: str = "canary") -> list[dict[str, Any]]:
     """The records of the canary file or (``kind="forgetting"``) of the forgetting probe;
     none when the config names no such file."""
-    from loragate.canaries import CanaryError, validate_record
+    from loragate.canaries import CanaryError, load_canaries
 
     canaries = state.settings.canaries
     path = canaries.file if kind == "canary" else canaries.forgetting_file
     if path is None:
         return []
-    what = "canary file" if kind == "canary" else "forgetting probe file"
     try:
-        records = read_prompt_records(path, what=what)
-    except PromptFileError as exc:
+        return load_canaries(path)
+    except CanaryError as exc:
         raise pytest.UsageError(f"canaries: {exc}") from None
-    for number, record in enumerate(records, start=1):
-        try:
-            validate_record(record, f"{path}: record {number} ({record['id']})")
-        except CanaryError as exc:
-            raise pytest.UsageError(f"canaries: {exc}") from None
-    return records
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

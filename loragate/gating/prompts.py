@@ -10,6 +10,7 @@ Anything else the record holds is context for its validator (``expected``,
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,11 @@ class PromptFileError(ValueError):
     """A prompt file that cannot be used; the message starts with ``path:line``."""
 
 
-def read_prompt_records(path: Path, *, what: str = "prompt file") -> list[dict[str, Any]]:
-    """Every record of ``path``, checked; blank lines are skipped."""
+def read_prompt_records(path: Path, *, what: str = "prompt file",
+                        check: Callable[[dict[str, Any], str], None] | None = None
+                        ) -> list[dict[str, Any]]:
+    """Every record of ``path``, checked; blank lines are skipped. ``check(record, where)``
+    adds the checks of one kind of record (the canaries'), ``where`` being ``path:line``."""
     if not path.is_file():
         raise PromptFileError(f"{path}: {what} not found")
     try:
@@ -42,9 +46,11 @@ def read_prompt_records(path: Path, *, what: str = "prompt file") -> list[dict[s
             raise PromptFileError(f"{where}: invalid JSON: {exc.msg} (column {exc.colno})"
                                   ) from None
         check_record(record, where)
+        if check is not None:
+            check(record, where)
         if record["id"] in seen:
             raise PromptFileError(f"{where}: duplicate id {record['id']!r} "
-                                  f"(first at line {seen[record['id']]})")
+                                  f"(first on line {seen[record['id']]})")
         seen[record["id"]] = number
         records.append(record)
     return records
