@@ -21,10 +21,10 @@ from pathlib import Path
 import _no_shadow  # noqa: F401 - before any third-party import: see its docstring
 
 from loragate.backends import CachedBackend, GenerationOptions, ResponseCache, open_backend
+from loragate.base_model import materialise_smollm2
 from loragate.config import BackendSettings
 from loragate.packaging.llamacpp import convert_hf_to_gguf, default_cache_dir
 from loragate.packaging.quantize import quantize_gguf
-from loragate.training.base_model import materialise_smollm2
 
 QUESTIONS = [
     "What is a PDCA cycle?",

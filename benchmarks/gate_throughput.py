@@ -42,8 +42,8 @@ from loragate.backends.gguf import GgufBackend
 from loragate.backends.openai import OpenAIBackend
 from loragate.backends.openai_double import OpenAIDouble
 from loragate.backends.prefetch import prefetch
+from loragate.base_model import smollm2_gguf_path
 from loragate.config import DEFAULT_CONFIG, LoragateConfig, load_config
-from loragate.training.base_model import smollm2_gguf_path
 
 Request = tuple[list[dict[str, str]], GenerationOptions]
 

@@ -6,7 +6,7 @@ process is prestarted, whose imports overlap the merge), convert to f16 GGUF, qu
 Q4_K_M. Then copies every file those steps wrote (merged folder, f16 GGUF, Q4_K_M GGUF) to the
 same folder's disk and times that, twice: through the page cache only, and durably (each file
 synced, then its folder), which is how packaging puts its outputs in place
-(``loragate.packaging.files``). The durable copy is the physical floor: the bytes reach the
+(``loragate.artifacts``). The durable copy is the physical floor: the bytes reach the
 disk. The page-cache copy runs near memory speed on an idle machine (875 MiB in 0.3 s here)
 and 2-6 times slower under load; it is printed for reference, not compared.
 Its last line is ``packaging vs disk copy: <N>x`` (packaging time over the durable copy's;
@@ -28,7 +28,8 @@ from pathlib import Path
 
 import _no_shadow  # noqa: F401 - before any third-party import: see its docstring
 
-from loragate.packaging.files import sync_file, sync_folder
+from loragate.artifacts import sync_file, sync_folder
+from loragate.base_model import materialise_smollm2
 from loragate.packaging.llamacpp import (
     HF_CONVERTER,
     convert_hf_to_gguf,
@@ -38,7 +39,6 @@ from loragate.packaging.llamacpp import (
 )
 from loragate.packaging.merge import merge_adapter
 from loragate.packaging.quantize import quantize_gguf
-from loragate.training.base_model import materialise_smollm2
 
 
 def make_adapter(base_dir: Path, out: Path, rank: int = 16) -> Path:

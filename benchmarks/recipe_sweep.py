@@ -25,9 +25,9 @@ from pathlib import Path
 import _no_shadow  # noqa: F401 - before any third-party import: see its docstring
 import torch
 
+from loragate.base_model import resolve_base_model
 from loragate.config import load_config
 from loragate.harnesses.registry import HARNESS_NAMES, score
-from loragate.training.base_model import resolve_base_model
 from loragate.training.trainer import train
 
 DEVICE = os.environ.get("SWEEP_DEVICE", "cuda")
@@ -141,7 +141,7 @@ def main() -> None:
         config = make_config(name, overrides)
         if overrides.get("_base_only"):
             adapter = None
-            stats = {}
+            stats = None
         else:
             outcome = train(config, force=True)
             stats = outcome.stats
@@ -151,10 +151,11 @@ def main() -> None:
         t2 = time.time()
         summary["train_s"] = round(t1 - t0, 1)
         summary["eval_s"] = round(t2 - t1, 1)
-        summary["eval_loss"] = stats.get("eval_loss")
-        summary["base_eval_loss"] = stats.get("base_eval_loss")
-        summary["steps"] = stats.get("global_step")
-        summary["supervised_tokens"] = stats.get("supervised_tokens")
+        summary["eval_loss"] = stats.eval_loss if stats else None
+        summary["base_eval_loss"] = stats.base_eval_loss if stats else None
+        summary["steps"] = stats.global_step if stats else None
+        summary["supervised_tokens_per_second"] = (stats.supervised_tokens_per_second
+                                                   if stats else None)
         results[name] = summary
         out_path.write_text(json.dumps(results, indent=1))
         line = " ".join(f"{h[:6]}={summary[h].get('f1', summary[h]['rate']):.2f}"

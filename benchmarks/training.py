@@ -26,8 +26,8 @@ from typing import Any
 
 import _no_shadow  # noqa: F401 - before any third-party import: see its docstring
 
+from loragate.base_model import load_tokenizer, resolve_base_model
 from loragate.config import DEFAULT_CONFIG, load_config
-from loragate.training.base_model import load_tokenizer, resolve_base_model
 from loragate.training.data import Sample, load_samples
 from loragate.training.formatting import (
     FALLBACK_INPUT,

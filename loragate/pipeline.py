@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -24,8 +23,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from loragate.artifacts import InputsStamp, json_digest, model_folder_fingerprint, reusable
 from loragate.config import DEFAULT_CONFIG, LoragateConfig, load_config
 from loragate.gating.report import (
     render_compare_html,
@@ -35,7 +35,12 @@ from loragate.gating.report import (
 )
 from loragate.gating.starter import CONFIG_NAME as STARTER_CONFIG
 
+if TYPE_CHECKING:
+    from loragate.packaging.pipeline import PackageResult
+    from loragate.training.stats import TrainingStats
+
 GATE_SUITES = ("gates", "canaries")
+BASE_STAMP = "base.inputs.json"
 GATE_MARKERS = "ship_gate or quality_gate or canary"
 
 
@@ -88,11 +93,9 @@ def pytest_command(config: LoragateConfig, *, model: str, suites: Sequence[str],
     return command + list(extra)
 
 
-def run_pytest(command: list[str], config: LoragateConfig, env: dict[str, str] | None = None
-               ) -> int:
+def run_pytest(command: list[str], config: LoragateConfig) -> int:
     print("loragate: " + " ".join(command[1:]), flush=True)
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.call(command, cwd=config.root, env=full_env)
+    return subprocess.call(command, cwd=config.root)
 
 
 def read_verdict(path: Path) -> dict[str, Any] | None:
@@ -188,9 +191,9 @@ def run_pipeline(args: argparse.Namespace) -> int:
     with report.stage("package") as timing:
         package = package_stage(config, adapter_dir, force=args.force, timing=timing)
 
-    tuned_spec, base_spec = f"gguf:{package['gguf']}", f"gguf:{base_gguf}"
-    env = {"LORAGATE_RUN_DIR": str(adapter_dir), "LORAGATE_PACKAGE_DIR": str(package["dir"]),
-           "LORAGATE_CONFIG": str(config.source_path)}
+    # The Step 1/2 suites find the adapter and the package through the config that every
+    # pytest run below is given (--loragate-config).
+    tuned_spec, base_spec = f"gguf:{package.primary_gguf}", f"gguf:{base_gguf}"
     tuned_json = reports / "verdict-tuned.json"
     with report.stage("verdict-tuned") as timing:
         command = pytest_command(
@@ -198,7 +201,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
             suites=("training", "packaging", *GATE_SUITES, "smoke"),
             markers=f"stage or smoke or {GATE_MARKERS}",
             verdict_json=tuned_json, verdict_html=reports / "report.html", extra=extra)
-        run_pytest(command, config, env)
+        run_pytest(command, config)
         timing.detail = _verdict_word(tuned_json)
     if not args.skip_base_verdict:
         with report.stage("verdict-base") as timing:
@@ -209,7 +212,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
                 suites=(*GATE_SUITES, "smoke"), markers=f"smoke or {GATE_MARKERS}",
                 verdict_json=reports / "verdict-base.json",
                 verdict_html=reports / "report-base.html", extra=extra)
-            run_pytest(command, config, env)
+            run_pytest(command, config)
             timing.detail = _verdict_word(reports / "verdict-base.json")
 
     tuned = read_verdict(tuned_json)
@@ -256,17 +259,17 @@ def replay_stage(config: LoragateConfig, base_gguf: Path, *, force: bool,
 
 def train_stage(config: LoragateConfig, *, force: bool, timing: StageTiming,
                 report: PipelineReport | None = None) -> Path:
-    from loragate.training.trainer import describe_progress, partial_note, plan_complete, train
+    from loragate.training.stats import describe_progress, partial_note
+    from loragate.training.trainer import train
 
     outcome = train(config, force=force)
     stats = outcome.stats
     timing.reused = outcome.skipped
-    loss = stats.get("eval_loss")
-    base_loss = stats.get("base_eval_loss")
-    parts = [describe_progress(stats)] if stats.get("planned_steps") else []
+    loss, base_loss = stats.eval_loss, stats.base_eval_loss
+    parts = [describe_progress(stats)] if stats.planned_steps else []
     if loss is not None and base_loss is not None:
         parts.append(f"eval loss {base_loss:.3f} -> {loss:.3f}")
-    complete = plan_complete(stats)
+    complete = stats.plan_complete
     if not complete:
         parts.append("partly trained")
     timing.detail = f"({', '.join(parts)})" if parts else ""
@@ -282,13 +285,13 @@ def train_stage(config: LoragateConfig, *, force: bool, timing: StageTiming,
     return adapter_dir_of(outcome.output_dir)
 
 
-def training_progress(stats: dict[str, Any]) -> dict[str, Any]:
+def training_progress(stats: TrainingStats) -> dict[str, Any]:
     """The plan figures of training_stats.json that the summary shows."""
-    from loragate.training.trainer import describe_progress, plan_complete
+    from loragate.training.stats import describe_progress
 
-    return {"complete": plan_complete(stats), "text": describe_progress(stats),
-            "completed_fraction": stats.get("completed_fraction"),
-            "time_budget_s": stats.get("time_budget_s")}
+    return {"complete": stats.plan_complete, "text": describe_progress(stats),
+            "completed_fraction": stats.completed_fraction,
+            "time_budget_s": stats.time_budget_s}
 
 
 def adapter_dir_of(output_dir: Path) -> Path:
@@ -300,16 +303,16 @@ def adapter_dir_of(output_dir: Path) -> Path:
 
 
 def package_stage(config: LoragateConfig, adapter_dir: Path, *, force: bool,
-                  timing: StageTiming) -> dict[str, Path]:
+                  timing: StageTiming) -> PackageResult:
     from loragate.packaging.pipeline import package
 
     result = package(config, adapter_dir, force=force, ollama=True)
     timing.reused = result.reused
-    gguf = Path(result.quantized[config.packaging.quant_types[0]])
+    gguf = result.primary_gguf
     timing.detail = f"({gguf.name}, {gguf.stat().st_size / 2**20:.0f} MiB)"
     if result.ollama_message:
         print(f"loragate: {result.ollama_message}")
-    return {"gguf": gguf, "dir": Path(result.package_dir)}
+    return result
 
 
 def base_gguf_stage(config: LoragateConfig, *, force: bool, timing: StageTiming) -> Path:
@@ -317,18 +320,19 @@ def base_gguf_stage(config: LoragateConfig, *, force: bool, timing: StageTiming)
 
     Rebuilt only when the base model folder changed (its fingerprint is stored beside it).
     """
+    from loragate.base_model import resolve_base_model
     from loragate.packaging.llamacpp import convert_hf_to_gguf
     from loragate.packaging.quantize import quantize_gguf
-    from loragate.training.base_model import resolve_base_model
-    from loragate.training.trainer import base_fingerprint
 
     base_dir = resolve_base_model(config)
     quant = config.packaging.quant_types[0]
     out_dir = Path(config.output_dir) / "base-gguf"
     target = out_dir / f"base.{quant}.gguf"
-    stamp = out_dir / "base.fingerprint"
-    fingerprint = base_fingerprint(base_dir)
-    if not force and target.is_file() and stamp.is_file() and stamp.read_text() == fingerprint:
+    stamp_path = out_dir / BASE_STAMP
+    fingerprint = json_digest({"base": model_folder_fingerprint(base_dir), "quant": quant,
+                               "outtype": config.packaging.outtype})
+    stamp = InputsStamp.read(stamp_path)
+    if not force and reusable(stamp and stamp.inputs_hash, fingerprint, [target]):
         timing.reused = True
         return target
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -337,7 +341,7 @@ def base_gguf_stage(config: LoragateConfig, *, force: bool, timing: StageTiming)
     if quant != config.packaging.outtype:
         quantize_gguf(f16, target, quant)
         f16.unlink()
-    stamp.write_text(fingerprint)
+    InputsStamp(inputs_hash=fingerprint).write(stamp_path)
     return target if target.is_file() else f16
 
 

@@ -1,20 +1,19 @@
 """Step 2 checks on a packaged model: the GGUFs, their speed, their fidelity, the Modelfile.
 
-The package is read from ``$LORAGATE_PACKAGE_DIR`` or the config's ``<output_dir>/package``
-(its ``package.json`` manifest, written by ``loragate package``). Without one, every check
-skips and says how to make it. Figures go into the verdict through ``verdict_metrics``.
+The package is read from the session config's ``<output_dir>/package`` (``--loragate-config``,
+else the ini's ``loragate_config``): its ``package.json`` manifest, written by ``loragate
+package`` and read through :class:`~loragate.packaging.pipeline.PackageResult`. Without one,
+every check skips and says how to make it. Figures go into the verdict through ``verdict_metrics``.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from loragate.packaging.gguf_checks import (
     file_type_matches,
-    hold_out_conversations,
     inspect_gguf,
     measure_speed,
     size_ratio,
@@ -27,8 +26,9 @@ from loragate.packaging.modelfile import (
     read_modelfile,
     validate_modelfile,
 )
-from loragate.packaging.pipeline import PackageResult, package_dir_for, read_manifest
+from loragate.packaging.pipeline import PackageResult, package_dir_for
 from loragate.packaging.quantize import read_metadata
+from loragate.training.data import hold_out_conversations
 
 pytestmark = pytest.mark.stage
 SECTION = "packaging"
@@ -36,13 +36,12 @@ SECTION = "packaging"
 
 @pytest.fixture(scope="module")
 def packaged(loragate_settings) -> PackageResult:
-    configured = os.environ.get("LORAGATE_PACKAGE_DIR")
-    folder = Path(configured) if configured else package_dir_for(loragate_settings)
-    result = read_manifest(folder)
+    folder = package_dir_for(loragate_settings)
+    result = PackageResult.read(folder)
     if result is None:
         pytest.skip(
             f"no packaged model at {folder} (no readable package.json): run "
-            "`loragate package --config <config>` or set LORAGATE_PACKAGE_DIR"
+            "`loragate package --config <config>`, or pass --loragate-config with its config"
         )
     return result
 

@@ -81,8 +81,8 @@ def test_historical_reference_through_sqlite_and_chroma(served_model, deployed_r
 
 def test_tool_query_with_rag_injection_yields_a_valid_call(served_model, deployed_rag_stores,
                                                            loragate_settings, verdict_metrics):
+    from loragate.base_model import load_tokenizer, resolve_base_model
     from loragate.rag.prompt_builder import ToolAwarePromptBuilder
-    from loragate.training.base_model import load_tokenizer, resolve_base_model
 
     targets = loragate_settings.smoke
     tokenizer = load_tokenizer(resolve_base_model(loragate_settings))

@@ -14,12 +14,7 @@ from hypothesis import strategies as st
 
 from loragate.backends import CachedBackend, GenerationOptions, ResponseCache
 from loragate.backends.base import Response, normalize_prompt
-from loragate.backends.cache import (
-    CorruptCacheWarning,
-    cache_key,
-    file_digest,
-    folder_digest,
-)
+from loragate.backends.cache import CorruptCacheWarning, cache_key
 from tests.ollama_double import ScriptedBackend
 
 MESSAGES = [{"role": "user", "content": "say hello to the gate"}]
@@ -97,21 +92,6 @@ def test_another_model_digest_misses(cache: ResponseCache) -> None:
     other = ScriptedBackend(digest="model-b")
     response = CachedBackend(other, cache).generate(MESSAGES)
     assert other.calls == 1 and not response.cached and response.model_digest == "model-b"
-
-
-def test_changed_model_file_changes_its_digest(tmp_path: Path) -> None:
-    model = tmp_path / "model.gguf"
-    model.write_bytes(b"GGUF one")
-    before = file_digest(model)
-    assert file_digest(model) == before
-    model.write_bytes(b"GGUF two, longer")
-    assert file_digest(model) != before
-    folder = tmp_path / "hf"
-    folder.mkdir()
-    (folder / "model.safetensors").write_bytes(b"weights")
-    first = folder_digest(folder)
-    (folder / "model.safetensors").write_bytes(b"weights, trained")
-    assert folder_digest(folder) != first
 
 
 def test_errors_are_not_cached(cache: ResponseCache) -> None:

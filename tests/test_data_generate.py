@@ -250,8 +250,8 @@ def test_every_web4_fact_a_canary_asks_is_taught_in_other_words(samples):
 def test_the_validator_canaries_can_be_passed(files):
     """A correct answer passes each format canary (its context is satisfiable)."""
     from loragate.canaries import check_canary
-    from loragate.harnesses import code_examples as ce
-    from loragate.harnesses import examples as ex
+    from loragate.data import code_examples as ce
+    from loragate.data import examples as ex
 
     by_task = {c["task"]: c for c in files["canaries.jsonl"]}
     clock = ce.Component(name="Clock", fields=(ce.ModelField("uuid", "string", '""'),))
@@ -342,7 +342,7 @@ def smollm2_tokenizer(tmp_path_factory):
 
     from transformers import AutoTokenizer
 
-    from loragate.training.base_model import materialise_smollm2_tokenizer
+    from loragate.base_model import materialise_smollm2_tokenizer
 
     cache = os.environ.get("LORAGATE_CACHE") or tmp_path_factory.mktemp("loragate-cache")
     return AutoTokenizer.from_pretrained(materialise_smollm2_tokenizer(Path(cache)))
@@ -383,8 +383,8 @@ def test_plan_scale_gives_the_plans_37k_distinct_samples():
 def test_sample_failures_names_each_broken_check(samples):
     from dataclasses import replace
 
+    from loragate.data import code_examples as ce
     from loragate.data.generate import KEYWORDS, TOOL_RULES, Sample
-    from loragate.harnesses import code_examples as ce
 
     pdca = next(s for s in samples["process_framework.jsonl"] if "pdca_template" in s.checks)
     cut = replace(pdca, answer=pdca.answer.split("## **🔧 DO**")[0])
@@ -400,7 +400,7 @@ def test_sample_failures_names_each_broken_check(samples):
 
 
 def test_command_prompts_accept_equivalent_commands_and_reject_unrelated_ones(samples):
-    from loragate.harnesses import code_examples as ce
+    from loragate.data import code_examples as ce
 
     commands = [s for s in samples["tool_awareness.jsonl"]
                 if s.context["expected"]["tool"] == "run_command"]
@@ -419,7 +419,7 @@ def test_command_prompts_accept_equivalent_commands_and_reject_unrelated_ones(sa
 
 
 def test_edit_prompts_accept_a_whole_file_rewrite_with_the_same_result(samples):
-    from loragate.harnesses import code_examples as ce
+    from loragate.data import code_examples as ce
 
     edit = next(s for s in samples["tool_awareness.jsonl"]
                 if "edit_file" in s.context["expected"]["tool"])

@@ -12,8 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loragate.harnesses import examples, markdown, pdca_schema, pdca_template, tron_format
-from loragate.harnesses.examples import PdcaSpec, PlainPdcaSpec, Variation
+from loragate.data import examples
+from loragate.data.examples import PdcaSpec, PlainPdcaSpec, Variation
+from loragate.harnesses import markdown, pdca_schema, pdca_template, tron_format
 
 DOCS = Path(__file__).parent / "data" / "web4_docs"
 EXPECTED = json.loads((DOCS / "expected.json").read_text(encoding="utf-8"))

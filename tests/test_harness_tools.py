@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loragate.harnesses import code_examples as ce
+from loragate.data import code_examples as ce
 from loragate.harnesses import tool_success, tools
 from loragate.harnesses.registry import score
 

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loragate.harnesses import examples, tron_format
-from loragate.harnesses.examples import AllClear, PendingDecision, TakenDecision
+from loragate.data import examples
+from loragate.data.examples import AllClear, PendingDecision, TakenDecision
+from loragate.harnesses import tron_format
 
 PROPERTY = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

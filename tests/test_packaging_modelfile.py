@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from loragate.base_model import CHATML_TEMPLATE
 from loragate.packaging import modelfile as mf
 from loragate.packaging.modelfile import (
     CHATML_OLLAMA_TEMPLATE,
@@ -22,7 +23,6 @@ from loragate.packaging.modelfile import (
     template_mismatches,
     validate_modelfile,
 )
-from loragate.training.base_model import CHATML_TEMPLATE
 
 SETTINGS = SimpleNamespace(system="Follow Web4.", temperature=0.2, top_p=0.95, top_k=20,
                            num_ctx=2048)

@@ -14,7 +14,6 @@ from loragate.packaging import merge as merge_mod
 from loragate.packaging import pipeline
 from loragate.packaging.gguf_checks import (
     file_type_matches,
-    hold_out_conversations,
     inspect_gguf,
     measure_speed,
     token_agreement,
@@ -29,6 +28,7 @@ from loragate.packaging.merge import (
 from loragate.packaging.modelfile import read_modelfile, validate_modelfile
 from loragate.packaging.pipeline import package, read_manifest
 from loragate.packaging.quantize import read_metadata
+from loragate.training.data import hold_out_conversations
 
 if "fixtures.tiny_gguf" not in sys.modules:
     from fixtures.tiny_gguf import tiny_adapter_dir  # noqa: F401
@@ -313,8 +313,7 @@ def test_removing_intermediates(tmp_path: Path, tiny_llama_dir: Path, tiny_adapt
     assert 0.2 < result.quantized["Q8_0"].stat().st_size / result.f16_size_bytes < 0.75
 
 
-def test_step2_suite_passes_on_the_package(packaged, pytester: pytest.Pytester,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_step2_suite_passes_on_the_package(packaged, pytester: pytest.Pytester) -> None:
     config, result = packaged
     settings = {
         "model_name": "tiny", "output_dir": str(result.package_dir.parent),
@@ -326,7 +325,6 @@ def test_step2_suite_passes_on_the_package(packaged, pytester: pytest.Pytester,
     config_path = pytester.path / "loragate.json"
     config_path.write_text(json.dumps(settings))
     pytester.copy_example(str(ROOT / "packaging" / "test_step2_checks.py"))
-    monkeypatch.delenv("LORAGATE_PACKAGE_DIR", raising=False)
     outcome = pytester.runpytest(
         "-p", "no:cacheprovider", "--import-mode=importlib", f"--loragate-config={config_path}",
         f"--verdict-json={pytester.path / 'verdict.json'}", "-q", "test_step2_checks.py",
@@ -334,12 +332,13 @@ def test_step2_suite_passes_on_the_package(packaged, pytester: pytest.Pytester,
     outcome.assert_outcomes(passed=6, skipped=1)  # Ollama: no ollama_name set
 
 
-def test_step2_suite_skips_without_a_package(pytester: pytest.Pytester, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LORAGATE_PACKAGE_DIR", str(tmp_path / "none"))
+def test_step2_suite_skips_without_a_package(pytester: pytest.Pytester, tmp_path: Path
+                                             ) -> None:
+    config_path = pytester.path / "loragate.json"
+    config_path.write_text(json.dumps({"output_dir": str(tmp_path / "none")}))
     pytester.copy_example(str(ROOT / "packaging" / "test_step2_checks.py"))
     outcome = pytester.runpytest("-p", "no:cacheprovider", "--import-mode=importlib", "-rs",
-                                 "test_step2_checks.py")
+                                 f"--loragate-config={config_path}", "test_step2_checks.py")
     outcome.assert_outcomes(skipped=7)
     outcome.stdout.fnmatch_lines(["*no packaged model at*none*loragate package*"])
 
@@ -370,7 +369,7 @@ def synced_paths(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads /proc/self/fd")
 def test_durable_replace_syncs_data_before_the_name(tmp_path: Path, synced_paths) -> None:
-    from loragate.packaging.files import durable_replace
+    from loragate.artifacts import durable_replace
 
     partial, final = tmp_path / ".out.partial", tmp_path / "out"
     partial.write_bytes(b"GGUF" + b"\0" * 64)

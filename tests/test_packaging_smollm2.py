@@ -69,8 +69,9 @@ def test_smollm2_q4_k_m_generates_and_reports_agreement(
     from loragate.backends.gguf import GgufBackend
     from loragate.cli import main
     from loragate.config import load_config
-    from loragate.packaging.gguf_checks import hold_out_conversations, token_agreement
+    from loragate.packaging.gguf_checks import token_agreement
     from loragate.packaging.pipeline import package_dir_for, read_manifest
+    from loragate.training.data import hold_out_conversations
 
     config_path = _write_config(tmp_path)
     started = time.perf_counter()

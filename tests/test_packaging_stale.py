@@ -133,7 +133,7 @@ def test_a_system_prompt_the_modelfile_cannot_hold_is_refused_before_any_work(
         raise AssertionError("packaging started work before checking the system prompt")
 
     monkeypatch.setattr(pipeline, "_build", no_work)
-    monkeypatch.setattr("loragate.training.base_model.resolve_base_model", no_work)
+    monkeypatch.setattr("loragate.base_model.resolve_base_model", no_work)
     with pytest.raises(ConfigError) as info:
         pipeline.package(config, tiny_adapter_dir, progress=False)
     message = str(info.value)

@@ -85,13 +85,17 @@ def test_collecting_the_packaging_suite_keeps_the_pypi_packaging_module():
 # training to a budget, the replay stage
 
 
-def partial_stats(done: int = 110, planned: int = 762) -> dict:
-    return {"completed": True, "complete": done >= planned, "planned_steps": planned,
+def partial_stats(done: int = 110, planned: int = 762):
+    from loragate.training.stats import TrainingStats
+
+    return TrainingStats.model_validate({
+            "completed": True, "complete": done >= planned, "planned_steps": planned,
             "completed_steps": done, "completed_fraction": round(done / planned, 4),
             "planned_epochs": 2.0, "completed_epochs": round(done / 381, 4),
             "stopped_by": "time budget" if done < planned else "plan complete",
             "time_budget_s": 2700.0, "eval_loss": 0.5, "base_eval_loss": 1.9,
-            "runs": [{"run": 1, "steps": done}]}
+            "runs": [{"run": 1, "from_step": 0, "to_step": done, "steps": done,
+                      "ended": "time budget"}]})
 
 
 def test_a_partly_trained_adapter_goes_on_to_packaging_and_says_so(

@@ -12,16 +12,17 @@ from pathlib import Path
 
 import pytest
 
+from loragate.artifacts import ADAPTER_WEIGHTS
 from loragate.config import LoragateConfig, TrainingSettings, parse_duration
-from loragate.training import trainer as trainer_mod
-from loragate.training.trainer import (
-    ADAPTER_WEIGHTS,
-    RUNS_FILE,
+from loragate.training.checkpoints import RUNS_FILE, checkpoint_problem
+from loragate.training.stats import (
     STATS_FILE,
+    TrainingStats,
+    completed_run_hash,
     describe_progress,
-    train,
     training_config_hash,
 )
+from loragate.training.trainer import train
 from tests.test_training_run import tiny_config
 
 STEP_SECONDS = 10.0
@@ -66,9 +67,9 @@ def max_difference(a: dict, b: dict) -> float:
     return max(float((a[k] - b[k]).abs().max()) for k in a)
 
 
-def schedule(stats: dict) -> dict[int, float]:
+def schedule(stats: TrainingStats) -> dict[int, float]:
     """The learning rate of every logged step."""
-    return {h["step"]: h["learning_rate"] for h in stats["loss_history"]}
+    return {h.step: h.learning_rate for h in stats.loss_history}
 
 
 @pytest.fixture
@@ -87,33 +88,33 @@ def test_budget_stops_with_a_checkpoint_and_the_resumed_run_equals_one_uninterru
     first = run(config, budget_steps=2)
     out = Path(config.output_dir)
     stats = first.stats
-    assert stats["completed"] is True and stats["complete"] is False
-    assert (stats["planned_steps"], stats["completed_steps"]) == (6, 2)
-    assert stats["completed_fraction"] == pytest.approx(2 / 6, abs=1e-4)
-    assert stats["stopped_by"] == "time budget"
-    assert stats["time_budget_s"] == 25.0
-    assert [(r["from_step"], r["to_step"], r["ended"]) for r in stats["runs"]] == [
+    assert stats.completed is True and stats.complete is False
+    assert (stats.planned_steps, stats.completed_steps) == (6, 2)
+    assert stats.completed_fraction == pytest.approx(2 / 6, abs=1e-4)
+    assert stats.stopped_by == "time budget"
+    assert stats.time_budget_s == 25.0
+    assert [(r.from_step, r.to_step, r.ended) for r in stats.runs] == [
         (0, 2, "time budget")]
     assert (out / ADAPTER_WEIGHTS).is_file()  # the partly trained adapter, for packaging
-    assert trainer_mod.checkpoint_problem(out / "checkpoint-2") is None
+    assert checkpoint_problem(out / "checkpoint-2") is None
     assert json.loads((out / "checkpoint-2" / RUNS_FILE).read_text())["runs"][0]["ended"] \
         == "time budget"
     assert any("partly trained" in note and "2 of 6 steps (33%)" in note
                for note in first.notes)
     # A partly trained adapter is never reused as finished: the same inputs resume it.
-    assert trainer_mod.completed_run_hash(out) is None
+    assert completed_run_hash(out) is None
 
     second = run(config, budget_steps=3)
-    assert second.stats["completed_steps"] == 5 and not second.stats["complete"]
+    assert second.stats.completed_steps == 5 and not second.stats.complete
     third = run(config, None)
     final = third.stats
-    assert not third.skipped and final["complete"] is True and final["stopped_by"] == \
+    assert not third.skipped and final.complete is True and final.stopped_by == \
         "plan complete"
-    assert final["resumed_from_step"] == 5
-    assert [(r["run"], r["from_step"], r["to_step"], r["steps"], r["ended"])
-            for r in final["runs"]] == [(1, 0, 2, 2, "time budget"), (2, 2, 5, 3, "time budget"),
+    assert final.resumed_from_step == 5
+    assert [(r.run, r.from_step, r.to_step, r.steps, r.ended)
+            for r in final.runs] == [(1, 0, 2, 2, "time budget"), (2, 2, 5, 3, "time budget"),
                                         (3, 5, 6, 1, "plan complete")]
-    assert [r["seconds"] for r in final["runs"]] == [20.0, 30.0, 10.0]
+    assert [r.seconds for r in final.runs] == [20.0, 30.0, 10.0]
     assert any("resumed from checkpoint-5 (run 3)" in note for note in third.notes)
 
     # The same adapter and the same learning rate at every step as one uninterrupted run:
@@ -122,9 +123,9 @@ def test_budget_stops_with_a_checkpoint_and_the_resumed_run_equals_one_uninterru
     assert list(schedule(final)) == [1, 2, 3, 4, 5, 6]
     assert schedule(final) == pytest.approx(schedule(reference), rel=1e-9)
     assert len(set(schedule(final).values())) == 5  # warm-up from 0, then decay: all distinct
-    losses = [h["loss"] for h in final["loss_history"]]
-    assert losses == pytest.approx([h["loss"] for h in reference["loss_history"]], abs=1e-5)
-    assert final["base_eval_loss"] == pytest.approx(reference["base_eval_loss"])
+    losses = [h.loss for h in final.loss_history]
+    assert losses == pytest.approx([h.loss for h in reference.loss_history], abs=1e-5)
+    assert final.base_eval_loss == pytest.approx(reference.base_eval_loss)
 
     # Now complete: reused, also when the budget changes (it does not change the adapter).
     config.training.time_budget = 1.0
@@ -141,12 +142,12 @@ def test_an_epoch_plan_stopped_mid_epoch_resumes_into_the_same_adapter(
     reference = run(whole, None).stats
     config = tiny_config(tmp_path / "split", tiny_llama_dir, **epochs)
     partial = run(config, budget_steps=8).stats
-    assert (partial["planned_steps"], partial["completed_steps"]) == (12, 8)
-    assert partial["planned_epochs"] == 2.0
-    assert partial["completed_epochs"] == pytest.approx(8 / 6, abs=1e-4)
+    assert (partial.planned_steps, partial.completed_steps) == (12, 8)
+    assert partial.planned_epochs == 2.0
+    assert partial.completed_epochs == pytest.approx(8 / 6, abs=1e-4)
     assert describe_progress(partial) == "8 of 12 steps (67%), 1.33 of 2 epochs, 1 run"
     final = run(config, None).stats
-    assert final["complete"] and final["completed_epochs"] == 2.0
+    assert final.complete and final.completed_epochs == 2.0
     assert max_difference(lora_weights(Path(config.output_dir)),
                           lora_weights(Path(whole.output_dir))) < 1e-6
     assert schedule(final) == pytest.approx(schedule(reference), rel=1e-9)
@@ -156,7 +157,7 @@ def test_a_budget_smaller_than_one_step_still_makes_progress(tmp_path: Path,
                                                              tiny_llama_dir: Path) -> None:
     config = tiny_config(tmp_path, tiny_llama_dir, max_steps=3, save_steps=100)
     stats = run(config, budget_steps=0).stats
-    assert stats["completed_steps"] == 1 and stats["stopped_by"] == "time budget"
+    assert stats.completed_steps == 1 and stats.stopped_by == "time budget"
 
 
 def test_a_run_killed_after_a_checkpoint_is_recorded_as_interrupted(
@@ -175,7 +176,7 @@ def test_a_run_killed_after_a_checkpoint_is_recorded_as_interrupted(
     with pytest.raises(Killed):
         train(config, callbacks=[KillAtStep3()])
     final = train(config).stats
-    assert [(r["from_step"], r["to_step"], r["ended"]) for r in final["runs"]] == [
+    assert [(r.from_step, r.to_step, r.ended) for r in final.runs] == [
         (0, 2, "interrupted"), (2, 4, "plan complete")]
 
 
@@ -211,28 +212,28 @@ def test_stats_of_version_1_still_count_as_complete(tmp_path: Path) -> None:
     (tmp_path / ADAPTER_WEIGHTS).write_text("")
     (tmp_path / STATS_FILE).write_text(json.dumps({"stats_version": 1, "completed": True,
                                                    "inputs_hash": "abc"}))
-    assert trainer_mod.completed_run_hash(tmp_path) == "abc"
+    assert completed_run_hash(tmp_path) == "abc"
     (tmp_path / STATS_FILE).write_text(json.dumps({"completed": True, "complete": False,
                                                    "inputs_hash": "abc"}))
-    assert trainer_mod.completed_run_hash(tmp_path) is None
+    assert completed_run_hash(tmp_path) is None
 
 
 def test_the_step1_check_fails_a_partly_trained_adapter_saying_how_far_it_got(
         tmp_path: Path, tiny_llama_dir: Path) -> None:
-    import os
     import subprocess
     import sys
 
     config = tiny_config(tmp_path, tiny_llama_dir, max_steps=3, save_steps=100)
     run(config, budget_steps=1)
     junit = tmp_path / "junit.xml"
+    config_path = tmp_path / "loragate.json"
+    config_path.write_text(config.model_dump_json())
     repo = Path(__file__).resolve().parents[1]
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "training/test_step1_checks.py", "-k",
          "run_completed", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-         f"--junitxml={junit}"],
-        cwd=repo, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "LORAGATE_RUN_DIR": str(config.output_dir)})
+         f"--junitxml={junit}", f"--loragate-config={config_path}"],
+        cwd=repo, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
     assert "partly trained: 1 of 3 planned steps (33%), 0.17 of 0.5 epochs in 1 run(s), " \
            "stopped by time budget" in done.stdout
@@ -332,4 +333,4 @@ def test_two_processes_stop_at_the_budget_together(tmp_path: Path, tiny_llama_di
     stats = json.loads((Path(config.output_dir) / STATS_FILE).read_text())
     assert stats["world_size"] == 2
     assert (stats["completed_steps"], stats["stopped_by"]) == (1, "time budget")
-    assert trainer_mod.checkpoint_problem(Path(config.output_dir) / "checkpoint-1") is None
+    assert checkpoint_problem(Path(config.output_dir) / "checkpoint-1") is None

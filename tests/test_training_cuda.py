@@ -14,7 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from loragate.training.trainer import ADAPTER_WEIGHTS, STATS_FILE, select_device, train
+from loragate.artifacts import ADAPTER_WEIGHTS
+from loragate.training.device import select_device
+from loragate.training.stats import STATS_FILE
+from loragate.training.trainer import train
 
 from .test_training_run import tiny_config
 

@@ -9,13 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from loragate.artifacts import files_digest
 from loragate.training.data import (
     DataError,
     EvalLeakError,
     ProtectedPrompt,
     check_no_leaks,
     eval_prompts,
-    files_hash,
     find_leaks,
     harness_prompts,
     load_samples,
@@ -171,10 +171,10 @@ def test_harness_prompt_sets_are_protected_too(tmp_path: Path) -> None:
 
 def test_files_hash_follows_content(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "a.jsonl", [json.dumps(GOOD)])
-    first = files_hash([path])
-    assert files_hash([path]) == first
+    first = files_digest([path])
+    assert files_digest([path]) == first
     write_lines(path, [json.dumps(dict(GOOD, output="changed"))])
-    assert files_hash([path]) != first
+    assert files_digest([path]) != first
 
 
 @given(st.text())

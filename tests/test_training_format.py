@@ -23,7 +23,7 @@ SYSTEM = "You are a Web4 agent."
 
 @pytest.fixture(scope="module")
 def tokenizer(tiny_llama_dir: Path):
-    from loragate.training.base_model import load_tokenizer
+    from loragate.base_model import load_tokenizer
 
     return load_tokenizer(tiny_llama_dir)
 
@@ -78,7 +78,7 @@ def test_every_assistant_turn_of_a_conversation_is_trained(tokenizer) -> None:
 
 
 def test_fallback_layout_only_without_a_chat_template(tiny_llama_dir: Path) -> None:
-    from loragate.training.base_model import load_tokenizer
+    from loragate.base_model import load_tokenizer
 
     plain = load_tokenizer(tiny_llama_dir)
     plain.chat_template = None

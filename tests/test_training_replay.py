@@ -51,7 +51,8 @@ GENERAL = ["Name a colour of the rainbow.", "What is a noun?", "Spell the word t
 
 def test_the_replay_set_is_cached_per_base_digest_and_rebuilt_for_a_new_one(
         tmp_path: Path, tiny_gguf: Path, tiny_gguf_q8: Path) -> None:
-    from loragate.backends.cache import ResponseCache, file_digest
+    from loragate.artifacts import file_digest
+    from loragate.backends.cache import ResponseCache
 
     config = replay_config(tmp_path, tmp_path / "base", GENERAL)
     first = build_replay_set(config, tiny_gguf, [])
@@ -170,7 +171,8 @@ def test_no_replay_when_the_ratio_is_zero() -> None:
 
 def test_training_mixes_the_usable_answers_and_their_file_is_part_of_the_inputs(
         tmp_path: Path, tiny_llama_dir: Path) -> None:
-    from loragate.training.trainer import current_inputs_hash, train
+    from loragate.training.stats import current_inputs_hash
+    from loragate.training.trainer import train
 
     prompts = [*GENERAL, "Write a very long answer " + "please " * 40]
     config = replay_config(tmp_path, tiny_llama_dir, prompts, ratio=0.25, max_steps=2,
@@ -185,9 +187,9 @@ def test_training_mixes_the_usable_answers_and_their_file_is_part_of_the_inputs(
     assert len(replay_samples(config)) == 3
     before = current_inputs_hash(config, tiny_llama_dir)
     stats = train(config).stats
-    assert stats["data"]["replay"]["samples"] == 4  # 12 domain samples, 0.25 of the mix
-    assert stats["data"]["samples"] == 16 and stats["train_samples"] == 16
-    assert stats["data"]["replay"]["usable_answers"] == 3
+    assert stats.data["replay"]["samples"] == 4  # 12 domain samples, 0.25 of the mix
+    assert stats.data["samples"] == 16 and stats.train_samples == 16
+    assert stats.data["replay"]["usable_answers"] == 3
 
     _, other_base = scripted(digest="base-2")
     replay_path(config).write_text(replay_path(config).read_text().replace("table", "chair"))

@@ -12,20 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from loragate.artifacts import ADAPTER_WEIGHTS
 from loragate.config import LoragateConfig
 from loragate.training import trainer as trainer_mod
-from loragate.training.trainer import (
-    ADAPTER_WEIGHTS,
-    STATS_FILE,
-    TrainingDiverged,
-    TrainingError,
-    choose_precision,
-    for_installed_transformers,
-    make_health_monitor,
-    select_device,
-    train,
-    wants_length_grouping,
-)
+from loragate.training.callbacks import HealthMonitor
+from loragate.training.checkpoints import IncompleteCheckpointWarning, checkpoint_problem
+from loragate.training.compat import for_installed_transformers
+from loragate.training.device import choose_precision, select_device
+from loragate.training.errors import TrainingDiverged, TrainingError
+from loragate.training.stats import STATS_FILE
+from loragate.training.trainer import train, wants_length_grouping
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -112,7 +108,7 @@ def test_run_writes_a_safetensors_adapter_and_stats_then_is_reused(
 
     again = train(config)
     assert again.skipped
-    assert again.stats["inputs_hash"] == stats["inputs_hash"]
+    assert again.stats.inputs_hash == stats["inputs_hash"]
 
     config.training_args.learning_rate = 5e-4  # a changed input trains again
     assert not train(config).skipped
@@ -170,18 +166,18 @@ def test_resume_continues_from_the_saved_step(tmp_path: Path, tiny_llama_dir: Pa
     assert (out / "checkpoint-2").is_dir() and not (out / STATS_FILE).exists()
 
     outcome = train(config)
-    assert outcome.stats["resumed_from_step"] == 2
-    assert outcome.stats["global_step"] == 4
+    assert outcome.stats.resumed_from_step == 2
+    assert outcome.stats.global_step == 4
     # The history covers the whole plan: steps 1-2 come from checkpoint-2's log.
-    assert [h["step"] for h in outcome.stats["loss_history"]] == [1, 2, 3, 4]
-    assert outcome.stats["complete"] is True
-    assert [(r["to_step"], r["ended"]) for r in outcome.stats["runs"]] == [
+    assert [h.step for h in outcome.stats.loss_history] == [1, 2, 3, 4]
+    assert outcome.stats.complete is True
+    assert [(r.to_step, r.ended) for r in outcome.stats.runs] == [
         (2, "interrupted"), (4, "plan complete")]
 
     # --force starts over: no resume, earlier checkpoints dropped.
     fresh = train(config, force=True)
-    assert fresh.stats["resumed_from_step"] == 0
-    assert [h["step"] for h in fresh.stats["loss_history"]] == [1, 2, 3, 4]
+    assert fresh.stats.resumed_from_step == 0
+    assert [h.step for h in fresh.stats.loss_history] == [1, 2, 3, 4]
 
 
 @pytest.mark.parametrize("lost", ["adapter_model.safetensors", "optimizer.pt",
@@ -208,16 +204,16 @@ def test_a_checkpoint_left_incomplete_is_skipped_and_training_resumes_from_the_l
     else:
         damaged.unlink()
 
-    with pytest.warns(trainer_mod.IncompleteCheckpointWarning) as caught:
+    with pytest.warns(IncompleteCheckpointWarning) as caught:
         outcome = train(config)
     message = str(caught[0].message)
     assert "checkpoint-4 is incomplete" in message and "resuming from checkpoint-2" in message
     assert (name in message) if how != "cut" else ("cut short or unreadable" in message)
-    assert outcome.stats["resumed_from_step"] == 2
-    assert outcome.stats["global_step"] == 6
-    assert [h["step"] for h in outcome.stats["loss_history"]] == [1, 2, 3, 4, 5, 6]
+    assert outcome.stats.resumed_from_step == 2
+    assert outcome.stats.global_step == 6
+    assert [h.step for h in outcome.stats.loss_history] == [1, 2, 3, 4, 5, 6]
     assert any("checkpoint-4 is incomplete" in note for note in outcome.notes)
-    assert trainer_mod.checkpoint_problem(out / "checkpoint-4") is None  # saved again, whole
+    assert checkpoint_problem(out / "checkpoint-4") is None  # saved again, whole
 
 
 def test_without_any_whole_checkpoint_training_starts_over(tmp_path: Path,
@@ -234,11 +230,11 @@ def test_without_any_whole_checkpoint_training_starts_over(tmp_path: Path,
         train(config, callbacks=[StopAtStep3()])
     out = Path(config.output_dir)
     (out / "checkpoint-2" / "optimizer.pt").unlink()
-    with pytest.warns(trainer_mod.IncompleteCheckpointWarning,
+    with pytest.warns(IncompleteCheckpointWarning,
                       match=r"checkpoint-2 is incomplete \(missing optimizer\.pt\).*starts over"):
         outcome = train(config)
-    assert outcome.stats["resumed_from_step"] == 0
-    assert [h["step"] for h in outcome.stats["loss_history"]] == [1, 2, 3, 4]
+    assert outcome.stats.resumed_from_step == 0
+    assert [h.step for h in outcome.stats.loss_history] == [1, 2, 3, 4]
 
 
 def test_two_process_gloo_run_produces_one_adapter(tmp_path: Path, tiny_llama_dir: Path) -> None:
@@ -378,7 +374,7 @@ def log_losses(monitor, first_step: int, epoch: float, losses: list[float],
 
 
 def test_warning_signs_are_recorded_once_each() -> None:
-    monitor = make_health_monitor("cpu", (0.4, 1.5), 5.0, memory_budget_gb=1e-6, announce=False)
+    monitor = HealthMonitor("cpu", (0.4, 1.5), 5.0, memory_budget_gb=1e-6, announce=False)
     log_losses(monitor, 1, 0.5, [2.0, 2.0, 2.0])
     assert monitor.warnings == []  # a high loss before epoch 1 is normal
     log_losses(monitor, 10, 1.2, [1.8], grad_norm=7.0)
@@ -396,10 +392,10 @@ def test_warning_signs_are_recorded_once_each() -> None:
 
 def test_one_outlying_batch_loss_is_not_a_warning() -> None:
     """The losses around the end of epoch 1 of a real 2-epoch run (partial last batch)."""
-    monitor = make_health_monitor("cpu", (0.4, 1.5), 50.0, memory_budget_gb=99, announce=False)
+    monitor = HealthMonitor("cpu", (0.4, 1.5), 50.0, memory_budget_gb=99, announce=False)
     log_losses(monitor, 334, 0.99, [0.5, 0.45, 0.6, 0.4, 0.45, 0.29, 1.66, 0.35, 0.56])
     log_losses(monitor, 343, 1.0, [2.32, 0.19, 0.17, 0.17])
-    early = make_health_monitor("cpu", (0.4, 1.5), 50.0, memory_budget_gb=99, announce=False)
+    early = HealthMonitor("cpu", (0.4, 1.5), 50.0, memory_budget_gb=99, announce=False)
     log_losses(early, 14, 0.05, [0.9, 0.88, 0.87, 0.64, 0.63, 0.44, 0.35, 0.59])
     assert monitor.warnings == [] and early.warnings == []
 
@@ -442,7 +438,9 @@ def test_cli_reports_bad_data_with_file_and_line(
 
 def test_layers_to_transform_adapts_only_the_named_layers(tmp_path: Path,
                                                           tiny_llama_dir: Path) -> None:
-    from loragate.training.trainer import Precision, load_peft_model, training_config_hash
+    from loragate.training.device import Precision
+    from loragate.training.stats import training_config_hash
+    from loragate.training.trainer import load_peft_model
 
     config = tiny_config(tmp_path, tiny_llama_dir)
     everywhere = training_config_hash(config)

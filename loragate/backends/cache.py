@@ -11,7 +11,6 @@ a busy timeout, and each :class:`ResponseCache` counts its own hits and misses.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -36,36 +35,6 @@ from loragate.backends.base import (
 
 # Bump when the meaning of a stored row changes, so old rows stop matching.
 CACHE_SCHEMA = 1
-_HASH_CHUNK = 1 << 20
-
-
-# -- model digests ---------------------------------------------------------------------------
-def file_digest(path: str | Path) -> str:
-    """sha256 of a file, remembered per (path, size, mtime) so a big GGUF is hashed once."""
-    resolved = Path(path).resolve()
-    stat = resolved.stat()
-    return _file_digest(str(resolved), stat.st_size, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=256)
-def _file_digest(path: str, size: int, mtime_ns: int) -> str:
-    del size, mtime_ns  # part of the memo key only: a rewritten file is hashed again
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_HASH_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def folder_digest(folder: str | Path) -> str:
-    """Digest of the regular files directly in a model folder (weights, config, tokenizer)."""
-    root = Path(folder)
-    files = sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
-    return combine_digests(*(f"{p.name}={file_digest(p)}" for p in files))
-
-
-def combine_digests(*parts: str) -> str:
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 # -- the cache -------------------------------------------------------------------------------

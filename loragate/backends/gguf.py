@@ -24,6 +24,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
+from loragate.artifacts import combine_digests, file_digest
 from loragate.backends.base import (
     BaseBackend,
     GenerationOptions,
@@ -34,7 +35,6 @@ from loragate.backends.base import (
     StreamItem,
     normalize_prompt,
 )
-from loragate.backends.cache import combine_digests, file_digest
 from loragate.backends.faults import BackendError, RetryPolicy, SampleError
 
 logger = logging.getLogger(__name__)

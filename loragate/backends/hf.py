@@ -13,6 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
+from loragate.artifacts import combine_digests, folder_digest
 from loragate.backends.base import (
     BaseBackend,
     GenerationOptions,
@@ -22,7 +23,6 @@ from loragate.backends.base import (
     StreamEnd,
     StreamItem,
 )
-from loragate.backends.cache import combine_digests, folder_digest
 from loragate.backends.faults import BackendError, RetryPolicy, SampleError
 
 

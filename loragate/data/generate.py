@@ -2,7 +2,7 @@
 canaries and the forgetting probe, generated deterministically from a seed.
 
 Every answer is rendered by the builders the harness tests use
-(:mod:`loragate.harnesses.examples`, :mod:`loragate.harnesses.code_examples`), so the data
+(:mod:`loragate.data.examples`, :mod:`loragate.data.code_examples`), so the data
 teaches exactly what the gates check; :func:`sample_failures` re-checks a sample with its
 harnesses. Training and held-out prompts draw names and topics from disjoint halves of the
 vocabulary (:func:`split_pools`), so no prompt set leaks into training; the canaries' and the
@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loragate.data import code_examples as ce
+from loragate.data import examples as ex
 from loragate.data import vocab
-from loragate.harnesses import code_examples as ce
-from loragate.harnesses import examples as ex
 
 TRAINING_FILES = ("style_core", "domain_patterns", "process_framework", "domain_representatives",
                   "style_refactor", "guardrails", "tool_awareness")

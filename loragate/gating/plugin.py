@@ -18,7 +18,6 @@ own exit status.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import time
 from dataclasses import asdict
@@ -29,6 +28,7 @@ from typing import Any
 import pytest
 
 from loragate import __version__
+from loragate.artifacts import tree_digest
 from loragate.gating.fixtures import (
     CANARY_KEY,
     COUNT_KEY,
@@ -446,7 +446,7 @@ def build_document(config: pytest.Config, state: GateSession) -> dict[str, Any]:
         # Nothing was judged: whatever the gates would say for want of samples is not a
         # finding about the model.
         verdict.update(verdict="error", blocking_reasons=[], undecided_reasons=list(state.fatal))
-    data_hash = hash_paths(state.data_files())
+    data_hash = tree_digest(state.data_files())
     model = state.metrics.get("model", {})
     cache = state.metrics.get("cache")
     if cache:
@@ -478,18 +478,6 @@ def build_document(config: pytest.Config, state: GateSession) -> dict[str, Any]:
         "timings": {"session_s": round(time.time() - state.started, 3)},
         "samples": [asdict(s) for s in sorted(state.samples.values(), key=lambda s: s.nodeid)],
     }
-
-
-def hash_paths(paths: list[Path]) -> str:
-    """sha256 over the files (or the files under the folders) given, in a stable order."""
-    digest = hashlib.sha256()
-    for root in paths:
-        files = sorted(root.rglob("*")) if root.is_dir() else [root]
-        for path in files:
-            if path.is_file():
-                digest.update(path.name.encode())
-                digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 def add_junit_properties(config: pytest.Config, document: dict[str, Any]) -> None:

@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from loragate.base_model import BaseModelError
     from loragate.packaging.pipeline import package
-    from loragate.training.base_model import BaseModelError
 
     config = load_config(args.config, check_paths=False)
     try:

@@ -118,26 +118,6 @@ class AgreementResult:
         return asdict(self)
 
 
-def hold_out_conversations(
-    eval_file: Path, limit: int, system_prompt: str | None = None
-) -> list[list[dict[str, str]]]:
-    """The first ``limit`` hold-out samples as chat messages up to (not with) the answer."""
-    from loragate.training.data import load_samples
-
-    conversations = []
-    for sample in load_samples([Path(eval_file)], dedupe=True).samples[:limit]:
-        messages = []
-        for message in sample.messages:
-            if message.role == "assistant":
-                break
-            messages.append({"role": message.role, "content": message.content})
-        if system_prompt and messages and messages[0]["role"] != "system":
-            messages.insert(0, {"role": "system", "content": system_prompt})
-        if messages:
-            conversations.append(messages)
-    return conversations
-
-
 def token_agreement(
     hf_dir: Path,
     gguf_path: Path,

@@ -33,8 +33,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from loragate.backends.cache import file_digest
-from loragate.packaging.files import durable_replace
+from loragate.artifacts import durable_replace, file_digest
 
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 SDIST_NAME = f"llama_cpp_python-{LLAMA_CPP_PYTHON_VERSION}.tar.gz"

@@ -28,10 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loragate.packaging.files import give_files_the_umask_mode, sync_folder, sync_folder_files
+from loragate.artifacts import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    give_files_the_umask_mode,
+    sync_folder,
+    sync_folder_files,
+)
 
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
 MERGE_DTYPES = ("base", "float32", "float16", "bfloat16")
 # peft stores "base_model.model.<module path>.lora_A[.<adapter name>].weight".
 _LORA_KEY = re.compile(

@@ -10,20 +10,26 @@ them instead of rebuilding.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loragate.backends.cache import file_digest
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from loragate.artifacts import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    combine_digests,
+    file_digest,
+    json_digest,
+    model_folder_fingerprint,
+    reusable,
+    write_text_durably,
+)
 from loragate.packaging import llamacpp
-from loragate.packaging.files import durable_replace
-from loragate.packaging.merge import ADAPTER_CONFIG, ADAPTER_WEIGHTS, check_adapter_files
+from loragate.packaging.merge import check_adapter_files
 from loragate.packaging.stale import remove_stale_temporaries
-from loragate.training.trainer import base_fingerprint
 
 PACKAGE_DIRNAME = "package"
 MANIFEST = "package.json"
@@ -34,8 +40,13 @@ ADAPTER_STEM = "adapter"
 MODELFILE = "Modelfile"
 
 
-@dataclass
-class PackageResult:
+class PackageResult(BaseModel):
+    """``package.json``: what packaging made from which inputs. Written last by :func:`package`
+    and read back by the same model (:meth:`read`), by the pipeline and by the Step 2 checks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = MANIFEST_VERSION
     package_dir: Path
     base_dir: Path
     adapter_dir: Path
@@ -47,22 +58,30 @@ class PackageResult:
     quantized: dict[str, Path]
     adapter_gguf: Path | None
     modelfile: Path
-    timings_s: dict[str, float] = field(default_factory=dict)
+    timings_s: dict[str, float] = {}
     bytes_written: int = 0
-    reused: bool = False
-    ollama_message: str | None = None
+    # Of this call, not of the package: never written.
+    reused: bool = Field(default=False, exclude=True)
+    ollama_message: str | None = Field(default=None, exclude=True)
 
     @property
     def primary_gguf(self) -> Path:
         """The GGUF the Modelfile names: the first configured quant type."""
         return next(iter(self.quantized.values()))
 
-    def to_manifest(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("reused")
-        data.pop("ollama_message")
-        data["version"] = MANIFEST_VERSION
-        return json.loads(json.dumps(data, default=str))
+    def write(self) -> Path:
+        return write_text_durably(self.package_dir / MANIFEST,
+                                  self.model_dump_json(indent=2) + "\n")
+
+    @classmethod
+    def read(cls, package_dir: Path) -> PackageResult | None:
+        """The result recorded in ``package_dir``; None when there is none, it is unreadable or
+        of another version (then the package is rebuilt)."""
+        try:
+            result = cls.model_validate_json((Path(package_dir) / MANIFEST).read_bytes())
+        except (OSError, ValueError, ValidationError):
+            return None
+        return result if result.version == MANIFEST_VERSION else None
 
 
 def package_dir_for(config: Any) -> Path:
@@ -70,45 +89,29 @@ def package_dir_for(config: Any) -> Path:
 
 
 def read_manifest(package_dir: Path) -> PackageResult | None:
-    """The result recorded in ``package_dir``, or None when there is none or it is unreadable."""
-    path = Path(package_dir) / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        return None
-    if data.pop("version", None) != MANIFEST_VERSION:
-        return None
-    for key in ("package_dir", "base_dir", "adapter_dir", "modelfile"):
-        data[key] = Path(data[key])
-    for key in ("f16_gguf", "merged_dir", "adapter_gguf"):
-        data[key] = Path(data[key]) if data.get(key) else None
-    data["quantized"] = {name: Path(p) for name, p in data["quantized"].items()}
-    return PackageResult(**data)
+    """:meth:`PackageResult.read`, for the Step 2 checks and the tests."""
+    return PackageResult.read(package_dir)
 
 
 def packaging_inputs_hash(config: Any, adapter_dir: Path, base_dir: Path) -> str:
-    digest = hashlib.sha256()
     settings = {
         "packaging": config.packaging.model_dump(mode="json"),
         "system_prompt": config.data_args.system_prompt,
         "converter": llamacpp.SDIST_SHA256,
     }
-    digest.update(json.dumps(settings, sort_keys=True).encode())
-    for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
-        digest.update(file_digest(Path(adapter_dir) / name).encode())
-    digest.update(base_fingerprint(Path(base_dir)).encode())
-    return digest.hexdigest()
+    return combine_digests(json_digest(settings),
+                           *(file_digest(Path(adapter_dir) / name)
+                             for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS)),
+                           model_folder_fingerprint(Path(base_dir)))
 
 
 def is_up_to_date(previous: PackageResult | None, inputs_hash: str) -> bool:
-    if previous is None or previous.inputs_hash != inputs_hash:
+    if previous is None:
         return False
     needed = [previous.modelfile, *previous.quantized.values()]
     if previous.adapter_gguf:
         needed.append(previous.adapter_gguf)
-    return all(Path(p).is_file() for p in needed)
+    return reusable(previous.inputs_hash, inputs_hash, needed)
 
 
 def package(
@@ -129,7 +132,7 @@ def package(
     adapter_dir = Path(adapter_dir or config.output_dir)
     check_adapter_files(adapter_dir)
     if base_dir is None:
-        from loragate.training.base_model import resolve_base_model
+        from loragate.base_model import resolve_base_model
 
         base_dir = resolve_base_model(config)
     base_dir = Path(base_dir)
@@ -254,7 +257,7 @@ def _build(
     result.bytes_written = _bytes_written(result)
     if not settings.keep_intermediates:
         _remove_intermediates(result)
-    _write_manifest(result)
+    result.write()
     return result
 
 
@@ -270,10 +273,7 @@ def write_modelfile(config: Any, tokenizer_dir: Path, gguf: Path, path: Path) ->
     if modelfile.system is None:
         # The model was trained with this system prompt; serving it without would differ.
         modelfile.system = config.data_args.system_prompt
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(modelfile.render(), encoding="utf-8")
-    durable_replace(partial, path)
-    return path
+    return write_text_durably(path, modelfile.render())
 
 
 def _bytes_written(result: PackageResult) -> int:
@@ -291,10 +291,3 @@ def _remove_intermediates(result: PackageResult) -> None:
     if result.f16_gguf is not None and result.f16_gguf not in result.quantized.values():
         result.f16_gguf.unlink(missing_ok=True)
         result.f16_gguf = None
-
-
-def _write_manifest(result: PackageResult) -> None:
-    path = result.package_dir / MANIFEST
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(result.to_manifest(), indent=2) + "\n", encoding="utf-8")
-    durable_replace(partial, path)

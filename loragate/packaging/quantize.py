@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from loragate.packaging.files import durable_replace
+from loragate.artifacts import durable_replace
 
 QUANT_TYPES = ("Q4_K_M", "Q5_K_M", "Q8_0", "f16")
 DEFAULT_QUANT_TYPE = "Q4_K_M"

@@ -1,22 +1,15 @@
 """Step 1: LoRA training (data → formatted batches → peft + HF Trainer → adapter folder).
 
 Submodules import torch/transformers lazily where they can; import what you need from them:
-``base_model`` (materialise/resolve the base), ``data`` (JSONL validation), ``formatting``
-(chat template, labels, collators), ``trainer`` (:func:`~loragate.training.trainer.train`),
-``cli`` (``loragate train``).
+``data`` (JSONL validation), ``formatting`` (chat template, labels, collators), ``device``,
+``compat``, ``callbacks``, ``checkpoints``, ``stats`` (:class:`~.stats.TrainingStats`),
+``trainer`` (:func:`~loragate.training.trainer.train`), ``cli`` (``loragate train``).
 """
 
-from loragate.training.trainer import (
-    ADAPTER_CONFIG,
-    ADAPTER_WEIGHTS,
-    STATS_FILE,
-    TrainingDiverged,
-    TrainingError,
-    TrainingOutcome,
-    is_up_to_date,
-    read_stats,
-    train,
-)
+from loragate.artifacts import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from loragate.training.errors import TrainingDiverged, TrainingError
+from loragate.training.stats import STATS_FILE, TrainingStats, is_up_to_date
+from loragate.training.trainer import TrainingOutcome, train
 
 __all__ = [
     "ADAPTER_CONFIG",
@@ -25,7 +18,7 @@ __all__ = [
     "TrainingDiverged",
     "TrainingError",
     "TrainingOutcome",
+    "TrainingStats",
     "is_up_to_date",
-    "read_stats",
     "train",
 ]

@@ -60,16 +60,12 @@ def duration(text: str) -> float | str:
 
 def run(args: argparse.Namespace) -> int:
     # Heavy imports (torch, transformers) only once a run is really asked for.
-    from loragate.training.base_model import BaseModelError, load_tokenizer, resolve_base_model
+    from loragate.base_model import BaseModelError, load_tokenizer, resolve_base_model
     from loragate.training.data import DataError
+    from loragate.training.device import is_main_process
+    from loragate.training.errors import TrainingDiverged, TrainingError
     from loragate.training.replay import replay_enabled
-    from loragate.training.trainer import (
-        TrainingDiverged,
-        TrainingError,
-        is_main_process,
-        prepare_data,
-        train,
-    )
+    from loragate.training.trainer import prepare_data, train
 
     config = load_config(args.config)
     _apply_overrides(config, args)
@@ -134,7 +130,7 @@ def print_plan(config, data) -> None:
 
 
 def _print_summary(outcome) -> None:
-    from loragate.training.trainer import describe_progress
+    from loragate.training.stats import describe_progress
 
     stats = outcome.stats
     if outcome.skipped:
@@ -144,21 +140,20 @@ def _print_summary(outcome) -> None:
     for note in outcome.notes:
         print(f"loragate: note: {note}", file=sys.stderr)
     fields = {
-        "steps": stats.get("global_step"),
-        "plan": describe_progress(stats) + ("" if stats.get("complete", True)
-                                            else " (partly trained)"),
-        "epochs": _round(stats.get("epochs")),
-        "train loss": _round(stats.get("train_loss")),
-        "eval loss": _round(stats.get("eval_loss")),
-        "base eval loss": _round(stats.get("base_eval_loss")),
-        "supervised tokens/s": _round(stats.get("supervised_tokens_per_second")),
-        "peak memory GB": _round(stats.get("peak_memory_gb")),
-        "runtime s": _round(stats.get("runtime_s")),
+        "steps": stats.global_step,
+        "plan": describe_progress(stats) + ("" if stats.plan_complete else " (partly trained)"),
+        "epochs": _round(stats.epochs),
+        "train loss": _round(stats.train_loss),
+        "eval loss": _round(stats.eval_loss),
+        "base eval loss": _round(stats.base_eval_loss),
+        "supervised tokens/s": _round(stats.supervised_tokens_per_second),
+        "peak memory GB": _round(stats.peak_memory_gb),
+        "runtime s": _round(stats.runtime_s),
     }
     print(f"loragate: adapter written to {outcome.output_dir}")
     for name, value in fields.items():
         print(f"  {name}: {value}")
-    for warning in stats.get("warnings", []):
+    for warning in stats.warnings:
         print(f"  warning: {warning}")
 
 

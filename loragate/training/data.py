@@ -14,7 +14,6 @@ Other keys (ids, categories) are metadata and are ignored. Every problem is repo
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -276,22 +275,26 @@ def _prompt_of(line: str) -> str | None:
     return None
 
 
-def files_hash(paths: Iterable[Path]) -> str:
-    """SHA-256 over the names and bytes of the data files, in the order given."""
-    digest = hashlib.sha256()
-    for path in paths:
-        path = Path(path)
-        digest.update(path.name.encode())
-        digest.update(b"\0")
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        digest.update(b"\0")
-    return digest.hexdigest()
-
-
 def _error_message(headline: str, problems: Sequence[str]) -> str:
     listed = "\n".join(f"  {p}" for p in problems[:MAX_LISTED_ERRORS])
     more = len(problems) - MAX_LISTED_ERRORS
     tail = f"\n  ... and {more} more" if more > 0 else ""
     return f"{headline}:\n{listed}{tail}"
+
+
+def hold_out_conversations(
+    eval_file: Path, limit: int, system_prompt: str | None = None
+) -> list[list[dict[str, str]]]:
+    """The first ``limit`` hold-out samples as chat messages up to (not with) the answer."""
+    conversations = []
+    for sample in load_samples([Path(eval_file)], dedupe=True).samples[:limit]:
+        messages = []
+        for message in sample.messages:
+            if message.role == "assistant":
+                break
+            messages.append({"role": message.role, "content": message.content})
+        if system_prompt and messages and messages[0]["role"] != "system":
+            messages.insert(0, {"role": "system", "content": system_prompt})
+        if messages:
+            conversations.append(messages)
+    return conversations
