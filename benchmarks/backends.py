@@ -20,10 +20,11 @@ from pathlib import Path
 
 import _no_shadow  # noqa: F401 - before any third-party import: see its docstring
 
+from loragate.artifacts import cache_root
 from loragate.backends import CachedBackend, GenerationOptions, ResponseCache, open_backend
 from loragate.base_model import materialise_smollm2
 from loragate.config import BackendSettings
-from loragate.packaging.llamacpp import convert_hf_to_gguf, default_cache_dir
+from loragate.packaging.llamacpp import convert_hf_to_gguf
 from loragate.packaging.quantize import quantize_gguf
 
 QUESTIONS = [
@@ -115,7 +116,7 @@ def main() -> int:
     parser.add_argument("--cache-dir", type=Path, default=None)
     args = parser.parse_args()
 
-    hf_dir, f16, q4 = build_models(args.cache_dir or default_cache_dir())
+    hf_dir, f16, q4 = build_models(args.cache_dir or cache_root())
     settings = BackendSettings(n_threads=args.threads, n_ctx=1024, retries=0)
     rows = [
         measure("gguf Q4_K_M", f"gguf:{q4}", settings, args.prompts, args.max_tokens),

@@ -28,12 +28,11 @@ from pathlib import Path
 
 import _no_shadow  # noqa: F401 - before any third-party import: see its docstring
 
-from loragate.artifacts import sync_file, sync_folder
+from loragate.artifacts import cache_root, sync_file, sync_folder
 from loragate.base_model import materialise_smollm2
 from loragate.packaging.llamacpp import (
     HF_CONVERTER,
     convert_hf_to_gguf,
-    default_cache_dir,
     ensure_converter,
     prestarted,
 )
@@ -87,7 +86,7 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, help="where to write (default: a temp folder)")
     args = parser.parse_args()
 
-    cache = default_cache_dir()
+    cache = cache_root()
     base = materialise_smollm2(cache)
     ensure_converter(cache)  # a one-time fetch is set-up, not packaging
     work = Path(tempfile.mkdtemp(prefix="loragate-bench-", dir=args.workdir))

@@ -43,6 +43,12 @@ _HASH_CHUNK = 1 << 20
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 
+def cache_root() -> Path:
+    """Where large reusable artifacts go (the materialised base model, llama.cpp's converter):
+    ``$LORAGATE_CACHE``, else ``~/.cache/loragate``."""
+    return Path(os.environ.get("LORAGATE_CACHE", Path.home() / ".cache" / "loragate"))
+
+
 # -- digests ------------------------------------------------------------------------------------
 
 

@@ -401,7 +401,9 @@ class LoragateConfig(_Strict):
     @property
     def cache_dir(self) -> Path:
         """Where large reusable artifacts go (materialised base, llama.cpp converter)."""
-        return Path(os.environ.get("LORAGATE_CACHE", Path.home() / ".cache" / "loragate"))
+        from loragate.artifacts import cache_root
+
+        return cache_root()
 
     def content_hash(self) -> str:
         """Hash of the settings that change what the pipeline builds (not where it is read from)."""

@@ -78,8 +78,7 @@ def prompt_payload(prompt: str | Sequence[Message]) -> dict[str, Any]:
 class GenerationOptions:
     """Sampling settings. The defaults are deterministic: greedy with a fixed seed.
 
-    Every backend samples with these and nothing else: no repetition penalty and no min_p,
-    whatever the server's own defaults are.
+    Every backend samples with these and nothing else (:func:`sampling_parameters`).
     """
 
     temperature: float = 0.0
@@ -118,6 +117,25 @@ class GenerationOptions:
 
     def replace(self, **changes: Any) -> GenerationOptions:
         return dataclasses.replace(self, **changes)
+
+
+def sampling_parameters(options: GenerationOptions) -> dict[str, float | int]:
+    """What every backend sends to its sampler for ``options``, under the names llama.cpp,
+    Ollama and OpenAI-compatible servers share.
+
+    loragate samples with temperature, top-k and top-p alone, whatever the server's defaults:
+    llama.cpp (its server and llama-cpp-python) defaults to a repetition penalty of 1.1 and
+    min_p 0.05, Ollama to a repetition penalty of 1.1. Both are switched off, so one model
+    answers alike through every backend, as with transformers' defaults.
+    """
+    return {
+        "temperature": options.temperature,
+        "top_p": options.top_p,
+        "top_k": options.top_k,
+        "seed": options.seed,
+        "min_p": 0.0,
+        "repeat_penalty": 1.0,
+    }
 
 
 @dataclass(frozen=True)

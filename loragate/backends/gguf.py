@@ -34,6 +34,7 @@ from loragate.backends.base import (
     StreamEnd,
     StreamItem,
     normalize_prompt,
+    sampling_parameters,
 )
 from loragate.backends.faults import BackendError, RetryPolicy, SampleError
 
@@ -130,14 +131,7 @@ class GgufBackend(BaseBackend):
             chunks = self._llm.create_completion(
                 tokens,
                 max_tokens=options.max_tokens,
-                temperature=options.temperature,
-                top_p=options.top_p,
-                top_k=options.top_k,
-                # llama-cpp-python defaults min_p to 0.05; 0 keeps top_k/top_p the only filters,
-                # as with Ollama's and transformers' defaults.
-                min_p=0.0,
-                repeat_penalty=1.0,
-                seed=options.seed,
+                **sampling_parameters(options),
                 stop=template_stops + list(options.stop),
                 stream=True,
             )
@@ -408,12 +402,13 @@ class _BatchContext:
         if options.greedy:
             lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_greedy())
             return chain
-        lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_k(options.top_k))
-        lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_p(options.top_p, 1))
-        # min_p 0 and no repeat penalty: top_k and top_p are the only filters, as everywhere.
-        lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_min_p(0.0, 1))
-        lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_temp(options.temperature))
-        lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_dist(options.seed & 0xFFFFFFFF))
+        policy = sampling_parameters(options)
+        # The order of llama-cpp-python's own chain; a penalty of 1.0 is no sampler at all.
+        lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_k(policy["top_k"]))
+        lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_p(policy["top_p"], 1))
+        lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_min_p(policy["min_p"], 1))
+        lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_temp(policy["temperature"]))
+        lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_dist(policy["seed"] & 0xFFFFFFFF))
         return chain
 
     def free_sampler(self, chain: Any) -> None:

@@ -13,7 +13,14 @@ from typing import Any, ClassVar
 
 import httpx
 
-from loragate.backends.base import BaseBackend, GenerationOptions, Message, StreamEnd, StreamItem
+from loragate.backends.base import (
+    BaseBackend,
+    GenerationOptions,
+    Message,
+    StreamEnd,
+    StreamItem,
+    sampling_parameters,
+)
 from loragate.backends.faults import (
     BackendError,
     BackendUnavailable,
@@ -108,16 +115,8 @@ class OllamaBackend(BaseBackend):
 
     def _stream(self, prompt: str | tuple[Message, ...], options: GenerationOptions
                 ) -> Iterator[StreamItem]:
-        ollama_options = {
-            "temperature": options.temperature,
-            "top_p": options.top_p,
-            "top_k": options.top_k,
-            "num_predict": options.max_tokens,
-            "seed": options.seed,
-            # Ollama defaults to repeat_penalty 1.1; loragate's options mean no penalty.
-            "repeat_penalty": 1.0,
-            "min_p": 0.0,
-        }
+        ollama_options: dict[str, Any] = {**sampling_parameters(options),
+                                          "num_predict": options.max_tokens}
         if options.stop:
             ollama_options["stop"] = list(options.stop)
         if isinstance(prompt, str):

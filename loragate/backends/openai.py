@@ -25,7 +25,14 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from loragate.backends.base import BaseBackend, GenerationOptions, Message, StreamEnd, StreamItem
+from loragate.backends.base import (
+    BaseBackend,
+    GenerationOptions,
+    Message,
+    StreamEnd,
+    StreamItem,
+    sampling_parameters,
+)
 from loragate.backends.faults import (
     BackendError,
     BackendUnavailable,
@@ -122,15 +129,8 @@ class OpenAIBackend(BaseBackend):
             "model": self.model,
             "stream": True,
             "stream_options": {"include_usage": True},
-            "temperature": options.temperature,
-            "top_p": options.top_p,
-            "top_k": options.top_k,
+            **sampling_parameters(options),
             "max_tokens": options.max_tokens,
-            "seed": options.seed,
-            # llama.cpp's server defaults to repeat_penalty 1.1 and min_p 0.05; loragate's
-            # options mean plain top-k/top-p sampling on every backend.
-            "repeat_penalty": 1.0,
-            "min_p": 0.0,
         }
         if options.stop:
             body["stop"] = list(options.stop)

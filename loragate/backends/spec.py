@@ -163,15 +163,6 @@ def _parse_openai(text: str, body: str, check_files: bool) -> ModelSpec:
 
 
 # -- opening a backend -----------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Settings:
-    n_threads: int | None = None
-    n_ctx: int = 4096
-    concurrency: int | None = None
-    timeout_s: float = 120.0
-    retries: int = 2
-
-
 def _concurrency(settings: Any, kind: str) -> int:
     from loragate.backends.prefetch import default_concurrency
 
@@ -181,7 +172,9 @@ def _concurrency(settings: Any, kind: str) -> int:
 def _backend_settings(settings: Any) -> Any:
     """Accept a LoragateConfig, its ``backend`` section, or None (defaults)."""
     if settings is None:
-        return _Settings()
+        from loragate.config import BackendSettings
+
+        return BackendSettings()
     return getattr(settings, "backend", settings)
 
 

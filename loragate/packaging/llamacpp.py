@@ -33,7 +33,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from loragate.artifacts import durable_replace, file_digest
+from loragate.artifacts import cache_root, durable_replace, file_digest
 
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 SDIST_NAME = f"llama_cpp_python-{LLAMA_CPP_PYTHON_VERSION}.tar.gz"
@@ -60,18 +60,13 @@ class ConverterError(RuntimeError):
     """The llama.cpp converter could not be fetched, or a conversion failed."""
 
 
-def default_cache_dir() -> Path:
-    """``$LORAGATE_CACHE`` or ``~/.cache/loragate``: the same place the config's cache_dir names."""
-    return Path(os.environ.get("LORAGATE_CACHE", Path.home() / ".cache" / "loragate"))
-
-
 def ensure_converter(cache_dir: Path | None = None) -> Path:
     """The folder holding llama.cpp's converters under ``cache_dir``, fetched on first use.
 
     Safe against concurrent callers: the folder is built under a temporary name and renamed
     into place; a caller that loses the race throws its copy away and uses the winner's.
     """
-    target = Path(cache_dir or default_cache_dir()) / CONVERTER_DIRNAME
+    target = Path(cache_dir or cache_root()) / CONVERTER_DIRNAME
     if converter_is_complete(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
