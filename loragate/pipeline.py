@@ -99,9 +99,12 @@ def run_pytest(command: list[str], config: LoragateConfig) -> int:
 
 
 def read_verdict(path: Path) -> dict[str, Any] | None:
+    """The verdict a pytest run wrote, read through its model; None when none was written."""
+    from loragate.gating.document import VerdictDocument
+
     if not path.is_file():
         return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    return VerdictDocument.read(path).to_dict()
 
 
 # ---------------------------------------------------------------------------------------------

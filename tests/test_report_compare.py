@@ -70,8 +70,11 @@ def run(outcomes: dict[str, list[bool]], canaries: dict[str, bool] | None = None
     canary_items = [CanaryOutcome(c, ok, True) for c, ok in (canaries or {}).items()]
     rules = {"pdca_schema": GateRule("ship", 0.95), "tron_format": GateRule("quality", 0.9)}
     verdict = compute_verdict(samples, rules, canaries=canary_items or None)
-    return {"schema": "loragate.verdict/1", "inputs_hash": "h", "gate_confidence": "point",
-            "model": {"spec": f"gguf:{prefix}.gguf"}, **verdict,
+    return {"schema": "loragate.verdict/1", "loragate_version": "0.1.0",
+            "created_at": "2026-12-02T00:00:00+00:00", "inputs_hash": "h", "data_hash": "d",
+            "generation": {"temperature": 0.0, "seed": 0},
+            "thresholds": {name: rule.__dict__ for name, rule in rules.items()},
+            "gate_confidence": "point", "model": {"spec": f"gguf:{prefix}.gguf"}, **verdict,
             "samples": [s.__dict__ for s in samples]}
 
 
@@ -199,7 +202,7 @@ def test_report_compare_cli(tmp_path, capsys):
         main(["report", str(old_path), "--compare", str(old_path), str(new_path)])
     with pytest.raises(SystemExit, match="--threshold cannot go with --compare"):
         main(["report", "--compare", str(old_path), str(new_path), "--threshold", "x=1"])
-    with pytest.raises(SystemExit, match="no such verdict file"):
+    with pytest.raises(SystemExit, match="nope.json: no such file"):
         main(["report", "--compare", str(old_path), str(tmp_path / "nope.json")])
     with pytest.raises(SystemExit, match="--compare OLD NEW"):
         main(["report"])

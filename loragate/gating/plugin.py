@@ -18,7 +18,6 @@ own exit status.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -506,10 +505,12 @@ def verdict_paths(config: pytest.Config, state: GateSession) -> tuple[Path, Path
 
 
 def write_outputs(config: pytest.Config, state: GateSession, document: dict[str, Any]) -> None:
+    from loragate.gating.document import VerdictDocument
     from loragate.gating.report import render_html
 
     json_path, html_path = verdict_paths(config, state)
-    for path, text in ((json_path, json.dumps(document, indent=2) + "\n"),
-                       (html_path, render_html(document))):
+    # Through the model: a field it does not declare fails here, not in a reader later.
+    written = VerdictDocument.from_dict(document, str(json_path))
+    for path, text in ((json_path, written.to_json()), (html_path, render_html(document))):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")

@@ -7,12 +7,12 @@ Works from the verdict JSON alone: no model is loaded and nothing is generated a
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from loragate.gating.document import VerdictDocument, VerdictFileError
 from loragate.gating.report import render_compare_html, render_html, render_text
-from loragate.gating.verdict import EXIT_STATUS, SCHEMA, reverdict
+from loragate.gating.verdict import EXIT_STATUS, reverdict
 
 EXIT_USAGE = 2
 
@@ -66,21 +66,12 @@ def parse_thresholds(values: list[str]) -> dict[str, float]:
 
 
 def load_verdict(path: Path) -> dict:
-    if not path.is_file():
-        raise ReportInputError(f"loragate report: {path}: no such verdict file")
+    """The verdict in ``path``, read through :class:`VerdictDocument` (fields a verdict written
+    by an earlier loragate lacks get their defaults)."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ReportInputError(f"loragate report: {path}: not UTF-8 text (byte {exc.start})"
-                               ) from None
-    except json.JSONDecodeError as exc:
-        raise ReportInputError(f"loragate report: {path}:{exc.lineno}: invalid JSON: {exc.msg}"
-                               ) from None
-    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
-        document = document if isinstance(document, dict) else {}
-        raise ReportInputError(f"loragate report: {path}: field 'schema' is "
-                         f"{document.get('schema')!r}, expected {SCHEMA!r}")
-    return document
+        return VerdictDocument.read(path).to_dict()
+    except VerdictFileError as exc:
+        raise ReportInputError(f"loragate report: {exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
         except KeyError as exc:
             raise ReportInputError(f"loragate report: {exc.args[0]}") from None
         if args.output:
-            args.output.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+            args.output.write_text(VerdictDocument.from_dict(document).to_json(),
+                                   encoding="utf-8")
     html_path = args.html or args.verdict.with_suffix(".html")
     html_path.write_text(render_html(document), encoding="utf-8")
     print(render_text(document))

@@ -161,21 +161,23 @@ class CanarySummary:
     when ``require_all``) and ``no_regression`` (no task the baseline passes fails on the
     model). ``passed`` is both parts as the rule asks; ``blocking`` says whether a failed rule
     blocks the verdict. The exact McNemar p-value on the flips is evidence, not a gate.
+    The fields with defaults came later within ``loragate.verdict/1``: a verdict written
+    before them reads with the rule it was judged by (no regression alone).
     """
 
-    kind: str
     n: int
     model_passed: int
     baseline_passed: int
-    failed: list[str]
     regressions: list[str]
     improvements: list[str]
     mcnemar_p: float | None
-    all_passed: bool
-    no_regression: bool
-    require_all: bool
-    blocking: bool
     passed: bool
+    kind: str = "canary"
+    failed: list[str] = field(default_factory=list)
+    all_passed: bool | None = None
+    no_regression: bool | None = None
+    require_all: bool = False
+    blocking: bool = True
     items: list[dict[str, Any]] = field(default_factory=list)
 
 
