@@ -31,9 +31,9 @@ logger = logging.getLogger(__name__)
 ProgressCallback = Callable[["PrefetchStats"], None]
 
 # Requests in flight per backend kind when the config does not say. Why these numbers:
-# - gguf 8: llama.cpp decodes 8 sequences in one batch for little more than one; measured on
-#   SmolLM2-135M Q4 with 2 threads: 118 tokens/s for 1 sequence, 154 for 8, 165 for 16. Each
-#   sequence has its own KV-cache stream, so memory grows with the count; 8 is most of the gain.
+# - gguf 8: llama.cpp decodes 8 sequences in one batch for little more than the time of one,
+#   and 16 gain little over 8 (benchmarks/gate_throughput.py measures it). Each sequence has
+#   its own KV-cache stream, so memory grows with the count.
 # - openai 8: llama.cpp's server (--parallel) and vLLM batch concurrent requests; a server
 #   with fewer slots queues the rest, which costs nothing but the wait.
 # - ollama 4: OLLAMA_NUM_PARALLEL is 4 by default where memory allows; more queue server-side.

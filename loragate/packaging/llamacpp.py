@@ -248,10 +248,10 @@ def _run_to_file(
 
 
 # The prestarted process: the converter script's own path set-up and imports, a warm-up on a
-# model of the same architecture (transformers imports a model's config code on first use,
-# about 1 s of it here), then one command line read from stdin, run as the script would run.
+# model of the same architecture (transformers imports a model's config code on first use),
+# then one command line read from stdin, run as the script would run.
 # Not the tokenizer: building one is real work the warm-up would only throw away. The garbage
-# collector is off while importing (imports make few cycles; 0.4 s of 3.2 s saved) and the
+# collector is off while importing (imports make few cycles, and collecting them is slow) and the
 # imported objects are then frozen out of later collections.
 _PRESTART_BOOTSTRAP = """
 import gc, json, os, runpy, sys

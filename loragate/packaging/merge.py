@@ -313,8 +313,8 @@ def _merge_direct(
 def _torch_threads(n: int) -> Iterator[None]:
     # The merge is a few hundred rank-r products B @ A added to their weights and one cast per
     # tensor: memory-bound pieces too small to split across threads, where OpenMP's barrier
-    # waits cost more than they save. On 2 cores shared with a training run, SmolLM2-135M's
-    # merge took 6.8 s with torch's 2 threads and 0.5 s with one.
+    # waits cost more than they save, most of all on cores shared with another job (the
+    # figures are in the commit that made the merge single-threaded).
     import torch
 
     previous = torch.get_num_threads()

@@ -202,8 +202,8 @@ def _build(
         bar.update(1)
 
     try:
-        # Each converter process starts one step ahead, so its imports (about 5 s on 2 cores)
-        # run while the merge, or the quantize, is under way (see llamacpp.prestarted).
+        # Each converter process starts one step ahead, so its imports (seconds on a small
+        # machine) run while the merge, or the quantize, is under way (llamacpp.prestarted).
         step("merge")  # starting the converter process counts as the merge's time
         with llamacpp.prestarted(
             llamacpp.HF_CONVERTER, config.cache_dir, warm_dir=base_dir

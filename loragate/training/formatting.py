@@ -117,8 +117,9 @@ def _render_fallback(messages: Sequence[Message], tokenizer: PreTrainedTokenizer
     return text.rstrip(), spans
 
 
-# A valid record can be far longer than max_seq_length (a pasted log, a whole file): an 8 MB
-# answer took 14 s and 1.2 GB to tokenize, all to keep its first max_seq_length tokens. So
+# A valid record can be far longer than max_seq_length (a pasted log, a whole file): a record
+# of megabytes costs seconds and gigabytes to tokenize, all to keep its first max_seq_length
+# tokens (README, "broken inputs", has the measured case). So
 # each message is cut, before rendering, to a length that still holds more tokens than can be
 # kept: no token covers more characters than the vocabulary's longest entry (byte-level BPE
 # stores a token as one character per byte; SentencePiece as its text), doubled in case a
