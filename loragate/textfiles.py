@@ -4,11 +4,14 @@
 names neither the file nor where the byte is; a missing file or a folder in its place gives
 an ``OSError`` traceback. These helpers raise :class:`InputFileError` instead, whose message
 starts with the file's path (and the line and column, or byte offset, of the problem).
+:func:`jsonl_lines` is the one JSONL reader: each stage checks the records it gets.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +61,49 @@ def parse_json(text: str, name: str) -> Any:
 def read_json(path: str | Path) -> Any:
     """The JSON value in ``path`` (see :func:`read_text` and :func:`parse_json`)."""
     return parse_json(read_text(path), str(path))
+
+
+@dataclass(frozen=True)
+class JsonlLine:
+    """One non-blank line of a JSONL file: its number, ``path:line``, and the decoded value or
+    why it could not be decoded (``error``, with ``value`` None)."""
+
+    number: int
+    where: str
+    value: Any = None
+    error: str | None = None
+
+
+def jsonl_lines(path: str | Path, what: str = "file") -> Iterator[JsonlLine]:
+    """Every non-blank line of the JSONL file ``path``, decoded; a line that is not JSON comes
+    with its ``error`` (callers collect or raise it: losing nothing, naming ``path:line``).
+
+    A file that is missing (``"<path>: <what> not found"``), a folder, unreadable or not UTF-8
+    (named with its line and byte) raises :class:`InputFileError`.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"{path}: {what} not found")
+    if path.is_dir():
+        raise InputFileError(f"{path}: is a folder, not a file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        bad = data[exc.start:exc.start + 1].hex()
+        raise InputFileError(f"{path}:{line}: not UTF-8 text: byte 0x{bad} at offset "
+                             f"{exc.start} ({exc.reason}); save the file as UTF-8") from None
+    for number, line_text in enumerate(text.splitlines(), start=1):
+        if not line_text.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            yield JsonlLine(number, where, json.loads(line_text))
+        except json.JSONDecodeError as exc:
+            yield JsonlLine(number, where, error=f"invalid JSON: {exc.msg} (column {exc.colno})")
+        except RecursionError:
+            yield JsonlLine(number, where, error="invalid JSON: nested too deeply")

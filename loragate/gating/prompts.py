@@ -9,10 +9,11 @@ Anything else the record holds is context for its validator (``expected``,
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from loragate.textfiles import InputFileError, jsonl_lines
 
 ROLES = ("system", "user", "assistant")
 
@@ -26,25 +27,16 @@ def read_prompt_records(path: Path, *, what: str = "prompt file",
                         ) -> list[dict[str, Any]]:
     """Every record of ``path``, checked; blank lines are skipped. ``check(record, where)``
     adds the checks of one kind of record (the canaries'), ``where`` being ``path:line``."""
-    if not path.is_file():
-        raise PromptFileError(f"{path}: {what} not found")
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise PromptFileError(f"{path}:{line}: not UTF-8 text (byte {exc.start}: "
-                              f"{exc.reason})") from None
+        lines = list(jsonl_lines(path, what))
+    except InputFileError as exc:
+        raise PromptFileError(str(exc)) from None
     records: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise PromptFileError(f"{where}: invalid JSON: {exc.msg} (column {exc.colno})"
-                                  ) from None
+    for line in lines:
+        where, number, record = line.where, line.number, line.value
+        if line.error is not None:
+            raise PromptFileError(f"{where}: {line.error}")
         check_record(record, where)
         if check is not None:
             check(record, where)

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loragate.textfiles import InputFileError, jsonl_lines
+
 TOOL_ECOSYSTEMS: tuple[str, ...] = ("file_ops", "search", "git", "npm", "web4_cli")
 TOOL_NAMES: tuple[str, ...] = (
     "read_file", "write_file", "edit_file", "list_files", "search", "run_command",
@@ -621,22 +623,20 @@ class CorpusError(ValueError):
 
 def read_jsonl(path: Path, required: Sequence[str]) -> list[dict[str, Any]]:
     """Read a JSON-lines file; each record must be an object holding the ``required`` keys."""
-    if not path.is_file():
-        raise CorpusError(f"{path}: corpus file not found")
+    try:
+        lines = list(jsonl_lines(path, "corpus file"))
+    except InputFileError as exc:
+        raise CorpusError(str(exc)) from None
     records = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CorpusError(f"{path}:{lineno}: invalid JSON: {exc.msg}") from None
-        if not isinstance(record, dict):
-            raise CorpusError(f"{path}:{lineno}: expected a JSON object")
-        missing = [k for k in required if k not in record]
+    for line in lines:
+        if line.error is not None:
+            raise CorpusError(f"{line.where}: {line.error}")
+        if not isinstance(line.value, dict):
+            raise CorpusError(f"{line.where}: expected a JSON object")
+        missing = [k for k in required if k not in line.value]
         if missing:
-            raise CorpusError(f"{path}:{lineno}: missing field(s) {missing}")
-        records.append(record)
+            raise CorpusError(f"{line.where}: missing field(s) {missing}")
+        records.append(line.value)
     return records
 
 

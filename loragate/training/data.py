@@ -14,11 +14,12 @@ Other keys (ids, categories) are metadata and are ignored. Every problem is repo
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from loragate.textfiles import InputFileError, jsonl_lines
 
 ROLES = ("system", "user", "assistant")
 MAX_LISTED_ERRORS = 20
@@ -134,27 +135,19 @@ def read_jsonl(path: Path, *, skip_invalid: bool = False, report: LoadReport | N
     report = report if report is not None else LoadReport()
     errors: list[str] = []
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        report.lines_read += 1
-        where = f"{path}:{lineno}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            errors.append(f"{where}: invalid JSON: {exc.msg} (column {exc.colno})")
-            continue
-        try:
-            messages = parse_record(record)
-        except ValueError as exc:
-            errors.append(f"{where}: {exc}")
-            continue
-        report.samples.append(Sample(messages, where))
+        for line in jsonl_lines(path):
+            report.lines_read += 1
+            if line.error is not None:
+                errors.append(f"{line.where}: {line.error}")
+                continue
+            try:
+                messages = parse_record(line.value)
+            except ValueError as exc:
+                errors.append(f"{line.where}: {exc}")
+                continue
+            report.samples.append(Sample(messages, line.where))
+    except InputFileError as exc:
+        raise DataError(str(exc)) from None
     report.errors.extend(errors)
     report.invalid += len(errors)
     if errors and not skip_invalid:
@@ -243,22 +236,24 @@ def harness_prompts(prompts_dir: Path | None) -> list[ProtectedPrompt]:
 
 
 def prompts_in_file(path: Path | None) -> list[ProtectedPrompt]:
-    """The prompts of one JSONL prompt file (e.g. the canaries), or none when it is absent."""
+    """The prompts of one JSONL prompt file (e.g. the canaries), or none when it is absent.
+    Lines that are not records with a prompt are passed over: the file's own reader reports
+    them."""
     if path is None or not Path(path).is_file():
         return []
+    try:
+        lines = list(jsonl_lines(path))
+    except InputFileError:
+        return []
     found = []
-    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        text = _prompt_of(line)
+    for line in lines:
+        text = _prompt_of(line.value) if line.error is None else None
         if text:
-            found.append(ProtectedPrompt(text, f"{path}:{lineno}"))
+            found.append(ProtectedPrompt(text, line.where))
     return found
 
 
-def _prompt_of(line: str) -> str | None:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError:
-        return None
+def _prompt_of(record: Any) -> str | None:
     if not isinstance(record, dict):
         return None
     if isinstance(record.get("prompt"), str):

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loragate.textfiles import InputFileError, JsonlLine, jsonl_lines
 from loragate.training.data import (
     DataError,
     EvalLeakError,
@@ -79,31 +80,25 @@ def load_replay_prompts(path: Path) -> list[ReplayPrompt]:
     non-empty string ``prompt``. Every bad line, repeated id or repeated prompt is listed
     as ``file:line: problem``."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: replay prompt file not found "
-                        "(data_args.replay_prompts)") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     prompts: list[ReplayPrompt] = []
     errors: list[str] = []
     ids: dict[str, str] = {}
     texts: dict[str, str] = {}
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        problem, prompt = _parse_prompt_line(line, where)
+    try:
+        lines = list(jsonl_lines(path, "replay prompt file (data_args.replay_prompts)"))
+    except InputFileError as exc:
+        raise DataError(str(exc)) from None
+    for line in lines:
+        problem, prompt = _parse_prompt(line)
         if problem:
-            errors.append(f"{where}: {problem}")
+            errors.append(f"{line.where}: {problem}")
             continue
         assert prompt is not None
         for seen, value, what in ((ids, prompt.id, "id"), (texts, normalise(prompt.text),
                                                              "prompt")):
             if value in seen:
-                errors.append(f"{where}: {what} repeats {seen[value]}")
-            seen[value] = where
+                errors.append(f"{line.where}: {what} repeats {seen[value]}")
+            seen[value] = line.where
         prompts.append(prompt)
     if errors:
         raise DataError(_error_message(f"{len(errors)} invalid line(s) in {path}", errors))
@@ -112,18 +107,17 @@ def load_replay_prompts(path: Path) -> list[ReplayPrompt]:
     return prompts
 
 
-def _parse_prompt_line(line: str, where: str) -> tuple[str | None, ReplayPrompt | None]:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        return f"invalid JSON: {exc.msg} (column {exc.colno})", None
+def _parse_prompt(line: JsonlLine) -> tuple[str | None, ReplayPrompt | None]:
+    if line.error is not None:
+        return line.error, None
+    record = line.value
     if not isinstance(record, dict):
         return f"a line must be a JSON object, got {type(record).__name__}", None
     for name in ("id", "prompt"):
         value = record.get(name)
         if not isinstance(value, str) or not value.strip():
             return f"field '{name}' must be a non-empty string", None
-    return None, ReplayPrompt(record["id"], record["prompt"], where)
+    return None, ReplayPrompt(record["id"], record["prompt"], line.where)
 
 
 def check_replay_prompts(prompts: Sequence[ReplayPrompt],
@@ -236,18 +230,15 @@ def _usable(record: dict[str, Any]) -> bool:
 
 def _read_records(path: Path) -> list[dict[str, Any]]:
     records = []
-    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg}); delete the replay "
-                            "folder to rebuild it") from None
-        if not isinstance(record, dict):
-            raise DataError(f"{path}:{lineno}: not a JSON object; delete the replay folder "
-                            "to rebuild it")
-        records.append({**record, "_line": lineno})
+    try:
+        lines = list(jsonl_lines(path, "replay set"))
+    except InputFileError as exc:
+        raise DataError(f"{exc}; delete the replay folder to rebuild it") from None
+    for line in lines:
+        if line.error is not None or not isinstance(line.value, dict):
+            problem = line.error or "not a JSON object"
+            raise DataError(f"{line.where}: {problem}; delete the replay folder to rebuild it")
+        records.append({**line.value, "_line": line.number})
     return records
 
 
