@@ -7,17 +7,8 @@ on the flips.
 
 import pytest
 
-from loragate.canaries import check_canary
-
 pytestmark = pytest.mark.canary
 
 
-def test_canary(canary_record, generate_answer, generate_baseline, canary_outcome):
-    model_text = generate_answer(canary_record["messages"]).text
-    baseline_text = generate_baseline(canary_record["messages"]).text
-    model = check_canary(canary_record, model_text)
-    baseline = check_canary(canary_record, baseline_text)
-    canary_outcome.record(canary_record["id"], model_passed=model.passed,
-                          baseline_passed=baseline.passed, model_reason=model.summary(),
-                          baseline_reason=baseline.summary(), model_answer=model_text,
-                          baseline_answer=baseline_text)
+def test_canary(canary_record, judge_against_baseline):
+    judge_against_baseline(canary_record)

@@ -86,6 +86,49 @@ def test_plugin_declares_its_options_and_unregisters_at_unconfigure(pytester):
 # -- a project of its own ----------------------------------------------------------------------
 
 
+def _canary_file(path: Path, checks: dict[str, str]) -> str:
+    """A canary file whose record ``id`` asks the echo model to say words, checked on
+    ``checks[id]``; returns the path relative to the project."""
+    lines = [json.dumps({"id": cid, "task": f"say {cid}",
+                         "messages": [{"role": "user", "content": f"say {cid}"}],
+                         "check": {"keywords": [word]}}) for cid, word in checks.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path.name
+
+
+def test_canaries_and_forgetting_run_without_a_test_file(pytester, ollama_model):
+    project = user_project(pytester, validator="return 'word' in text")
+    config = json.loads((project / "loragate.json").read_text())
+    config["canaries"] = {
+        "file": _canary_file(project / "canaries.jsonl", {"c1": "c1", "c2": "c2"}),
+        "forgetting_file": _canary_file(project / "forgetting.jsonl", {"f1": "f1"})}
+    (project / "loragate.json").write_text(json.dumps(config))
+    result = pytester.runpytest("--model", "ollama:echo", "--baseline", "ollama:echo", "-v")
+    result.stdout.fnmatch_lines(["*canary[[]c1[]]*PASSED*", "*forgetting[[]f1[]]*PASSED*"])
+    assert result.ret == 0, result.stdout.str()[-2000:]
+    document = verdict_of(project)
+    assert document["sections"]["canaries"] == document["sections"]["forgetting"] == "run"
+    assert (document["canaries"]["n"], document["canaries"]["model_passed"]) == (2, 2)
+    assert document["forgetting"]["n"] == 1
+    item = document["canaries"]["items"][0]
+    assert item["model_answer"] and item["baseline_answer"]
+
+
+def test_a_canary_both_models_fail_blocks_under_require_all(pytester, ollama_model):
+    project = user_project(pytester, validator="return 'word' in text")
+    config = json.loads((project / "loragate.json").read_text())
+    config["canaries"] = {"file": _canary_file(project / "canaries.jsonl",
+                                               {"c1": "c1", "c2": "never-said"})}
+    (project / "loragate.json").write_text(json.dumps(config))
+    result = pytester.runpytest("--model", "ollama:echo", "--baseline", "ollama:echo")
+    assert result.ret == 1
+    document = verdict_of(project)
+    assert document["canaries"]["failed"] == ["c2"] and document["canaries"]["regressions"] == []
+    # Without a baseline there is nothing to compare with: the plugin makes no canary items.
+    result = pytester.runpytest("--model", "ollama:echo")
+    assert result.ret == 0 and verdict_of(project)["sections"]["canaries"] == "not run"
+
+
 def test_user_harness_gates_without_a_test_file_and_passes(pytester, ollama_model):
     project = user_project(pytester, validator="return 'word' in text")
     result = pytester.runpytest("--model", "ollama:echo", "-v")

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from loragate.gating.fixtures import (
-    HarnessItem,
+    PluginItem,
     generation_options,
     repeat_of,
     session_of,
@@ -76,7 +76,7 @@ def item_requests(item: pytest.Item) -> dict[str, list[tuple[list[dict[str, str]
     """The (messages, options) an item will ask each role ("model", "baseline") for."""
     state = session_of(item.config)
     settings = state.settings
-    record = item.record if isinstance(item, HarnessItem) else None
+    record = item.record if isinstance(item, PluginItem) else None
     uses = set(getattr(item, "fixturenames", ()))
     callspec = getattr(item, "callspec", None)
     if record is None and callspec is not None:
@@ -87,7 +87,7 @@ def item_requests(item: pytest.Item) -> dict[str, list[tuple[list[dict[str, str]
     messages = with_system_prompt(record["messages"], settings.data_args.system_prompt)
     options = generation_options(item.config, settings, repeat_of(item))
     requests: dict[str, list] = {}
-    if isinstance(item, HarnessItem) or "generate_answer" in uses:
+    if "generate_answer" in uses:
         requests["model"] = [(messages, options)]
     if "generate_baseline" in uses:
         requests["baseline"] = [(messages, generation_options(item.config, settings))]

@@ -130,6 +130,34 @@ def canary_outcome(request: pytest.FixtureRequest) -> CanaryRecorder:
     return CanaryRecorder(item=request.node)
 
 
+def judge_pair(record: dict[str, Any], answer: Callable[..., Any],
+               baseline_answer: Callable[..., Any], recorder: CanaryRecorder,
+               kind: str = "canary") -> None:
+    """Answer a canary (or forgetting-probe) record with the model and the baseline, check both
+    answers with the record's checks and record the pair, both answers as evidence."""
+    from loragate.canaries import check_canary
+
+    model_text = answer(record["messages"]).text
+    baseline_text = baseline_answer(record["messages"]).text
+    model = check_canary(record, model_text)
+    baseline = check_canary(record, baseline_text)
+    recorder.record(record["id"], model_passed=model.passed, baseline_passed=baseline.passed,
+                    model_reason=model.summary(), baseline_reason=baseline.summary(),
+                    kind=kind, model_answer=model_text, baseline_answer=baseline_text)
+
+
+@pytest.fixture
+def judge_against_baseline(generate_answer, generate_baseline, canary_outcome
+                           ) -> Callable[..., None]:
+    """``judge_against_baseline(record, kind="canary")``: :func:`judge_pair` with the session's
+    model and baseline."""
+
+    def judge(record: dict[str, Any], kind: str = "canary") -> None:
+        judge_pair(record, generate_answer, generate_baseline, canary_outcome, kind)
+
+    return judge
+
+
 @pytest.fixture
 def verdict_metrics(request: pytest.FixtureRequest) -> MetricsRecorder:
     """Add figures to the verdict: ``verdict_metrics.add("latency", "ttft_p50_ms", 12.3)``."""
@@ -166,7 +194,7 @@ def loragate_repeat() -> int:
 
 
 def repeat_of(item: pytest.Item) -> int:
-    if isinstance(item, HarnessItem):
+    if isinstance(item, PluginItem):
         return item.repeat
     callspec = getattr(item, "callspec", None)
     return int(callspec.params.get("loragate_repeat", 0)) if callspec else 0
@@ -382,31 +410,79 @@ def score_sample(harness: str, prompt_record: dict[str, Any], generate_answer: C
                        evidence={**evidence, "reasons": tuple(result.reasons)})
 
 
-class HarnessItem(pytest.Item):
-    """A gate item the plugin makes for a configured harness that no test file covers:
-    ``<harness>[<prompt id>]``, so a project with only a config, a prompt file and a
-    validator can gate."""
+class PluginItem(pytest.Item):
+    """An item the plugin makes from a record when no test file covers it. ``fixturenames``
+    names the fixtures a test file's item would use for the same work, so the plugin opens
+    the same models and generates the same answers ahead for both."""
 
-    def __init__(self, *, harness: str, record: dict[str, Any], repeat: int = 0,
-                 **kwargs: Any) -> None:
+    fixturenames: tuple[str, ...] = ()
+
+    def __init__(self, *, record: dict[str, Any], repeat: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.harness = harness
         self.record = record
         self.repeat = repeat
 
-    def runtest(self) -> None:
+    def answerer(self, role: str, metrics: MetricsRecorder) -> Callable[..., Any]:
         state = session_of(self.config)
         settings = state.settings
-        metrics = MetricsRecorder(item=self)
-        options = generation_options(self.config, settings, self.repeat)
-        answer = make_answerer(state.backend("model"), options, metrics, "digest",
-                               settings.data_args.system_prompt)
+        repeat = self.repeat if role == "model" else 0
+        options = generation_options(self.config, settings, repeat)
+        digest = "digest" if role == "model" else "baseline_digest"
+        return make_answerer(state.backend(role), options, metrics, digest,
+                             settings.data_args.system_prompt)
+
+
+class HarnessItem(PluginItem):
+    """A gate item for a configured harness that no test file covers: ``<harness>[<prompt
+    id>]``, so a project with only a config, a prompt file and a validator can gate."""
+
+    fixturenames = ("generate_answer", "prompt_record")
+
+    def __init__(self, *, harness: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.harness = harness
+
+    def runtest(self) -> None:
+        answer = self.answerer("model", MetricsRecorder(item=self))
         score_sample(self.harness, self.record, answer,
                      SampleRecorder(item=self, harness=self.harness))
 
     def reportinfo(self):
         path = session_of(self.config).harnesses[self.harness].prompts
         return path, None, self.name
+
+
+class CanaryItem(PluginItem):
+    """A canary (or forgetting-probe) record that no test file covers: ``canary[<id>]`` or
+    ``forgetting[<id>]``, judged on the model and the baseline like the test files' items."""
+
+    fixturenames = ("generate_answer", "generate_baseline")
+
+    def __init__(self, *, kind: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.kind = kind
+
+    def runtest(self) -> None:
+        metrics = MetricsRecorder(item=self)
+        judge_pair(self.record, self.answerer("model", metrics),
+                   self.answerer("baseline", metrics), CanaryRecorder(item=self), self.kind)
+
+    def reportinfo(self):
+        canaries = session_of(self.config).settings.canaries
+        return (canaries.file if self.kind == "canary" else canaries.forgetting_file), None, \
+            self.name
+
+
+def make_canary_items(session: pytest.Session, state: GateSession, kind: str
+                      ) -> list[CanaryItem]:
+    """One item per record of the canary file (``kind="canary"``) or of the forgetting probe."""
+    items = []
+    for record in canary_records(state, kind):
+        name = f"{kind}[{record['id']}]"
+        item = CanaryItem.from_parent(session, name=name, nodeid=name, kind=kind, record=record)
+        item.add_marker(pytest.mark.canary)
+        items.append(item)
+    return items
 
 
 def make_harness_items(session: pytest.Session, state: GateSession, harness: str

@@ -34,6 +34,7 @@ from loragate.gating.fixtures import (
     METRIC_KEY,
     SAMPLE_KEY,
     HarnessItem,
+    make_canary_items,
     make_harness_items,
 )
 from loragate.gating.session import (
@@ -45,6 +46,7 @@ from loragate.gating.session import (
     spec_for,
 )
 from loragate.gating.verdict import (
+    CANARY_KINDS,
     EXIT_GATE_ERROR,
     EXIT_STATUS,
     SCHEMA,
@@ -166,7 +168,7 @@ def _harness_of(item: pytest.Item) -> str | None:
 
 
 def _needs(item: pytest.Item, fixtures: frozenset[str]) -> bool:
-    return isinstance(item, HarnessItem) or bool(fixtures & set(getattr(item, "fixturenames", ())))
+    return bool(fixtures & set(getattr(item, "fixturenames", ())))
 
 
 class VerdictPlugin:
@@ -192,6 +194,11 @@ class VerdictPlugin:
             for name in state.harnesses:
                 if name not in covered:
                     items.extend(make_harness_items(session, state, name))
+            # The canaries and the forgetting probe need a baseline to be judged against.
+            if spec_for(state, "baseline"):
+                for kind in CANARY_KINDS:
+                    if not any(_needs(item, frozenset({f"{kind}_record"})) for item in items):
+                        items.extend(make_canary_items(session, state, kind))
         state.planned = {}
         for item in items:
             harness = _harness_of(item)
