@@ -425,6 +425,30 @@ def test_answers_generated_ahead_give_the_verdict_of_one_at_a_time(pytester, mon
         {k: s[k] for k in pick} for s in serial["samples"]]
 
 
+def test_under_xdist_each_worker_generates_its_own_items_ahead(pytester, monkeypatch):
+    slow = ScriptedBackend(delay_s=0.1)
+    with OllamaDouble({"echo": slow}) as host:
+        monkeypatch.setenv("OLLAMA_HOST", host)
+        project = user_project(pytester, n_prompts=12,
+                               validator="return text.strip().endswith(('word1', 'word3'))")
+        serial = pytester.runpytest("--model", "ollama:echo", "--concurrency", "1",
+                                    "--no-cache")
+        expected = verdict_of(project)
+        calls = slow.calls
+        result = pytester.runpytest("-n", "2", "--model", "ollama:echo", "--concurrency", "4")
+        document = verdict_of(project)
+    assert serial.ret == result.ret == 1
+    assert slow.calls - calls == 12  # every answer generated once, by one worker
+    ahead = document["metrics"]["ahead"]
+    assert ahead["answers_generated"] == 12 and ahead["items"] == 12
+    assert ahead["concurrency"] == 4 and ahead["tokens_per_s"] > 0
+    assert document["metrics"]["cache"]["hits"] == 12  # each item read its answer
+    pick = ("sample_id", "passed", "answer")
+    assert sorted(({k: s[k] for k in pick} for s in document["samples"]),
+                  key=lambda s: s["sample_id"]) == sorted(
+        ({k: s[k] for k in pick} for s in expected["samples"]), key=lambda s: s["sample_id"])
+
+
 def test_gguf_answers_decoded_in_one_batch_ahead_of_the_items(pytester, tiny_gguf):
     project = user_project(pytester, n_prompts=4)
     result = pytester.runpytest("--model", f"gguf:{tiny_gguf}", "--concurrency", "4",

@@ -236,12 +236,12 @@ class VerdictPlugin:
         self._plan_ahead(session)
 
     def _plan_ahead(self, session: pytest.Session) -> None:
-        """Generate answers ahead in windows, unless it cannot help: one at a time asked,
-        no cache to hold them, or under xdist (a worker does not know its next items)."""
+        """Generate answers ahead in windows, unless it cannot help: one at a time asked, or no
+        cache to hold them. Under xdist each worker plans its own (see gating.ahead)."""
         from loragate.gating.ahead import concurrency_for, plan
 
         model = self.state.backends.get("model")
-        if model is None or _is_worker(self.config) or self.config.getoption("no_cache"):
+        if model is None or self.config.getoption("no_cache"):
             return
         concurrency = concurrency_for(self.config, model)
         if concurrency > 1:
@@ -251,9 +251,9 @@ class VerdictPlugin:
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         self._skip_when_decided(item)
         if self.ahead is not None:
-            from loragate.gating.ahead import generate_window
+            from loragate.gating.ahead import generate_window, upcoming_items
 
-            generate_window(item, item.session.items, self.ahead)
+            generate_window(item, upcoming_items(item), self.ahead)
 
     def _skip_when_decided(self, item: pytest.Item) -> None:
         if not self.config.getoption("fail_fast_gates"):
@@ -336,11 +336,14 @@ class VerdictPlugin:
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         state = self.state
-        if _is_worker(self.config) or not state.active:
-            return
         if self.ahead is not None:
             self.ahead.close()
-            state.metrics["ahead"] = self.ahead.summary()
+        if _is_worker(self.config) or not state.active:
+            return
+        if "ahead" in state.metrics:
+            from loragate.gating.ahead import summarise_metrics
+
+            state.metrics["ahead"] = summarise_metrics(state.metrics["ahead"])
         if not (state.has_records or state.fatal or state.aborted):
             return
         document = self.document()
