@@ -66,6 +66,22 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path, written):
     assert not list(written.rglob(".*partial*")), "a temporary file was left behind"
 
 
+def test_regenerating_leaves_unchanged_files_alone_and_rewrites_a_changed_one(tmp_path):
+    import os
+
+    out = tmp_path / "data"
+    generate_all(out, seed=42)
+    files = sorted(out.rglob("*.jsonl"))
+    for path in files:
+        os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    edited = files[0]
+    edited.write_text("{}\n")
+    generate_all(out, seed=42)
+    assert edited.read_bytes() != b"{}\n"  # rewritten with the generator's output
+    untouched = [p for p in files if p != edited]
+    assert all(p.stat().st_mtime_ns == 1_000_000_000 for p in untouched)
+
+
 def test_committed_data_is_the_generators_output(capsys):
     assert main(["data", "generate", "--out", str(DATA), "--check"]) == 0, (
         capsys.readouterr().out)

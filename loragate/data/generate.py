@@ -15,8 +15,8 @@ short as their format allows: a 135M model learns short, regular outputs far bet
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
-import os
 import random
 import re
 from collections.abc import Callable
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loragate.artifacts import file_digest, write_text_durably
 from loragate.data import code_examples as ce
 from loragate.data import examples as ex
 from loragate.data import vocab
@@ -638,19 +639,24 @@ def sample_failures(sample: Sample) -> list[str]:
     return reasons
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def _write_unless_same(path: Path, text: str) -> None:
+    """Write ``text`` whole (durably) unless ``path`` already holds exactly it: an unchanged
+    file keeps its mtime, so what is keyed on it (the digest memo) stays valid."""
+    data = text.encode("utf-8")
+    if path.is_file() and path.stat().st_size == len(data) and file_digest(path) == \
+            hashlib.sha256(data).hexdigest():
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
+    write_text_durably(path, text)
 
 
 def generate_all(out_dir: Path, seed: int = 42, scale: str = "tiny") -> dict[str, int]:
-    """Write every file under ``out_dir`` (each atomically); returns records per file."""
+    """Write every file under ``out_dir`` (each whole, unchanged ones left alone); returns
+    records per file."""
     counts: dict[str, int] = {}
     for relative, records in generate(seed, scale).items():
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-        _write_atomic(Path(out_dir) / relative, text)
+        _write_unless_same(Path(out_dir) / relative, text)
         counts[relative] = len(records)
     return counts
 
