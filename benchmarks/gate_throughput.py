@@ -13,6 +13,9 @@ its time includes both.
 (b) an OpenAI-compatible server double on loopback with 8 parallel slots and a fixed delay
     per request, through the openai backend: one request at a time against 8 in flight.
 
+Part (a) also says how much of the one-at-a-time time goes to reading the prompts: in process
+both paths read them at the same compute-bound rate, so only decoding can get faster, and on
+a 2-core CPU a batch of 8 decodes at most about 1.4-1.7 times the tokens/s of one sequence.
 Part (a) ends with ``gguf batched speedup: <N>x``, the last line is
 ``server concurrency speedup: <N>x``. Wall and CPU seconds are shown for each path, and
 the load average around the run: where other work shares the cores, llama.cpp's threads
@@ -54,6 +57,11 @@ class Timing:
     cpu_s: float
     completion_tokens: int
     generated: int
+    # One at a time only: the summed time to first token (reading each prompt) and the
+    # tokens and seconds after it (decoding).
+    prefill_s: float | None = None
+    decode_tokens: int = 0
+    decode_s: float = 0.0
 
     @property
     def tokens_per_s(self) -> float:
@@ -87,7 +95,11 @@ def one_at_a_time(backend: Any, requests: list[Request]) -> Timing:
         answers = [cached.generate(prompt, options) for prompt, options in requests]
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     _check(answers, all_cached=False)
-    return Timing(wall, cpu, sum(a.completion_tokens or 0 for a in answers), len(answers))
+    timed = [a for a in answers if a.ttft_s is not None and a.total_s is not None]
+    return Timing(wall, cpu, sum(a.completion_tokens or 0 for a in answers), len(answers),
+                  prefill_s=sum(a.ttft_s for a in timed),
+                  decode_tokens=sum(max((a.completion_tokens or 0) - 1, 0) for a in timed),
+                  decode_s=sum(a.total_s - a.ttft_s for a in timed))
 
 
 def ahead(backend: Any, requests: list[Request], concurrency: int) -> Timing:
@@ -118,7 +130,7 @@ def row(name: str, timing: Timing) -> str:
 
 
 def compare(run_one: Callable[[], Timing], run_ahead: Callable[[], Timing], ahead_name: str,
-            rounds: int) -> float:
+            rounds: int, *, in_process: bool = False) -> float:
     """Both paths ``rounds`` times in turn; the fastest round of each counts.
 
     Other work on a shared machine only ever adds time, so the fastest round is the one
@@ -134,7 +146,19 @@ def compare(run_one: Callable[[], Timing], run_ahead: Callable[[], Timing], ahea
     suffix = f" (fastest of {rounds})" if rounds > 1 else ""
     print(row("one at a time" + suffix, single), flush=True)
     print(row(ahead_name + suffix, batched), flush=True)
+    if in_process and single.prefill_s:
+        print(prefill_line(single), flush=True)
     return single.wall_s / batched.wall_s
+
+
+def prefill_line(single: Timing) -> str:
+    """What batching cannot speed up in process: reading the prompts. On a CPU both paths read
+    them at the same compute-bound rate, so the share they take bounds the speedup."""
+    share = single.prefill_s / single.wall_s
+    decode_rate = single.decode_tokens / single.decode_s if single.decode_s else float("nan")
+    return (f"    one at a time: reading prompts {single.prefill_s:.2f} s of {single.wall_s:.2f} s "
+            f"({share:.0%}), decoding {decode_rate:.1f} tokens/s; batching speeds up only the "
+            f"decoding: the speedup stays below {1 / share:.2f}x even if decoding cost nothing")
 
 
 def main() -> int:
@@ -175,7 +199,8 @@ def main() -> int:
             gguf.generate(gguf_requests[0][0], GenerationOptions(max_tokens=4))  # warm-up
             speedup = compare(lambda: one_at_a_time(gguf, gguf_requests),
                               lambda: ahead(gguf, gguf_requests, args.concurrency),
-                              f"ahead, {args.concurrency} per batch", args.rounds)
+                              f"ahead, {args.concurrency} per batch", args.rounds,
+                              in_process=True)
         print(f"gguf batched speedup: {speedup:.2f}x", flush=True)
 
     print(f"(b) OpenAI-compatible server double on loopback: {args.slots} slots, "
