@@ -177,11 +177,15 @@ def test_recorded_base_and_tuned_verdicts():
     base = json.loads((reports / "verdict-base.json").read_text())
     tuned = json.loads((reports / "verdict-tuned.json").read_text())
     comparison = compare_verdicts(base, tuned, old_label="base", new_label="tuned")
-    refusal = next(h for h in comparison["harnesses"] if h["harness"] == "refusal")
-    assert (len(refusal["pass_to_fail"]), len(refusal["fail_to_pass"])) == (3, 7)
-    assert refusal["mcnemar_p"] == pytest.approx(2 * (1 + 10 + 45 + 120) / 1024)
-    assert comparison["canaries"]["regressions"] == ["c06", "c07"]
-    assert comparison["canaries"]["mcnemar_p"] == pytest.approx(2 * (1 + 9 + 36) / 512)
+    # The run recorded in the README: every flip goes fail -> pass.
+    harnesses = {h["harness"]: h for h in comparison["harnesses"]}
+    empty = harnesses["empty_constructor"]
+    assert (len(empty["pass_to_fail"]), len(empty["fail_to_pass"])) == (0, 5)
+    assert empty["mcnemar_p"] == pytest.approx(2 / 2**5)
+    assert len(harnesses["refusal"]["fail_to_pass"]) == 1
+    assert comparison["canaries"]["regressions"] == []
+    assert comparison["canaries"]["improvements"] == ["c05", "c10", "c13", "c15", "c17", "c19"]
+    assert comparison["canaries"]["mcnemar_p"] == pytest.approx(2 / 2**6)
 
 
 def test_report_compare_cli(tmp_path, capsys):
