@@ -96,7 +96,6 @@ def compare_verdicts(old: dict[str, Any], new: dict[str, Any], *, old_label: str
 
 
 def run_summary(document: dict[str, Any]) -> dict[str, Any]:
-    canaries = document.get("canaries")
     latency = (document.get("metrics") or {}).get("latency") or {}
     return {
         "verdict": document["verdict"],
@@ -104,12 +103,26 @@ def run_summary(document: dict[str, Any]) -> dict[str, Any]:
         "target": document["overall"]["target"],
         "model": (document.get("model") or {}).get("spec"),
         "inputs_hash": document.get("inputs_hash"),
-        "canaries": None if not canaries else {
-            "n": canaries["n"], "model_passed": canaries["model_passed"],
-            "baseline_passed": canaries["baseline_passed"],
-            "regressions": canaries["regressions"]},
+        "canaries": _canary_summary(document.get("canaries")),
+        "forgetting": _canary_summary(document.get("forgetting")),
         "latency": {k: v for k, v in latency.items() if not isinstance(v, dict)},
     }
+
+
+def _canary_summary(section: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not section:
+        return None
+    return {"n": section["n"], "model_passed": section["model_passed"],
+            "baseline_passed": section["baseline_passed"], "failed": failed_ids(section),
+            "regressions": section["regressions"]}
+
+
+def failed_ids(section: dict[str, Any]) -> list[str]:
+    """The canaries the model failed; verdicts written before the canary rule had two parts
+    carry no "failed" list, so it is read off their items."""
+    if "failed" in section:
+        return section["failed"]
+    return sorted(i["canary_id"] for i in section.get("items", []) if not i["model_passed"])
 
 
 def compare_harness(name: str, old: dict[str, Any] | None, new: dict[str, Any] | None,
@@ -248,12 +261,20 @@ def render_markdown(comparison: dict[str, Any]) -> str:
 
 
 def summary_line(label: str, run: dict[str, Any]) -> str:
+    """One run in one line: verdict, overall score, canaries (failed and regressed, the two
+    parts of the plan's rule), the forgetting probe, latency."""
     line = f"**{label}**: {run['verdict'].upper()}, overall {run['overall']:.1f}"
     canaries = run["canaries"]
     if canaries:
         line += (f"; canaries {canaries['model_passed']}/{canaries['n']} "
                  f"(baseline {canaries['baseline_passed']}/{canaries['n']}, "
+                 f"failed: {', '.join(canaries['failed']) or 'none'}, "
                  f"regressions: {', '.join(canaries['regressions']) or 'none'})")
+    forgetting = run.get("forgetting")
+    if forgetting:
+        line += (f"; forgetting probe {forgetting['model_passed']}/{forgetting['n']} "
+                 f"(baseline {forgetting['baseline_passed']}/{forgetting['n']}, "
+                 f"regressions: {', '.join(forgetting['regressions']) or 'none'})")
     if run["latency"]:
         line += "; latency " + ", ".join(f"{k} {v}" for k, v in run["latency"].items())
     return line

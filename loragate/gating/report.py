@@ -14,6 +14,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from loragate.gating.compare import failed_ids, run_summary, summary_line
 from loragate.gating.verdict import SampleOutcome
 
 # Failing samples first: they are what a reviewer has to read.
@@ -149,19 +150,12 @@ def _p_value(section: dict[str, Any]) -> str:
     return "—" if section.get("mcnemar_p") is None else f"{section['mcnemar_p']:.3g}"
 
 
-def _failed_ids(section: dict[str, Any]) -> list[str]:
-    # Verdicts written before the canary rule had two parts carry no "failed" list.
-    if "failed" in section:
-        return section["failed"]
-    return sorted(i["canary_id"] for i in section.get("items", []) if not i["model_passed"])
-
-
 def canary_lines(document: dict[str, Any]) -> list[str]:
     """The canary rule part by part (all pass, no regression) and the forgetting probe."""
     out: list[str] = []
     canaries = document.get("canaries")
     if canaries:
-        n, failed = canaries["n"], _failed_ids(canaries)
+        n, failed = canaries["n"], failed_ids(canaries)
         require_all = canaries.get("require_all", False)
         all_part = ("PASS" if not failed else "FAIL") + ("" if require_all else " (not required)")
         regress = ", ".join(canaries["regressions"]) or "none"
@@ -194,24 +188,7 @@ def _harness_cell(harness: dict[str, Any] | None) -> str:
 
 
 def _summary_line(label: str, document: dict[str, Any]) -> str:
-    overall = document["overall"]
-    line = f"**{label}**: {document['verdict'].upper()}, overall {overall['score']:.1f}"
-    canaries = document.get("canaries")
-    if canaries:
-        line += (f"; canaries {canaries['model_passed']}/{canaries['n']} "
-                 f"(baseline {canaries['baseline_passed']}/{canaries['n']}, "
-                 f"failed: {', '.join(_failed_ids(canaries)) or 'none'}, "
-                 f"regressions: {', '.join(canaries['regressions']) or 'none'})")
-    forgetting = document.get("forgetting")
-    if forgetting:
-        line += (f"; forgetting probe {forgetting['model_passed']}/{forgetting['n']} "
-                 f"(baseline {forgetting['baseline_passed']}/{forgetting['n']}, "
-                 f"regressions: {', '.join(forgetting['regressions']) or 'none'})")
-    latency = document.get("metrics", {}).get("latency") or {}
-    figures = [f"{k} {v}" for k, v in latency.items() if not isinstance(v, dict)]
-    if figures:
-        line += "; latency " + ", ".join(figures)
-    return line
+    return summary_line(label, run_summary(document))
 
 
 def render_timings_markdown(timings: dict[str, Any]) -> str:
