@@ -91,6 +91,13 @@ def test_wheel_gates_a_starter_project_outside_the_checkout(installed, tiny_gguf
     assert cleared.returncode == 0, cleared.stdout[-3000:]
     assert json.loads((project / "reports" / "verdict.json").read_text())["verdict"] == "cleared"
 
+    # With a baseline the starter's canaries are judged: the tiny random model passes none,
+    # so the plan's rule (every canary passes) blocks although nothing regressed.
+    judged = _run(pytest_command + ["--baseline", f"gguf:{tiny_gguf}"], project, env)
+    canaries = json.loads((project / "reports" / "verdict.json").read_text())["canaries"]
+    assert canaries["n"] == 3 and canaries["regressions"] == [], canaries
+    assert judged.returncode == (0 if canaries["all_passed"] else 1), judged.stdout[-3000:]
+
     # `loragate gate` from the project folder: the same verdict through the CLI.
     gate = _run([str(bin_dir / "loragate"), "gate", "--model", f"gguf:{tiny_gguf}"], project, env)
     assert gate.returncode == 0, gate.stdout[-3000:] + gate.stderr[-2000:]

@@ -1,8 +1,9 @@
 """``loragate init DIR``: a starter project that gates a model on a harness of its own.
 
-The project is a config (``loragate.json``), a validator module, a prompt file and a
-``pytest.ini`` naming the config; no test file is needed, the plugin makes one gate item per
-prompt. ``cd DIR && pytest --model SPEC`` gates with it as it stands.
+The project is a config (``loragate.json``), a validator module, a prompt file, a canary
+file and a ``pytest.ini`` naming the config; no test file is needed, the plugin makes one gate
+item per prompt (and, given ``--baseline``, one per canary). ``cd DIR && pytest --model SPEC``
+gates with it as it stands.
 """
 
 from __future__ import annotations
@@ -30,8 +31,21 @@ CONFIG = {
         "overall_target": 80,
     },
     "backend": {"max_tokens": 256},
+    # Judged only when a baseline is given (--baseline SPEC or "baseline" here).
+    "canaries": {"file": "canaries.jsonl"},
     "reports": {"dir": "reports"},
 }
+
+# Must-not-regress tasks: every one must pass on the model, and none may fail where the
+# baseline passes. Keywords match whole words, case-insensitively; a list is alternatives.
+CANARIES = [
+    ("c01", "json basics", "What does the abbreviation JSON stand for?",
+     {"keywords": ["javascript", "object", "notation"]}),
+    ("c02", "python function", "Write a Python function named add that returns the sum of "
+     "two numbers.", {"keywords": ["def", "add", "return"]}),
+    ("c03", "http create", "Which HTTP method creates a new resource in a REST API?",
+     {"keywords": ["post"]}),
+]
 
 VALIDATOR = '''"""The project's own harnesses: functions (text, record) -> HarnessResult | bool.
 
@@ -99,6 +113,13 @@ cannot be reached), 4 a usage error. The verdict is written to `reports/verdict.
 
 Add a harness: write its validator, its prompt file and an entry under `gates.harnesses`.
 The six Web4 harnesses (`pdca_schema`, `refusal`, …) are built in and need only a name.
+
+`canaries.jsonl` holds must-not-regress tasks, judged against a baseline model:
+
+    pytest --model gguf:tuned.gguf --baseline gguf:base.gguf
+
+Every canary must pass on the model (`canaries.require_all`) and none may fail where the
+baseline passes; without a baseline they are not run, and the verdict says so.
 """
 
 
@@ -107,8 +128,13 @@ def starter_files() -> dict[str, str]:
         json.dumps({"id": pid, "messages": [{"role": "user", "content": text}],
                     "expected_keys": keys}) + "\n"
         for pid, text, keys in PROMPTS)
+    canaries = "".join(
+        json.dumps({"id": cid, "task": task, "messages": [{"role": "user", "content": text}],
+                    "check": check}) + "\n"
+        for cid, task, text, check in CANARIES)
     return {
         CONFIG_NAME: json.dumps(CONFIG, indent=2) + "\n",
+        "canaries.jsonl": canaries,
         f"{VALIDATOR_MODULE}.py": VALIDATOR,
         f"prompts/{HARNESS}.jsonl": prompts,
         "pytest.ini": PYTEST_INI,
