@@ -17,6 +17,7 @@ two workers; the figures reach the verdict through the items' reports
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,23 +94,24 @@ def item_requests(item: pytest.Item) -> dict[str, list[tuple[list[dict[str, str]
     return requests
 
 
-def upcoming_items(item: pytest.Item) -> list[pytest.Item]:
-    """The items this process runs from ``item`` on, in order: the session's, or under xdist
-    the worker's own (this one, the next one, then those queued for it). Should xdist's worker
-    not be found, only ``item`` itself."""
+def upcoming_items(item: pytest.Item, ahead: AheadState, count: int) -> list[pytest.Item]:
+    """Up to ``count`` items this process runs from ``item`` on, in order: the session's, or
+    under xdist the worker's own (this one, the next one, then those queued for it). Should
+    xdist's worker not be found, only ``item`` itself."""
     session = item.session
     worker = _xdist_worker(item.config)
     if worker is None:
-        start = session.items.index(item) if item in session.items else None
-        return [item] if start is None else list(session.items[start:])
+        start = ahead.index[item.nodeid]
+        return list(session.items[start:start + count])
     try:
         with worker.torun.lock() as queue:
-            queued = [index for index in queue if isinstance(index, int)]
+            queued = [index for index in itertools.islice(queue, count)
+                      if isinstance(index, int)]
         following = worker.nextitem_index
     except AttributeError:  # an xdist whose worker keeps its queue otherwise
         return [item]
     indices = ([following] if isinstance(following, int) else []) + queued
-    return [item, *(session.items[index] for index in indices)]
+    return [item, *(session.items[index] for index in indices)][:count]
 
 
 def _xdist_worker(config: pytest.Config) -> Any:
@@ -122,15 +124,14 @@ def _xdist_worker(config: pytest.Config) -> Any:
     return None
 
 
-def generate_window(item: pytest.Item, upcoming: Sequence[pytest.Item], ahead: AheadState
-                    ) -> None:
-    """Generate the requests of ``item`` and of the items after it in ``upcoming`` (one
-    window, ``upcoming[0]`` being ``item``) not yet done."""
+def generate_window(item: pytest.Item, ahead: AheadState) -> None:
+    """Generate the requests of ``item`` and of the items this process runs after it (one
+    window, see :func:`upcoming_items`) not yet done."""
     from loragate.backends.prefetch import prefetch
 
     if item.nodeid in ahead.done or item.nodeid not in ahead.index:
         return
-    window = [i for i in upcoming[:2 * ahead.concurrency]
+    window = [i for i in upcoming_items(item, ahead, 2 * ahead.concurrency)
               if i.nodeid not in ahead.done and i.nodeid in ahead.index]
     by_role: dict[str, list] = {}
     for member in window:

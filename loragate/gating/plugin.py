@@ -251,9 +251,9 @@ class VerdictPlugin:
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         self._skip_when_decided(item)
         if self.ahead is not None:
-            from loragate.gating.ahead import generate_window, upcoming_items
+            from loragate.gating.ahead import generate_window
 
-            generate_window(item, upcoming_items(item), self.ahead)
+            generate_window(item, self.ahead)
 
     def _skip_when_decided(self, item: pytest.Item) -> None:
         if not self.config.getoption("fail_fast_gates"):
