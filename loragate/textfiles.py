@@ -20,32 +20,41 @@ class InputFileError(ValueError):
     """An input file that is missing, unreadable, not UTF-8 or not the JSON it should be."""
 
 
-def decode_utf8(data: bytes, name: str) -> str:
-    """``data`` as UTF-8 text; :class:`InputFileError` names ``name``, the line and the byte."""
+def decode_utf8(data: bytes, name: str, *, line_first: bool = False) -> str:
+    """``data`` as UTF-8 text; :class:`InputFileError` names ``name``, the line and the byte
+    (``name:line: ...`` with ``line_first``, as line-oriented files are named)."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         bad = data[exc.start:exc.start + 1].hex()
-        raise InputFileError(
-            f"{name}: not UTF-8 text: byte 0x{bad} at offset {exc.start} (line {line}) "
-            f"cannot be decoded ({exc.reason}); save the file as UTF-8"
-        ) from None
+        if line_first:
+            message = (f"{name}:{line}: not UTF-8 text: byte 0x{bad} at offset {exc.start} "
+                       f"({exc.reason})")
+        else:
+            message = (f"{name}: not UTF-8 text: byte 0x{bad} at offset {exc.start} "
+                       f"(line {line}) cannot be decoded ({exc.reason})")
+        raise InputFileError(f"{message}; save the file as UTF-8") from None
+
+
+def read_bytes(path: str | Path, missing: str = "no such file") -> bytes:
+    """The bytes of ``path``; :class:`InputFileError` (``"<path>: <missing>"``) when it does not
+    exist, and for a folder or a file that cannot be read."""
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"{path}: {missing}")
+    if path.is_dir():
+        raise InputFileError(f"{path}: is a folder, not a file")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
 
 
 def read_text(path: str | Path) -> str:
     """The UTF-8 text of ``path``; :class:`InputFileError` for a missing, unreadable or
     undecodable file."""
-    path = Path(path)
-    if not path.exists():
-        raise InputFileError(f"{path}: no such file")
-    if path.is_dir():
-        raise InputFileError(f"{path}: is a folder, not a file")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    return decode_utf8(data, str(path))
+    return decode_utf8(read_bytes(path), str(path))
 
 
 def parse_json(text: str, name: str) -> Any:
@@ -81,22 +90,7 @@ def jsonl_lines(path: str | Path, what: str = "file") -> Iterator[JsonlLine]:
     A file that is missing (``"<path>: <what> not found"``), a folder, unreadable or not UTF-8
     (named with its line and byte) raises :class:`InputFileError`.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputFileError(f"{path}: {what} not found")
-    if path.is_dir():
-        raise InputFileError(f"{path}: is a folder, not a file")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        bad = data[exc.start:exc.start + 1].hex()
-        raise InputFileError(f"{path}:{line}: not UTF-8 text: byte 0x{bad} at offset "
-                             f"{exc.start} ({exc.reason}); save the file as UTF-8") from None
+    text = decode_utf8(read_bytes(path, f"{what} not found"), str(path), line_first=True)
     for number, line_text in enumerate(text.splitlines(), start=1):
         if not line_text.strip():
             continue
