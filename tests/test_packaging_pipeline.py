@@ -26,7 +26,7 @@ from loragate.packaging.merge import (
     resolve_dtype,
 )
 from loragate.packaging.modelfile import read_modelfile, validate_modelfile
-from loragate.packaging.pipeline import package, read_manifest
+from loragate.packaging.pipeline import PackageResult, package
 from loragate.packaging.quantize import read_metadata
 from loragate.training.data import hold_out_conversations
 
@@ -249,7 +249,7 @@ def test_package_writes_every_artifact(packaged) -> None:
     assert set(result.timings_s) >= {"merge", "convert", "quantize Q8_0", "adapter gguf"}
     leftovers = [p.name for p in result.package_dir.iterdir() if p.name.startswith(".")]
     assert leftovers == []
-    assert read_manifest(result.package_dir) == result
+    assert PackageResult.read(result.package_dir) == result
 
 
 def test_package_reuses_unchanged_inputs(packaged, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -70,7 +70,7 @@ def test_smollm2_q4_k_m_generates_and_reports_agreement(
     from loragate.cli import main
     from loragate.config import load_config
     from loragate.packaging.gguf_checks import token_agreement
-    from loragate.packaging.pipeline import package_dir_for, read_manifest
+    from loragate.packaging.pipeline import PackageResult, package_dir_for
     from loragate.training.data import hold_out_conversations
 
     config_path = _write_config(tmp_path)
@@ -83,7 +83,7 @@ def test_smollm2_q4_k_m_generates_and_reports_agreement(
     started = time.perf_counter()
     assert main(["package", "--config", str(config_path), "--no-progress"]) == 0
     package_s = time.perf_counter() - started
-    result = read_manifest(package_dir_for(config))
+    result = PackageResult.read(package_dir_for(config))
     assert result is not None and result.merged_dir is not None
     q4 = result.quantized["Q4_K_M"]
 

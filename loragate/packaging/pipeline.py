@@ -88,11 +88,6 @@ def package_dir_for(config: Any) -> Path:
     return Path(config.output_dir) / PACKAGE_DIRNAME
 
 
-def read_manifest(package_dir: Path) -> PackageResult | None:
-    """:meth:`PackageResult.read`, for the Step 2 checks and the tests."""
-    return PackageResult.read(package_dir)
-
-
 def packaging_inputs_hash(config: Any, adapter_dir: Path, base_dir: Path) -> str:
     settings = {
         "packaging": config.packaging.model_dump(mode="json"),
@@ -139,7 +134,7 @@ def package(
     out = package_dir_for(config)
     remove_stale_temporaries(out)
     inputs_hash = packaging_inputs_hash(config, adapter_dir, base_dir)
-    previous = read_manifest(out)
+    previous = PackageResult.read(out)
     if not force and is_up_to_date(previous, inputs_hash):
         assert previous is not None
         previous.reused = True

@@ -29,11 +29,7 @@ def checkpoints_in(output_dir: Path) -> list[Path]:
 # worse, resumes with a fresh optimizer, because the Trainer skips a missing optimizer.pt or
 # scheduler.pt without a word.
 CHECKPOINT_WEIGHTS = (ADAPTER_WEIGHTS, "adapter_model.bin")
-
-
 CHECKPOINT_FILES = ("optimizer.pt", "scheduler.pt")
-
-
 TRAINER_STATE = "trainer_state.json"
 
 
@@ -51,7 +47,7 @@ def checkpoint_problem(checkpoint: Path) -> str | None:
     if missing:
         return f"missing {', '.join(missing)}"
     state = read_json_object(checkpoint / TRAINER_STATE)
-    if not isinstance(state, dict) or not isinstance(state.get("global_step"), int):
+    if not isinstance(state.get("global_step"), int):
         return f"{TRAINER_STATE} is cut short or unreadable"
     return None
 
