@@ -171,6 +171,7 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_pipeline(args: argparse.Namespace) -> int:
     from loragate.packaging.pipeline import check_modelfile_system
+    from loragate.training.replay import replay_enabled
 
     config = load_config(args.config)
     check_modelfile_system(config)  # before training: packaging would refuse it hours later
@@ -240,10 +241,6 @@ def _duration(text: str) -> float | str:
     from loragate.training.cli import duration
 
     return duration(text)
-
-
-def replay_enabled(config: LoragateConfig) -> bool:
-    return config.data_args.replay_ratio > 0
 
 
 def replay_stage(config: LoragateConfig, base_gguf: Path, *, force: bool,
