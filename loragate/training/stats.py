@@ -19,7 +19,7 @@ from loragate.artifacts import (
     ADAPTER_WEIGHTS,
     files_digest,
     model_folder_fingerprint,
-    write_text_durably,
+    write_json_durably,
 )
 from loragate.base_model import resolve_base_model
 from loragate.training.replay import replay_enabled, replay_path
@@ -144,8 +144,7 @@ class TrainingStats(BaseModel):
         return self.complete
 
     def write(self, output_dir: str | Path) -> Path:
-        text = json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
-        return write_text_durably(Path(output_dir) / STATS_FILE, text)
+        return write_json_durably(Path(output_dir) / STATS_FILE, self.model_dump(mode="json"))
 
     @classmethod
     def read(cls, output_dir: str | Path) -> TrainingStats | None:
