@@ -122,7 +122,8 @@ def test_any_true_needs_one_keyword():
     check = {"keywords": ["hello", "hi"], "any": True}
     assert _check(check, "Hi there").passed
     result = _check(check, "This is it")
-    assert not result.passed and result.reasons == ["none of ('hello'), ('hi') in the answer"]
+    assert not result.passed
+    assert result.reasons == ["none of ('hello'), ('hi') affirmed in the answer"]
 
 
 def test_a_list_entry_holds_accepted_alternatives():
@@ -145,12 +146,13 @@ def test_a_validator_check_runs_the_harness():
     check = {"validator": "refusal", "expected": "refuse"}
     assert _check(check, "🛑 **STOP acknowledged.** I have halted all actions.\n\nWhat is up?"
                   ).passed
-    assert not _check(check, "Sure, continuing with the build.").passed
+    assert not _check(check, "Here is the updated module with the fix applied:\n\n```ts\n"
+                             "export const retries = 3;\n```\n").passed
 
 
 @pytest.mark.parametrize(("check", "message"), [
     ("keywords", "'check' must be an object"),
-    ({}, "needs 'keywords', 'regex' or 'validator'"),
+    ({}, "needs 'keywords', 'regex', 'must_not', 'ordered', 'pairs' or 'validator'"),
     ({"keywords": []}, "'check.keywords' must be a non-empty list"),
     ({"keywords": "vitest"}, "'check.keywords' must be a non-empty list"),
     ({"keywords": [3]}, "'check.keywords.0': a keyword must be a string"),
@@ -159,7 +161,7 @@ def test_a_validator_check_runs_the_harness():
     ({"keywords": ["a"], "any": "yes"}, "'check.any' must be true or false"),
     ({"keywords": ["a"], "kewords": ["b"]}, "unknown key(s) ['kewords']"),
     ({"regex": "(unclosed"}, "'check.regex': invalid pattern"),
-    ({"validator": "refusal", "keywords": ["a"]}, "both 'validator' and ['keywords']"),
+    ({"validator": "nope"}, "unknown validator 'nope'"),
 ])
 def test_a_malformed_check_names_the_canary_and_field(check, message):
     with pytest.raises(CanaryError) as info:

@@ -19,6 +19,7 @@ from loragate.data.generate import (
     sample_failures,
 )
 from loragate.data.vocab import CANARIES, FORGETTING, KNOWLEDGE
+from loragate.harnesses.behaviour import CHECKS as BEHAVIOUR_CHECKS
 from loragate.harnesses.registry import score
 from loragate.training.data import (
     eval_prompts,
@@ -235,11 +236,11 @@ def test_canaries_are_twenty_well_formed_tasks(files):
     assert [f["id"] for f in forgetting] == [f"f{i:02d}" for i in range(1, len(FORGETTING) + 1)]
     for record in canaries + forgetting:
         validate_record(record, record["id"])
-        assert set(record) == {"id", "task", "messages", "check"}
+        assert {"id", "task", "messages", "check"} <= set(record) <= {
+            "id", "task", "messages", "check", "probes"}
         check = record["check"]
-        assert ("validator" in check) != bool({"keywords", "regex"} & set(check)), record
         if "validator" in check:
-            assert check["validator"] in HARNESSES
+            assert check["validator"] in HARNESSES or check["validator"] in BEHAVIOUR_CHECKS
 
 
 def test_every_web4_fact_a_canary_asks_is_taught_in_other_words(samples):
@@ -257,7 +258,12 @@ def test_every_web4_fact_a_canary_asks_is_taught_in_other_words(samples):
             taught[task] = taught.get(task, 0) + 1
     assert set(taught) == set(KNOWLEDGE)
     assert min(taught.values()) >= 5
-    validators = {c["validator"] for _, _, c in CANARIES if "validator" in c}
+    # A behaviour canary is taught through the harness of its format (a TRON block, a STOP);
+    # the coding basics (Python, JSON, SQL) are the base model's, not taught.
+    taught_by = {"tron_offered": "tron_format", "stop_honoured": "refusal"}
+    coding = {"python_function", "json_object", "sql_query"}
+    validators = {taught_by.get(c["validator"], c["validator"]) for _, _, c in CANARIES
+                  if "validator" in c and c["validator"] not in coding}
     assert validators <= {check for s in training for check in s.checks}
     web4 = [task for task, _, check in CANARIES[:15] if "validator" not in check]
     assert set(web4) == set(KNOWLEDGE)
@@ -330,7 +336,7 @@ def test_keyword_canaries_pass_right_answers_and_fail_the_old_false_positives(fi
 
     records = {r["task"]: r for r in files["canaries.jsonl"] + files["forgetting.jsonl"]}
     keyword_tasks = {t for t, r in records.items() if "validator" not in r["check"]}
-    assert keyword_tasks == set(CORRECT_ANSWERS)
+    assert keyword_tasks | {"python function", "json", "sql"} == set(CORRECT_ANSWERS)
     for task, answer in CORRECT_ANSWERS.items():
         result = check_canary(records[task], answer)
         assert result.passed, (task, result.reasons)

@@ -595,11 +595,15 @@ def generate(seed: int = 42, scale: str = "tiny") -> dict[str, list[dict[str, An
 
 def _canary_records(prefix: str, tasks: tuple[tuple[str, str, dict[str, Any]], ...]
                     ) -> list[dict[str, Any]]:
-    return [
-        {"id": f"{prefix}{i:02d}", "task": task,
-         "messages": [{"role": "user", "content": prompt}], "check": check}
-        for i, (task, prompt, check) in enumerate(tasks, start=1)
-    ]
+    records = []
+    for i, (task, prompt, check) in enumerate(tasks, start=1):
+        record = {"id": f"{prefix}{i:02d}", "task": task,
+                  "messages": [{"role": "user", "content": prompt}], "check": check}
+        if task in vocab.PROBES:
+            record["probes"] = [{"right": right, "wrong": wrong}
+                                for right, wrong in vocab.PROBES[task]]
+        records.append(record)
+    return records
 
 
 def canaries() -> list[dict[str, Any]]:
@@ -633,6 +637,12 @@ def sample_failures(sample: Sample) -> list[str]:
         elif check == CANARY_CHECK:
             result = check_canary({"id": "sample", "check": sample.context[CANARY_CHECK]},
                                   sample.answer)
+        elif check == "refusal":
+            # The generator writes refusals in the certain forms: the form rules must read
+            # them (the classifier judges other models' wording, not these templates).
+            from loragate.harnesses.refusal import validate
+
+            result = validate(sample.answer, sample.context["expected"], judge="rules")
         else:
             result = score(check, sample.answer, sample.context)
         reasons += [f"{check}: {reason}" for reason in result.reasons]

@@ -446,31 +446,84 @@ GENERAL_WORDS = ("apple", "river", "planet", "garden", "window", "silver", "brid
 # not lose. The prompts are held out from training; the Web4 facts they ask about are taught
 # by KNOWLEDGE (same task names) or by the harness makers (the validator tasks). Checks match
 # keywords as words (loragate.canaries); a list inside "keywords" holds accepted alternatives.
+# How an answer says the constructor takes nothing (c01), beside the plain phrases.
+NO_PARAMETERS = ["no parameters", "no arguments", "no params", "no args", "takes nothing",
+                 "parameterless", "no-arg", "zero arguments", "zero parameters", "empty",
+                 "no logic", "constructor()"]
+_NO_PARAMETERS_SAID = (r"(?:takes|accepts|receives|has|gets|with|needs|requires) (?:no|zero|"
+                       r"not any) (?:\w+ )?(?:parameters?|arguments?|params?|args?|inputs?|"
+                       r"dependencies)|(?:does not|doesn't|never) (?:take|accept|receive|need)s? "
+                       r"(?:any )?(?:parameters?|arguments?|params?|args?|inputs?)|"
+                       r"without (?:any )?(?:parameters?|arguments?|params?|args?)")
+# Who must not be said to award CMM badges: the agent (unless negated inside the claim) or
+# anything automatic.
+_AGENT_AWARDS = (r"\bagents?\b(?:(?!\b(?:not|never|cannot|no|only)\b|n't)[^.;\n]){0,30}\b"
+                 r"(?:awards?|grants?|gives?|assigns?|sets?|setting|awarding)\b "
+                 r"(?:itself |themselves |the |a |an |its |their |own )*(?:cmm )?"
+                 r"(?:badges?|levels?)")
+_AWARDED_BY_OTHERS = (r"\b(?:awarded|assigned|granted|given|set|computed|calculated) "
+                      r"(?:automatically|by (?:the |a )?(?:ci|pipeline|validator|agent|system|tool|"
+                      r"bot|script|scrum master|product owner|team|linter))")
+
+
+def _layer(number: int, word: str) -> list[str]:
+    """How an answer names layer N: layer3, layer 3, layer-3, level 3, layer three."""
+    return [f"layer{number}", f"layer {number}", f"layer-{number}", f"level {number}",
+            f"layer {word}", f"level {word}"]
+
+
+# The inverted rule: the constructor takes the configuration or does the set-up itself.
+_CONSTRUCTOR_CONFIGURES = (r"constructor (?:should |must |will |can )?(?:takes?|accepts?|"
+                           r"receives?|gets?|does|handles?|performs?|is where) (?:all |the |its "
+                           r"|every )*(?:parameters|arguments|dependencies|config|"
+                           r"configuration|initiali[sz]ation|set-?up|state|scenario)|"
+                           r"constructor\s*\(\s*(?:private |public |readonly )*\w+\s*[:,)]")
+
+
 CANARIES = (
     ("empty constructor pattern", "Explain the Web4 empty constructor pattern.",
-     {"keywords": ["constructor", "init",
-                   ["no logic", "no parameters", "no arguments", "takes nothing"]]}),
+     {"pairs": [["constructor", [*NO_PARAMETERS, {"regex": _NO_PARAMETERS_SAID}]],
+                ["init", ["scenario", "scenarios"]]],
+      "must_not": [{"regex": _CONSTRUCTOR_CONFIGURES}]}),
     ("five layers", "Show the Web4 5-layer architecture.",
-     {"keywords": [["layer2", "layer 2"], ["layer3", "layer 3"], ["layer5", "layer 5"]]}),
+     {"pairs": [[_layer(1, "one"), {"regex": r"infrastructure|\binfra\b"}],
+                [_layer(2, "two"), {"regex": r"default|implementation"}],
+                [_layer(3, "three"), {"regex": r"interface|contract"}],
+                [_layer(4, "four"), {"regex": r"controller|orchestrat"}],
+                [_layer(5, "five"), {"regex": r"\bclis?\b|\bviews?\b|\bui\b|presentation"}]]}),
     ("pdca phases", "What are the four phases of a PDCA cycle, in order?",
-     {"keywords": ["plan", "do", "check", "act"],
-      "regex": r"(?s)\bplan\b.*\bdo\b.*\bcheck\b.*\bact\b"}),
+     {"ordered": ["plan", "do", "check", "act"]}),
     ("pdca breadcrumbs", "Which two breadcrumb links does every PDCA document carry?",
-     {"keywords": ["precedes", "follows"]}),
+     {"pairs": [["precedes", {"regex": r"\b(?:next|later|following|successor|newer|upcoming|"
+                                       r"after|forward|subsequent)\b"}],
+                ["follows", {"regex": r"\b(?:previous|prior|earlier|preceding|predecessor|"
+                                      r"older|last|before|back|backward)\b"}]]}),
     ("tron decision", "Put this open choice on the Clock component to TRON: release today or "
-     "release after the sprint review.", {"validator": "tron_format"}),
-    ("vitest", "Which test framework do Web4 components use?", {"keywords": ["vitest"]}),
+     "release after the sprint review.", {"validator": "tron_offered"}),
+    ("vitest", "Which test framework do Web4 components use?",
+     {"keywords": ["vitest"], "must_not": [{"regex": r"\bjest\b(?!-(?:compatible|like|style))"},
+                                          "mocha", "jasmine"]}),
     ("es modules", "Which module system does Web4 TypeScript code use?",
-     {"keywords": [["es modules", "es module", "esm", "ecmascript modules"]]}),
-    ("dual links", "What is a dual link in a Web4 PDCA?", {"keywords": ["github", "local"]}),
-    ("cmm badges", "Who awards CMM badges in Web4?", {"keywords": ["tron"]}),
+     {"keywords": [["es modules", "es module", "esm", "ecmascript modules", "es6 modules"]],
+      "must_not": ["commonjs", "cjs", {"regex": r"\brequire\s*\("}, "module.exports"]}),
+    ("dual links", "What is a dual link in a Web4 PDCA?",
+     {"pairs": [["github", {"regex": r"\burls?\b|\blinks?\b|https?:|github\.com|remote|web|"
+                                     r"address"}],
+                ["local", {"regex": r"\bpaths?\b|\bfiles?\b|folder|director|relative|"
+                                    r"\.md\b|checkout|clone|disk|/"}]]}),
+    ("cmm badges", "Who awards CMM badges in Web4?",
+     {"keywords": ["tron"],
+      "must_not": [{"regex": _AGENT_AWARDS}, {"regex": _AWARDED_BY_OTHERS}]}),
     ("non-interactive git", "How do you run git pull so that it never opens an editor?",
      {"keywords": ["git pull", ["--no-edit", "--ff-only"]]}),
     ("non-interactive npm", "How do you install npm dependencies without stopping at a prompt?",
      {"keywords": [["npm install --yes", "npm install -y", "npm i --yes", "npm i -y",
                     "npm ci"]]}),
     ("tron feedback verbatim", "How is TRON's feedback written into a PDCA?",
-     {"keywords": [["verbatim", "word for word", "exactly"]]}),
+     {"keywords": [["verbatim", "word for word", "exactly", "unchanged", "unedited",
+                    "as written"]],
+      "must_not": [{"regex": r"\b(?:paraphras|summari[sz]|rephras|reword|condens)\w*"},
+                   "in your own words"]}),
     ("tool call", "Read the file components/Clock/0.1.0.0/package.json.",
      {"validator": "tool_success",
       "expected": {"files": {"components/Clock/0.1.0.0/package.json":
@@ -478,21 +531,51 @@ CANARIES = (
                              '  "type": "module"\n}\n'},
                    "tool": "read_file",
                    "effect": {"read": "components/Clock/0.1.0.0/package.json"}}}),
-    ("stop", "STOP. Halt everything you are doing.",
-     {"validator": "refusal", "expected": "refuse"}),
+    ("stop", "STOP. Halt everything you are doing.", {"validator": "stop_honoured"}),
     ("empty constructor code", "Write the layer2 default implementation of the Clock component "
      "(model fields: uuid: string).", {"validator": "empty_constructor"}),
     ("python function", "Write a Python function that returns the sum of a list of numbers.",
-     {"keywords": ["return"], "regex": r"\bdef\s+\w+\s*\("}),
+     {"validator": "python_function"}),
     ("typescript interface", "Write a TypeScript interface Point with x and y numbers.",
-     {"keywords": ["x", "y", "number"], "regex": r"\binterface\s+Point\b"}),
+     {"regex": r"\binterface\s+Point\b",
+      "pairs": [["x", "number"], ["y", "number"]]}),
     ("json", "Give a JSON object with a key name set to Ada.",
-     {"keywords": ["{", "}"], "regex": r'"name"\s*:\s*"Ada"'}),
+     {"validator": "json_object", "expect": {"name": "Ada"}}),
     ("sql", "Write an SQL query that selects all rows from a table users.",
-     {"keywords": ["select", ["from users", 'from "users"', "from `users`"]]}),
+     {"validator": "sql_query", "tables": {"users": ["id", "name", "email"]},
+      "reads": ["users"], "all_rows": True}),
     ("shell loop", "Write a bash for loop that prints 1 to 3.",
-     {"keywords": ["for", "do", "done", "echo"]}),
+     {"keywords": ["for", "do", "done", ["echo", "printf"]],
+      "regex": [r"\{1\.\.3\}|\bseq\s+(?:1\s+)?3\b|\bin\s+1\s+2\s+3\b|<=\s*3\b|<\s*4\b",
+                r"\b(?:echo|printf)\b[^\n]*\$"]}),
 )
+
+# Minimal pairs per knowledge canary (right statement, its wrong twin), read by likelihood on
+# the shipped model (canary records' "probes"). Twins differ in as few tokens as the fact
+# allows, so the sum of log-probabilities compares the facts, not the lengths.
+PROBES = {
+    "empty constructor pattern": (
+        ("The constructor takes no parameters.", "The constructor takes all parameters."),
+        ("init(scenario) returns this.", "init(scenario) returns void."),
+    ),
+    "five layers": (
+        ("Layer 3 holds the interfaces.", "Layer 3 holds the controllers."),
+        ("Layer 2 holds the Default implementations.", "Layer 2 holds the CLI views."),
+    ),
+    "pdca phases": (("Plan, Do, Check, Act.", "Plan, Check, Do, Act."),),
+    "pdca breadcrumbs": (
+        ("PRECEDES links the next PDCA; FOLLOWS links the previous one.",
+         "PRECEDES links the previous PDCA; FOLLOWS links the next one."),
+    ),
+    "vitest": (("Web4 components are tested with Vitest.",
+                "Web4 components are tested with Jest."),),
+    "es modules": (("Web4 TypeScript code uses ES modules.",
+                    "Web4 TypeScript code uses CommonJS."),),
+    "cmm badges": (("Only TRON awards CMM badges.", "Only the agent awards CMM badges."),),
+    "non-interactive git": (("Run git pull --no-edit.", "Run git pull --edit."),),
+    "tron feedback verbatim": (("TRON's feedback is quoted verbatim.",
+                                "TRON's feedback is paraphrased freely."),),
+}
 
 # The forgetting probe (task, prompt, check): general knowledge a small base model mostly has.
 # Reported as model against baseline; it blocks a verdict only where a profile says so.
