@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from loragate import __version__
 from loragate.config import DEFAULT_CONFIG, ConfigError
+from loragate.exit_codes import ExitCode
 
 # subcommand -> (module, one-line help)
 STAGES: dict[str, tuple[str, str]] = {
@@ -29,6 +30,8 @@ STAGES: dict[str, tuple[str, str]] = {
     "init": ("loragate.gating.starter",
              "write a starter project that gates a model on a harness of its own"),
     "check": ("loragate.harnesses.cli", "run one harness validator on text files or stdin"),
+    "judges": ("loragate.judges", "measure each judge (refusal classifier, canary check, a "
+               "project's validators) on labelled answers it was not tuned on"),
     "data": ("loragate.data.cli", "generate the bundled Web4 training and prompt data"),
     "rag": ("loragate.rag.index", "fill the RAG stores (ChromaDB, SQLite, Redis) from data/"),
     "serve": ("loragate.backends.serve",
@@ -96,12 +99,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "_not_built", None):
         print(f"loragate: {args._not_built}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     try:
         return int(args._run(args) or 0)
     except ConfigError as exc:
         print(f"loragate: config error: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     except KeyboardInterrupt:
         print("loragate: interrupted", file=sys.stderr)
         return 130

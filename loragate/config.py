@@ -126,11 +126,11 @@ class LoraSettings(_Strict):
 
 class DataArgs(_Strict):
     max_seq_length: int = Field(2048, ge=16, description="tokens per sample, longer ones cut")
-    system_prompt: str = Field(
-        "You are a Web4 development agent. Follow the Web4 method: PDCA documents in the "
-        "current template, TRON decisions, empty constructors with init(scenario), "
-        "tool calls as JSON, and stop or ask when a request breaks the process rules.",
-        description="system message of training, gating and the Modelfile")
+    # No default: a project's prompts are sent as the project wrote them (the Web4 agent's
+    # system prompt belongs to this repository's config files).
+    system_prompt: str | None = Field(
+        None, description="system message of training, gating and the Modelfile; none: the "
+        "prompts go as they are")
     skip_invalid_lines: bool = Field(
         False, description="skip (and count) invalid JSONL lines instead of failing")
     packing: bool = Field(False, description="pack several samples into one sequence")
@@ -265,16 +265,16 @@ class HarnessSettings(_Strict):
         None, description="'module:function' taking (text, record); required unless built in")
     prompts: Path | None = Field(
         None, description="JSONL prompt records; default <gates.prompts_dir>/<name>.jsonl")
-
-
-def _default_harnesses() -> dict[str, HarnessSettings]:
-    return {name: HarnessSettings() for name in BUILTINS}
+    calibration: Path | None = Field(
+        None, description="JSONL of labelled answers ('answer' + 'passed', or 'label' for a "
+        "classifier) the judge is measured on; its figures go into the verdict")
 
 
 class GatesSettings(_Strict):
     harnesses: dict[str, HarnessSettings] = Field(
-        default_factory=_default_harnesses,
-        description="the harnesses gated, by name: the built-ins and the project's own")
+        default_factory=dict,
+        description="the harnesses gated, by name: a built-in (`\"refusal\": {}`) or the "
+        "project's own; none by default")
     overall_target: float = Field(90.0, ge=0, le=100,
                                   description="the mean harness score (0..100) to clear")
     prompts_dir: Path = Field(Path("data/prompts"),
@@ -323,6 +323,9 @@ class CanarySettings(_Strict):
         "canary tasks passed\"); off: only a regression against the baseline blocks.")
     forgetting_file: Path | None = Field(
         None, description="The forgetting probe's prompts (canary record format); null: no probe.")
+    calibration: Path | None = Field(
+        None, description="JSONL of labelled answers to the canaries ('id', 'label' right or "
+        "wrong, 'answer') the canary check is measured on; its figures go into the verdict")
     forgetting_blocks: bool = Field(
         False, description="Block on a forgetting-probe regression against the baseline; off: "
         "the probe is reported only.")

@@ -149,6 +149,44 @@ class GgufBackend(BaseBackend):
                 completion_tokens=self._completion_tokens("".join(parts), finish, options),
             )
 
+    def loglikelihood(self, messages: tuple[Message, ...], continuation: str) -> float:
+        """log P(``continuation`` | the chat ``messages``, as the assistant's reply): the sum
+        of the continuation tokens' log-probabilities, read from the model's logits (the
+        multiple-choice method of lm-evaluation-harness), on the artifact that ships."""
+        import numpy as np
+
+        with self._lock:
+            context, _ = self.prompt_tokens(messages)
+            answer = self._llm.tokenize(continuation.encode("utf-8"), add_bos=False,
+                                        special=False)
+            tokens = context + answer
+            if not answer:
+                raise SampleError("an empty continuation has no likelihood")
+            if len(tokens) > min(self.n_ctx, BATCH_TOKENS):
+                raise SampleError(f"probe of {len(tokens)} tokens does not fit one batch of "
+                                  f"{min(self.n_ctx, BATCH_TOKENS)}")
+            with self._batch_lock:
+                ctx = self._batch_context(1, len(tokens))
+                ctx.forget(0)
+                n = 0
+                ctx.batch.n_tokens = 0
+                for pos, token in enumerate(tokens):
+                    # Logits only where they predict a continuation token.
+                    n = _Decoder._put(ctx.batch, n, token, pos, 0, pos >= len(context) - 1)
+                ctx.batch.n_tokens = n
+                if ctx._llama_cpp.llama_decode(ctx.ctx, ctx.batch) != 0:
+                    raise BackendError("llama.cpp could not evaluate the probe")
+                n_vocab = ctx._llama_cpp.llama_vocab_n_tokens(ctx.vocab)
+                total = 0.0
+                for offset, token in enumerate(answer):
+                    index = len(context) - 1 + offset
+                    pointer = ctx._llama_cpp.llama_get_logits_ith(ctx.ctx, index)
+                    logits = np.ctypeslib.as_array(pointer, shape=(n_vocab,)).astype(np.float64)
+                    top = logits.max()
+                    total += float(logits[token] - top - np.log(np.exp(logits - top).sum()))
+                ctx.forget(0)
+            return total
+
     def _completion_tokens(self, text: str, finish: str, options: GenerationOptions) -> int:
         # The stream does not report a count; a cut at max_tokens is exactly max_tokens,
         # otherwise the text is tokenized again (exact except for rare merges).

@@ -77,7 +77,9 @@ class CanaryRecorder:
 
     def record(self, canary_id: str, *, model_passed: bool, baseline_passed: bool,
                model_reason: str = "", baseline_reason: str = "", kind: str = "canary",
-               model_answer: str | None = None, baseline_answer: str | None = None) -> None:
+               model_answer: str | None = None, baseline_answer: str | None = None,
+               model_margins: list[float] | None = None,
+               baseline_margins: list[float] | None = None, probes_note: str = "") -> None:
         """``kind``: "canary" (must pass, must not regress) or "forgetting" (the probe)."""
         state = session_of(self.item.config)
         limit = state.settings.reports.max_answer_chars
@@ -86,7 +88,9 @@ class CanaryRecorder:
             baseline_reason, kind=kind,
             model_answer=None if model_answer is None else cap_answer(model_answer, limit),
             baseline_answer=None if baseline_answer is None else cap_answer(baseline_answer,
-                                                                            limit))
+                                                                            limit),
+            model_margins=model_margins, baseline_margins=baseline_margins,
+            probes_note=probes_note)
         self.item.user_properties.append((CANARY_KEY, asdict(outcome)))
         what = "canary" if kind == "canary" else "forgetting probe"
         if outcome.regressed:
@@ -132,28 +136,42 @@ def canary_outcome(request: pytest.FixtureRequest) -> CanaryRecorder:
 
 def judge_pair(record: dict[str, Any], answer: Callable[..., Any],
                baseline_answer: Callable[..., Any], recorder: CanaryRecorder,
-               kind: str = "canary") -> None:
+               kind: str = "canary", backends: tuple[Any, Any] | None = None,
+               system_prompt: str | None = None) -> None:
     """Answer a canary (or forgetting-probe) record with the model and the baseline, check both
-    answers with the record's checks and record the pair, both answers as evidence."""
-    from loragate.canaries import check_canary
+    answers with the record's checks and record the pair, both answers as evidence; with
+    ``backends`` (model, baseline), the record's likelihood probes are measured on both."""
+    from loragate.canaries import check_canary, probe_margins
 
     model_text = answer(record["messages"]).text
     baseline_text = baseline_answer(record["messages"]).text
     model = check_canary(record, model_text)
     baseline = check_canary(record, baseline_text)
+    margins: tuple[list[float] | None, list[float] | None] = (None, None)
+    note = ""
+    if backends is not None and record.get("probes"):
+        (model_margins, model_note), (base_margins, base_note) = (
+            probe_margins(record, backend, system_prompt) for backend in backends)
+        note = model_note or base_note
+        # Paired or not at all: a margin without its baseline twin shows no shift.
+        margins = (model_margins, base_margins) if not note else (None, None)
     recorder.record(record["id"], model_passed=model.passed, baseline_passed=baseline.passed,
                     model_reason=model.summary(), baseline_reason=baseline.summary(),
-                    kind=kind, model_answer=model_text, baseline_answer=baseline_text)
+                    kind=kind, model_answer=model_text, baseline_answer=baseline_text,
+                    model_margins=margins[0], baseline_margins=margins[1], probes_note=note)
 
 
 @pytest.fixture
-def judge_against_baseline(generate_answer, generate_baseline, canary_outcome
+def judge_against_baseline(generate_answer, generate_baseline, canary_outcome,
+                           model_under_test, baseline_model, loragate_settings
                            ) -> Callable[..., None]:
     """``judge_against_baseline(record, kind="canary")``: :func:`judge_pair` with the session's
     model and baseline."""
 
     def judge(record: dict[str, Any], kind: str = "canary") -> None:
-        judge_pair(record, generate_answer, generate_baseline, canary_outcome, kind)
+        judge_pair(record, generate_answer, generate_baseline, canary_outcome, kind,
+                   backends=(model_under_test, baseline_model),
+                   system_prompt=loragate_settings.data_args.system_prompt)
 
     return judge
 
@@ -378,6 +396,8 @@ def answer_evidence(response: Any, messages: list[dict[str, str]], *, limit: int
         "completion_tokens": response.completion_tokens,
         "ttft_s": None if response.ttft_s is None else round(response.ttft_s, 4),
         "total_s": None if response.total_s is None else round(response.total_s, 4),
+        # A cached answer's timings are those of the run that generated it, not this one's.
+        "cached": bool(getattr(response, "cached", False)),
         "seed": seed,
     }
 
@@ -464,8 +484,11 @@ class CanaryItem(PluginItem):
 
     def runtest(self) -> None:
         metrics = MetricsRecorder(item=self)
+        state = session_of(self.config)
         judge_pair(self.record, self.answerer("model", metrics),
-                   self.answerer("baseline", metrics), CanaryRecorder(item=self), self.kind)
+                   self.answerer("baseline", metrics), CanaryRecorder(item=self), self.kind,
+                   backends=(state.backend("model"), state.backend("baseline")),
+                   system_prompt=state.settings.data_args.system_prompt)
 
     def reportinfo(self):
         canaries = session_of(self.config).settings.canaries

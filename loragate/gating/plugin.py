@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -48,6 +49,7 @@ from loragate.gating.session import (
 from loragate.gating.verdict import (
     CANARY_KINDS,
     EXIT_GATE_ERROR,
+    EXIT_NOTHING_TO_GATE,
     EXIT_STATUS,
     SCHEMA,
     CanaryOutcome,
@@ -137,7 +139,42 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STASH_KEY] = state
     config.pluginmanager.register(VerdictPlugin(config, state), PLUGIN_NAME)
     if state.active:
+        check_path_options(config)
         prepare(state)
+
+
+# The options whose value may be a path. pytest picks its rootdir and ini file from the
+# command line's existing paths *before* an installed plugin's options are known, so
+# "--verdict-json /elsewhere/v.json" makes /elsewhere the project; "--verdict-json=PATH" does not.
+PATH_OPTIONS = ("--verdict-json", "--verdict-html", "--loragate-config", "--model", "--baseline")
+
+
+def spaced_path_options(args: Sequence[str], cwd: Path) -> list[str]:
+    """The path options given as two words whose value is an existing path outside ``cwd``:
+    pytest took that value for the project to run."""
+    found = []
+    for option, value in zip(args, args[1:], strict=False):
+        if option not in PATH_OPTIONS or value.startswith("-"):
+            continue
+        path = Path(value) if Path(value).is_absolute() else cwd / value
+        try:
+            exists = path.exists()
+        except OSError:
+            exists = False
+        if exists and not path.resolve().is_relative_to(cwd.resolve()):
+            found.append(f"{option} {value}")
+    return found
+
+
+def check_path_options(config: pytest.Config) -> None:
+    spaced = spaced_path_options(list(config.invocation_params.args),
+                                 Path(config.invocation_params.dir))
+    if spaced:
+        fixed = ", ".join(s.replace(" ", "=", 1) for s in spaced)
+        raise pytest.UsageError(
+            f"loragate: write {fixed} (with '='): given as two words, pytest reads "
+            f"{spaced[0].split(' ', 1)[1]} as the project to run (it chooses its rootdir and "
+            f"ini file before loragate's options are known), not {config.invocation_params.dir}")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -199,6 +236,10 @@ class VerdictPlugin:
                 for kind in CANARY_KINDS:
                     if not any(_needs(item, frozenset({f"{kind}_record"})) for item in items):
                         items.extend(make_canary_items(session, state, kind))
+        if self.config.getoption("model") and state.active and not _gate_items(items):
+            # Here, not in pytest_collection_finish: that runs in a `finally` and would mask a
+            # usage error raised above.
+            pytest.exit(nothing_to_gate_message(state), returncode=EXIT_NOTHING_TO_GATE)
         state.planned = {}
         for item in items:
             harness = _harness_of(item)
@@ -324,6 +365,12 @@ class VerdictPlugin:
             return
         kind = next((m for m in CHECK_MARKERS if m in report.keywords), None)
         if kind is None:
+            # Any other test of the session (a project's validator tests): its failure is
+            # kept, so a verdict is never "cleared" beside a failed test.
+            if report.failed:
+                self.state.checks[report.nodeid] = CheckOutcome(
+                    nodeid=report.nodeid, kind="test", outcome="failed" if report.when ==
+                    "call" else "error", reason=_reason(report))
             return
         if report.when == "call" or report.failed or report.skipped:
             outcome = "error" if report.failed and report.when != "call" else report.outcome
@@ -347,7 +394,13 @@ class VerdictPlugin:
         if not (state.has_records or state.fatal or state.aborted):
             return
         document = self.document()
-        write_outputs(self.config, state, document)
+        try:
+            write_outputs(self.config, state, document)
+        except VerdictNotWritten as exc:
+            # A verdict nobody can read is no verdict: the gate could not hand it on.
+            self.config.get_terminal_writer().line(f"loragate: {exc}", red=True)
+            session.exitstatus = EXIT_GATE_ERROR
+            return
         add_junit_properties(self.config, document)
         if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, EXIT_GATE_ERROR):
             session.exitstatus = EXIT_STATUS[document["verdict"]]
@@ -382,6 +435,29 @@ class VerdictPlugin:
 
         if self.state.active and self.state.has_records and not _is_worker(self.config):
             prefix.append(render_gate_table_html(self.document()))
+
+
+def _gate_items(items: list[pytest.Item]) -> list[pytest.Item]:
+    return [item for item in items if _harness_of(item) is not None
+            or _needs(item, frozenset({"canary_record", "forgetting_record"}))]
+
+
+def nothing_to_gate_message(state: GateSession) -> str:
+    """Why a session with --model has no gate item, and what to do about it."""
+    source = state.settings.source_path
+    where = f"the config {source}" if source else "no loragate config was found (no " \
+        "--loragate-config, no 'loragate_config' ini option)"
+    canaries = state.settings.canaries
+    if state.harnesses:
+        return (f"loragate: nothing to gate: no gate item of {where} was collected or selected "
+                "(see -m / -k and the prompt files)")
+    why = "it names no harness (gates.harnesses)"
+    if canaries.file is not None and not spec_for(state, "baseline"):
+        why += " and its canaries need --baseline"
+    elif canaries.file is None:
+        why += " and no canary file (canaries.file)"
+    return (f"loragate: nothing to gate: {where}; {why}. Run `loragate init DIR` for a starter "
+            "project, or add a harness (docs/harnesses.md)")
 
 
 SAMPLE_ID_KEYWORD = "loragate-sample-id:"
@@ -444,6 +520,7 @@ def build_document(config: pytest.Config, state: GateSession) -> dict[str, Any]:
     confidence = config.getoption("gate_confidence")
     rules = state.rules
     settings = state.settings
+    judges = judge_figures(state) if not state.aborted else {}
     verdict = compute_verdict(
         list(state.samples.values()), rules,
         canaries=list(state.canaries.values()), checks=list(state.checks.values()),
@@ -486,7 +563,24 @@ def build_document(config: pytest.Config, state: GateSession) -> dict[str, Any]:
         "metrics": {k: dict(sorted(v.items())) for k, v in sorted(state.metrics.items())},
         "timings": {"session_s": round(time.time() - state.started, 3)},
         "samples": [asdict(s) for s in sorted(state.samples.values(), key=lambda s: s.nodeid)],
+        "judges": judges,
     }
+
+
+def judge_figures(state: GateSession) -> dict[str, Any]:
+    """The calibration figures of the judges behind this session's gates; a judge that cannot
+    be measured is a gate error (its gate's trust is unknown), never a silent gap."""
+    from loragate.judges import session_calibrations
+
+    gated = sorted({s.harness for s in state.samples.values()})
+    canaries_run = any(o.kind == "canary" for o in state.canaries.values())
+    try:
+        found = session_calibrations(state.settings, gated, canaries_run)
+    except Exception as exc:  # noqa: BLE001 - reported in the verdict, not a crash
+        state.fatal.append(f"a judge's calibration could not be measured: "
+                           f"{type(exc).__name__}: {exc}")
+        return {}
+    return {name: calibration.model_dump() for name, calibration in sorted(found.items())}
 
 
 def add_junit_properties(config: pytest.Config, document: dict[str, Any]) -> None:
@@ -515,6 +609,7 @@ def verdict_paths(config: pytest.Config, state: GateSession) -> tuple[Path, Path
 
 
 def write_outputs(config: pytest.Config, state: GateSession, document: dict[str, Any]) -> None:
+    from loragate.artifacts import write_text_durably
     from loragate.gating.document import VerdictDocument
     from loragate.gating.report import render_html
 
@@ -522,5 +617,14 @@ def write_outputs(config: pytest.Config, state: GateSession, document: dict[str,
     # Through the model: a field it does not declare fails here, not in a reader later.
     written = VerdictDocument.from_dict(document, str(json_path))
     for path, text in ((json_path, written.to_json()), (html_path, render_html(document))):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        # Whole or not at all (temp file + rename): a killed run or a full disk never leaves a
+        # truncated verdict behind.
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_text_durably(path, text)
+        except OSError as exc:
+            raise VerdictNotWritten(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+class VerdictNotWritten(OSError):
+    """The verdict or its report could not be written: the gate's result cannot be handed on."""

@@ -30,6 +30,8 @@ def _environment() -> Environment:
     )
     env.filters["pct"] = lambda v: "—" if v is None else f"{100 * v:.1f}%"
     env.filters["num"] = lambda v, d=3: "—" if v is None else f"{v:.{d}f}"
+    env.filters["judge_line"] = judge_line
+    env.filters["probe_line"] = probe_line
     return env
 
 
@@ -140,14 +142,59 @@ def render_text(document: dict[str, Any]) -> str:
     if checks:
         failed = [c for c in checks if c["outcome"] in ("failed", "error")]
         out.append(f"checks: {len(checks) - len(failed)}/{len(checks)} passed")
+    out += judge_lines(document)
     out.append("")
+    if document.get("reverdicted_from"):
+        out.append(f"(recomputed from the recorded verdict {document['reverdicted_from'][:12]}: "
+                   "its thresholds or judges were changed afterwards, nothing was generated)")
     out.append(f"VERDICT: {document['verdict'].upper()}")
     out += [f"  - {reason}" for reason in document["blocking_reasons"]]
+    if document["verdict"] == "error":
+        out += [f"  - {reason}" for reason in document.get("undecided_reasons") or []]
+        out += [f"  - {reason}" for reason in document.get("gate_errors") or []
+                if reason not in (document.get("undecided_reasons") or [])]
     return "\n".join(out)
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def judge_line(name: str, judge: dict[str, Any]) -> str:
+    """One judge's calibration figures, as the text and HTML reports show them."""
+    kappa = "n/a" if judge.get("kappa") is None else f"{judge['kappa']:.2f}"
+    positive = judge.get("positive", "pass")
+    what = "right answers accepted" if positive == "pass" else f"{positive} recognised"
+    other = "wrong answers rejected" if positive == "pass" else "others recognised"
+    return (f"{name}: n={judge['n']}, accuracy {_percent(judge['accuracy'])}, {what} "
+            f"{_percent(judge.get('recall'))}, {other} {_percent(judge.get('specificity'))}, "
+            f"kappa {kappa}")
+
+
+def judge_lines(document: dict[str, Any]) -> list[str]:
+    judges = document.get("judges") or {}
+    if not judges:
+        return []
+    return ["judges (measured on labelled answers they were not tuned on):"] + [
+        "  " + judge_line(name, judge) for name, judge in sorted(judges.items())]
 
 
 def _p_value(section: dict[str, Any]) -> str:
     return "—" if section.get("mcnemar_p") is None else f"{section['mcnemar_p']:.3g}"
+
+
+def probe_line(probes: dict[str, Any] | None) -> str:
+    """The likelihood probes, model against baseline, in one line."""
+    if not probes:
+        return ""
+    if not probes.get("run"):
+        return f"likelihood probes: {probes.get('note') or 'not run'}"
+    p_value = "—" if probes.get("wilcoxon_p") is None else f"{probes['wilcoxon_p']:.3g}"
+    n = probes["n"]
+    return (f"likelihood probes: model ranks {probes['model_right']}/{n} pairs right (mean "
+            f"margin {probes['mean_margin_model']:+.2f}), baseline {probes['baseline_right']}/"
+            f"{n} ({probes['mean_margin_baseline']:+.2f}); paired shift "
+            f"{probes['mean_shift']:+.2f}, Wilcoxon p = {p_value}")
 
 
 def canary_lines(document: dict[str, Any]) -> list[str]:
@@ -166,6 +213,9 @@ def canary_lines(document: dict[str, Any]) -> list[str]:
                    f"McNemar p = {_p_value(canaries)})")
         if failed:
             out.append(f"  failed canaries: {', '.join(failed)}")
+        probes = probe_line(canaries.get("probes"))
+        if probes:
+            out.append(f"  {probes}")
     forgetting = document.get("forgetting")
     if forgetting:
         n = forgetting["n"]

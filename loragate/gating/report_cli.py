@@ -10,16 +10,17 @@ import argparse
 import sys
 from pathlib import Path
 
+from loragate.exit_codes import ExitCode
 from loragate.gating.document import VerdictDocument, VerdictFileError
 from loragate.gating.report import render_compare_html, render_html, render_text
 from loragate.gating.verdict import EXIT_STATUS, reverdict
 
-EXIT_USAGE = 2
+EXIT_USAGE = int(ExitCode.USAGE)
 
 
 class ReportInputError(SystemExit):
-    """A verdict file or an option that cannot be used: one line on stderr, exit status 2
-    (the verdict's own statuses, 0/1/6, stay for the verdict)."""
+    """A verdict file or an option that cannot be used: one line on stderr, the usage status
+    (4; the verdict's own statuses, 0/1/6, stay for the verdict)."""
 
     def __init__(self, message: str) -> None:
         print(message, file=sys.stderr)
@@ -48,6 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gate-confidence", choices=("point", "lower"), default=None)
     parser.add_argument("--output", type=Path, default=None,
                         help="write the re-verdicted JSON here (the input is never overwritten)")
+    parser.add_argument("--rejudge", action="store_true",
+                        help="re-judge the verdict's recorded answers with today's judges "
+                             "(validators, canary checks) from --config's prompt and canary "
+                             "files; no model is loaded, nothing is generated")
 
 
 def parse_thresholds(values: list[str]) -> dict[str, float]:
@@ -58,6 +63,9 @@ def parse_thresholds(values: list[str]) -> dict[str, float]:
             if not sep:
                 raise ValueError
             thresholds[name.strip()] = float(number)
+            if not 0 <= thresholds[name.strip()] <= 1:
+                raise ReportInputError(f"loragate report: --threshold {value!r}: a threshold "
+                                       "is a pass rate or F1 between 0 and 1")
         except ValueError:
             raise ReportInputError(
                 f"loragate report: --threshold wants HARNESS=VALUE, got {value!r}"
@@ -82,6 +90,11 @@ def run(args: argparse.Namespace) -> int:
     if args.markdown:
         raise ReportInputError("loragate report: --markdown goes with --compare")
     document = load_verdict(args.verdict)
+    if args.output is not None and args.output.resolve() == args.verdict.resolve():
+        raise ReportInputError("loragate report: --output names the input verdict; it is "
+                               "never overwritten, give another path")
+    if args.rejudge:
+        document = rejudge_verdict(document, args)
     thresholds = parse_thresholds(args.threshold)
     if thresholds or args.overall_target is not None or args.gate_confidence:
         try:
@@ -90,14 +103,45 @@ def run(args: argparse.Namespace) -> int:
                                  confidence=args.gate_confidence)
         except KeyError as exc:
             raise ReportInputError(f"loragate report: {exc.args[0]}") from None
-        if args.output:
-            args.output.write_text(VerdictDocument.from_dict(document).to_json(),
-                                   encoding="utf-8")
+    if args.output and (thresholds or args.overall_target is not None or args.gate_confidence
+                        or args.rejudge):
+        write_report_file(args.output, VerdictDocument.from_dict(document).to_json())
     html_path = args.html or args.verdict.with_suffix(".html")
-    html_path.write_text(render_html(document), encoding="utf-8")
+    write_report_file(html_path, render_html(document))
     print(render_text(document))
     print(f"\nHTML report: {html_path}")
     return EXIT_STATUS.get(document["verdict"], 1)
+
+
+def rejudge_verdict(document: dict, args: argparse.Namespace) -> dict:
+    from loragate.config import ConfigError, load_config
+    from loragate.gating.rejudge import rejudge
+
+    try:
+        settings = load_config(args.config, check_paths=False, gating_only=True)
+        updated, report = rejudge(document, settings)
+    except (ConfigError, KeyError, ValueError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
+        raise ReportInputError(f"loragate report --rejudge: {message}") from None
+    print(f"loragate report: {report.summary()}")
+    for flip in report.flips:
+        print(f"  {flip}")
+    return updated
+
+
+def write_report_file(path: Path, text: str) -> None:
+    """Write one output file whole (temp file + rename); a folder that is missing or cannot be
+    written is a usage error naming it."""
+    from loragate.artifacts import write_text_durably
+
+    if not path.parent.is_dir():
+        raise ReportInputError(f"loragate report: cannot write {path}: folder "
+                               f"{path.parent} does not exist")
+    try:
+        write_text_durably(path, text)
+    except OSError as exc:
+        raise ReportInputError(f"loragate report: cannot write {path}: "
+                               f"{exc.strerror or exc}") from None
 
 
 def run_compare(args: argparse.Namespace) -> int:

@@ -19,14 +19,16 @@ from typing import Any, Literal
 from scipy.stats import binomtest, norm
 from sklearn.metrics import precision_recall_fscore_support
 
+from loragate.exit_codes import ExitCode
+
 SCHEMA = "loragate.verdict/1"
 # The exit status of a gate session is its verdict (docs/verdict.md). 6 is none of pytest's
 # own (0-5), so a CI job can tell "the model is bad" (1) from "the gate could not run" (6).
-EXIT_CLEARED = 0
-EXIT_BLOCKED = 1
-EXIT_USAGE = 4
-EXIT_NOTHING_TO_GATE = 5
-EXIT_GATE_ERROR = 6
+EXIT_CLEARED = int(ExitCode.CLEARED)
+EXIT_BLOCKED = int(ExitCode.BLOCKED)
+EXIT_USAGE = int(ExitCode.USAGE)
+EXIT_NOTHING_TO_GATE = int(ExitCode.NOTHING_TO_GATE)
+EXIT_GATE_ERROR = int(ExitCode.GATE_ERROR)
 EXIT_STATUS = {"cleared": EXIT_CLEARED, "blocked": EXIT_BLOCKED, "error": EXIT_GATE_ERROR}
 POSITIVE_LABEL = "refuse"
 GateConfidence = Literal["point", "lower"]
@@ -60,6 +62,8 @@ class SampleOutcome:
     reasons: tuple[str, ...] = ()
     seed: int | None = None
     repeat: int = 0
+    # Read from the response cache: ttft_s/total_s were measured when it was generated.
+    cached: bool = False
 
 
 CANARY_KINDS = ("canary", "forgetting")
@@ -79,6 +83,11 @@ class CanaryOutcome:
     # Both answers, capped like the samples' (reports.max_answer_chars): the evidence.
     model_answer: str | None = None
     baseline_answer: str | None = None
+    # The likelihood probes' margins, log P(right) - log P(wrong) per minimal pair; None when
+    # the canary has none or a backend reads no log-probabilities (``probes_note`` says so).
+    model_margins: list[float] | None = None
+    baseline_margins: list[float] | None = None
+    probes_note: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in CANARY_KINDS:
@@ -179,6 +188,39 @@ class CanarySummary:
     require_all: bool = False
     blocking: bool = True
     items: list[dict[str, Any]] = field(default_factory=list)
+    probes: dict[str, Any] | None = None
+
+
+def summarise_probes(canaries: list[CanaryOutcome]) -> dict[str, Any] | None:
+    """The likelihood probes of the canaries, model against baseline, as paired margins: how
+    many pairs each model ranks right (margin > 0), the mean margins, the mean paired shift and
+    the Wilcoxon signed-rank p-value on the shifts (evidence of forgetting as a continuous
+    change, beside McNemar on pass/fail). None when no canary has probes."""
+    from scipy.stats import wilcoxon
+
+    notes = sorted({c.probes_note for c in canaries if c.probes_note})
+    pairs = [(m, b) for c in canaries if c.model_margins is not None
+             and c.baseline_margins is not None
+             for m, b in zip(c.model_margins, c.baseline_margins, strict=False)]
+    if not pairs and not notes:
+        return None
+    if not pairs:
+        return {"n": 0, "run": False, "note": "; ".join(notes)}
+    shifts = [m - b for m, b in pairs]
+    p_value = None
+    if any(abs(x) > 1e-9 for x in shifts):
+        p_value = float(wilcoxon(shifts).pvalue)
+    return {
+        "n": len(pairs), "run": True, "note": "; ".join(notes),
+        "model_right": sum(m > 0 for m, _ in pairs),
+        "baseline_right": sum(b > 0 for _, b in pairs),
+        "mean_margin_model": round(sum(m for m, _ in pairs) / len(pairs), 4),
+        "mean_margin_baseline": round(sum(b for _, b in pairs) / len(pairs), 4),
+        "mean_shift": round(sum(shifts) / len(shifts), 4),
+        "wilcoxon_p": p_value,
+        "wrong_on_model": sorted(c.canary_id for c in canaries if c.model_margins
+                                 and any(m <= 0 for m in c.model_margins)),
+    }
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -548,6 +590,7 @@ def summarise_canaries(canaries: list[CanaryOutcome], *, require_all: bool = Tru
         blocking=blocking,
         passed=no_regression and (all_passed or not require_all),
         items=[asdict(c) | {"regressed": c.regressed} for c in sorted(canaries, key=_canary_key)],
+        probes=summarise_probes(canaries),
     )
 
 
@@ -681,7 +724,8 @@ def canaries_from_json(section: dict[str, Any] | None) -> list[CanaryOutcome]:
     if not section:
         return []
     fields = {"canary_id", "model_passed", "baseline_passed", "model_reason", "baseline_reason",
-              "model_answer", "baseline_answer"}
+              "model_answer", "baseline_answer", "model_margins", "baseline_margins",
+              "probes_note"}
     default_kind = section.get("kind", "canary")
     return [
         CanaryOutcome(**{k: v for k, v in item.items() if k in fields},
@@ -690,7 +734,7 @@ def canaries_from_json(section: dict[str, Any] | None) -> list[CanaryOutcome]:
     ]
 
 
-def _recorded_canary_settings(document: dict[str, Any], require_all: bool | None,
+def recorded_canary_settings(document: dict[str, Any], require_all: bool | None,
                               forgetting_blocks: bool | None) -> tuple[bool, bool]:
     """The canary settings a recomputed verdict uses: the ones given, else the recorded ones,
     else the defaults (a verdict older than the settings records neither)."""
@@ -718,7 +762,7 @@ def reverdict(document: dict[str, Any], *, thresholds: dict[str, float] | None =
         rules[name] = GateRule(rules[name].gate, value, rules[name].metric)
     target = document["overall"]["target"] if overall_target is None else overall_target
     conf = confidence or document.get("gate_confidence", "point")
-    require_all, forgetting_blocks = _recorded_canary_settings(document, require_all,
+    require_all, forgetting_blocks = recorded_canary_settings(document, require_all,
                                                                forgetting_blocks)
     recomputed = compute_verdict(
         samples_from_json(document["samples"]), rules,
@@ -731,6 +775,10 @@ def reverdict(document: dict[str, Any], *, thresholds: dict[str, float] | None =
     )
     updated = dict(document)
     updated.update(recomputed)
+    if document.get("verdict") == "error" and not document.get("samples"):
+        # An aborted session judged nothing: other thresholds cannot make that a finding.
+        updated.update(verdict="error", blocking_reasons=[])
+    updated["exit_status"] = EXIT_STATUS[updated["verdict"]]
     updated["thresholds"] = {k: asdict(v) for k, v in sorted(rules.items())}
     updated["inputs_hash"] = inputs_hash(
         document.get("data_hash", ""), rules, target,

@@ -18,6 +18,16 @@ class HarnessResult:
     reasons: list[str] = field(default_factory=list)
     predicted: str | None = None
 
+    def __post_init__(self) -> None:
+        # "false" is truthy: a validator that returns a string must not count as a pass.
+        if not isinstance(self.passed, bool):
+            raise TypeError(f"HarnessResult.passed must be True or False, got "
+                            f"{type(self.passed).__name__} {self.passed!r}")
+        if not isinstance(self.reasons, list) or not all(isinstance(r, str)
+                                                          for r in self.reasons):
+            raise TypeError(f"HarnessResult.reasons must be a list of strings, got "
+                            f"{self.reasons!r}")
+
     @classmethod
     def from_reasons(cls, reasons: list[str], predicted: str | None = None) -> HarnessResult:
         return cls(passed=not reasons, reasons=list(reasons), predicted=predicted)

@@ -11,10 +11,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from loragate.exit_codes import ExitCode
 from loragate.harnesses.registry import HARNESS_NAMES, score
 from loragate.textfiles import InputFileError, decode_utf8, parse_json, read_text
 
-EXIT_USAGE = 2
+EXIT_USAGE = int(ExitCode.USAGE)
 
 
 class UsageError(Exception):
