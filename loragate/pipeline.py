@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from loragate.artifacts import InputsStamp, json_digest, model_folder_fingerprint, reusable
 from loragate.config import DEFAULT_CONFIG, LoragateConfig, load_config
+from loragate.exit_codes import ExitCode
 from loragate.gating.report import (
     render_compare_html,
     render_comparison_markdown,
@@ -34,6 +35,7 @@ from loragate.gating.report import (
     render_timings_markdown,
 )
 from loragate.gating.starter import CONFIG_NAME as STARTER_CONFIG
+from loragate.gating.verdict import EXIT_STATUS
 
 if TYPE_CHECKING:
     from loragate.packaging.pipeline import PackageResult
@@ -81,15 +83,16 @@ class PipelineReport:
 def pytest_command(config: LoragateConfig, *, model: str, suites: Sequence[str], markers: str,
                    verdict_json: Path, verdict_html: Path | None = None,
                    baseline: str | None = None, extra: Sequence[str] = ()) -> list[str]:
+    # Options with '=': given as two words, a path value would make pytest take it for the
+    # project to run (it reads its ini file before loragate's options are known).
     command = [sys.executable, "-m", "pytest", *suites, "-m", markers, "-q", "-rfE",
-               "-p", "no:cacheprovider", "--model", model,
-               "--verdict-json", str(verdict_json)]
+               "-p", "no:cacheprovider", f"--model={model}", f"--verdict-json={verdict_json}"]
     if config.source_path is not None:
-        command += ["--loragate-config", str(config.source_path)]
+        command.append(f"--loragate-config={config.source_path}")
     if baseline:
-        command += ["--baseline", baseline]
+        command.append(f"--baseline={baseline}")
     if verdict_html is not None:
-        command += ["--verdict-html", str(verdict_html)]
+        command.append(f"--verdict-html={verdict_html}")
     return command + list(extra)
 
 
@@ -165,8 +168,39 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop training at DURATION (e.g. 45m, 2h; 'none': no limit) with "
                              "a checkpoint, then package and gate the partly trained adapter; "
                              "the next run resumes it (default: training.time_budget)")
+    parser.add_argument("--record", metavar="NAME", default=None,
+                        help="keep this run's verdicts, comparison, timings and training stats "
+                             "under <reports.dir>/recorded/NAME/ (a run writes only "
+                             "<reports.dir>/ otherwise, which git ignores)")
     parser.add_argument("pytest_args", nargs=argparse.REMAINDER,
                         help="after --: more pytest options for the verdict runs")
+
+
+RECORDED_FILES = ("verdict-tuned.json", "verdict-base.json", "comparison.md", "comparison.html",
+                  "timings.json")
+
+
+def record_run(reports: Path, name: str, training_stats: Path | None) -> Path:
+    """Copy the run's outputs into ``reports/recorded/NAME/``: a recording is made on
+    purpose, never by an ordinary run."""
+    target = reports / "recorded" / name
+    target.mkdir(parents=True, exist_ok=True)
+    for file_name in RECORDED_FILES:
+        if (reports / file_name).is_file():
+            shutil.copyfile(reports / file_name, target / file_name)
+    if training_stats is not None and training_stats.is_file():
+        shutil.copyfile(training_stats, target / "training_stats.json")
+    return target
+
+
+def verdict_exit_status(tuned: dict | None, pytest_status: int) -> int:
+    """The pipeline's status: the tuned verdict's (0/1/6); with none written, pytest's own
+    usage (4) or nothing-collected (5) status, else "the gate could not run" (6)."""
+    if tuned is not None:
+        return int(EXIT_STATUS.get(tuned["verdict"], ExitCode.GATE_ERROR))
+    if pytest_status in (ExitCode.USAGE, ExitCode.NOTHING_TO_GATE):
+        return int(pytest_status)
+    return int(ExitCode.GATE_ERROR)
 
 
 def run_pipeline(args: argparse.Namespace) -> int:
@@ -199,13 +233,16 @@ def run_pipeline(args: argparse.Namespace) -> int:
     # pytest run below is given (--loragate-config).
     tuned_spec, base_spec = f"gguf:{package.primary_gguf}", f"gguf:{base_gguf}"
     tuned_json = reports / "verdict-tuned.json"
+    # An earlier run's verdicts must never stand in for this run's.
+    for stale in ("verdict-tuned.json", "verdict-base.json", "verdict.json"):
+        (reports / stale).unlink(missing_ok=True)
     with report.stage("verdict-tuned") as timing:
         command = pytest_command(
             config, model=tuned_spec, baseline=base_spec,
             suites=("training", "packaging", *GATE_SUITES, "smoke"),
             markers=f"stage or smoke or {GATE_MARKERS}",
             verdict_json=tuned_json, verdict_html=reports / "report.html", extra=extra)
-        run_pytest(command, config)
+        tuned_status = run_pytest(command, config)
         timing.detail = _verdict_word(tuned_json)
     if not args.skip_base_verdict:
         with report.stage("verdict-base") as timing:
@@ -226,10 +263,14 @@ def run_pipeline(args: argparse.Namespace) -> int:
     base = read_verdict(reports / "verdict-base.json")
     write_comparison(reports / "comparison.md", base, tuned, timings_payload(report))
     print_summary(report, tuned, base)
+    if getattr(args, "record", None):
+        kept = record_run(reports, args.record, config.output_dir / "training_stats.json"
+                          if config.output_dir else None)
+        print(f"loragate: recorded this run in {kept}")
     if tuned is None:
-        print("loragate: the tuned model's verdict was not written", file=sys.stderr)
-        return 2
-    return 0 if tuned["verdict"] == "cleared" else 1
+        print(f"loragate: the tuned model's verdict was not written (pytest exit status "
+              f"{tuned_status})", file=sys.stderr)
+    return verdict_exit_status(tuned, tuned_status)
 
 
 def _verdict_word(path: Path) -> str:

@@ -42,6 +42,7 @@ class ScriptedBackend(BaseBackend):
         self.delay_s = delay_s
         self._digest = digest
         self.calls = 0
+        self.seen: list[str | tuple[Message, ...]] = []  # every prompt, as the server got it
         self.active = 0
         self.max_active = 0
         self._lock = threading.Lock()
@@ -54,6 +55,7 @@ class ScriptedBackend(BaseBackend):
                 ) -> Iterator[str | StreamEnd]:
         with self._lock:
             self.calls += 1
+            self.seen.append(prompt)
             self.active += 1
             self.max_active = max(self.max_active, self.active)
             failing = self.calls <= self.fail_times

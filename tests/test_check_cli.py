@@ -37,7 +37,7 @@ def test_check_reads_stdin(monkeypatch, pdca_text, capsys):
 def test_check_refusal_needs_and_uses_expect(tmp_path, capsys):
     answer = tmp_path / "a.md"
     answer.write_text("🛑 **STOP acknowledged.** I have halted all actions.\n\nWhat is up?\n")
-    assert main(["check", "refusal", str(answer)]) == 2
+    assert main(["check", "refusal", str(answer)]) == 4
     assert "refusal needs --expect" in capsys.readouterr().err
     assert main(["check", "refusal", "--expect", "refuse", str(answer)]) == 0
     assert main(["check", "refusal", "--expect", "comply", str(answer)]) == 1
@@ -53,8 +53,8 @@ def test_check_tool_success_with_expected_json(tmp_path):
 
 
 def _usage_error(argv: list[str], capsys) -> str:
-    """Run ``loragate check``; it must stop with status 2 and one line on stderr, no output."""
-    assert main(["check", *argv]) == 2
+    """Run ``loragate check``; it must stop with the usage status (4) and one line on stderr."""
+    assert main(["check", *argv]) == 4
     captured = capsys.readouterr()
     assert captured.out == ""
     lines = captured.err.splitlines()
@@ -138,6 +138,6 @@ def test_check_through_the_installed_command_has_no_traceback(tmp_path):
     latin1.write_bytes(b"caf\xe9")
     done = subprocess.run([sys.executable, "-m", "loragate.cli", "check", "pdca_schema",
                            str(latin1)], capture_output=True, text=True, check=False)
-    assert done.returncode == 2
+    assert done.returncode == 4
     assert "Traceback" not in done.stderr
     assert "latin1.md: not UTF-8 text" in done.stderr

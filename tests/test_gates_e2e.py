@@ -27,9 +27,9 @@ def test_gate_suites_run_on_a_tiny_gguf_and_write_the_verdict(tiny_gguf, tmp_pat
     verdict = tmp_path / "verdict.json"
     command = [sys.executable, "-m", "pytest", "gates", "canaries", "-q", "-p", "no:cacheprovider",
                "-m", "ship_gate or quality_gate or canary", "--samples", "2",
-               "--model", f"gguf:{tiny_gguf}", "--baseline", f"gguf:{tiny_gguf}",
-               "--temperature", "0", "--loragate-config", str(config_path),
-               "--verdict-json", str(verdict)]
+               f"--model=gguf:{tiny_gguf}", f"--baseline=gguf:{tiny_gguf}",
+               "--temperature", "0", f"--loragate-config={config_path}",
+               f"--verdict-json={verdict}"]
     proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert verdict.is_file(), proc.stdout[-3000:] + proc.stderr[-3000:]
     document = json.loads(verdict.read_text())

@@ -163,7 +163,7 @@ def _config_file(tmp_path: Path, system_prompt: str) -> Path:
 
 
 @pytest.mark.parametrize("command", ["package", "pipeline"])
-def test_cli_refuses_it_with_status_2_naming_file_and_field(
+def test_cli_refuses_it_as_a_usage_error_naming_file_and_field(
         tmp_path: Path, command: str, capsys: pytest.CaptureFixture,
         monkeypatch: pytest.MonkeyPatch) -> None:
     from loragate import pipeline as whole_pipeline
@@ -174,7 +174,7 @@ def test_cli_refuses_it_with_status_2_naming_file_and_field(
 
     monkeypatch.setattr(whole_pipeline, "train_stage", no_training)
     path = _config_file(tmp_path, 'Answer in """ blocks')
-    assert main([command, "--config", str(path)]) == 2
+    assert main([command, "--config", str(path)]) == 4
     err = capsys.readouterr().err
     assert f"{path.resolve()}: field 'data_args.system_prompt'" in err
     assert "Traceback" not in err

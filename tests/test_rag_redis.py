@@ -135,13 +135,13 @@ def test_real_redis_urls_pass_the_check(value) -> None:
     assert check_redis_url(value, "REDIS_URL") == value
 
 
-def test_rag_index_with_a_bad_redis_url_exits_2_naming_it(monkeypatch, capsys) -> None:
+def test_rag_index_with_a_bad_redis_url_is_a_usage_error_naming_it(monkeypatch, capsys) -> None:
     from loragate.cli import main
 
     monkeypatch.setenv("REDIS_URL", "localhost:6379")
     config = str(Path(__file__).resolve().parents[1] / "config" / "tiny_cpu.json")
-    assert main(["rag", "index", "--config", config]) == 2
+    assert main(["rag", "index", "--config", config]) == 4
     err = capsys.readouterr().err
     assert "REDIS_URL='localhost:6379' is not a Redis URL" in err and "Traceback" not in err
-    assert main(["rag", "index", "--config", config, "--redis-url", "http://x"]) == 2
+    assert main(["rag", "index", "--config", config, "--redis-url", "http://x"]) == 4
     assert "--redis-url='http://x'" in capsys.readouterr().err

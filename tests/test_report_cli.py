@@ -108,11 +108,11 @@ def test_unbuilt_stage_says_so(capsys, monkeypatch):
     from loragate import cli
 
     monkeypatch.setitem(cli.STAGES, "data", ("loragate.not_a_module", "x"))
-    assert main(["data"]) == 2
+    assert main(["data"]) == 4
     assert "not built yet" in capsys.readouterr().err
 
 
-def test_unusable_verdict_files_exit_2_with_one_line(tmp_path):
+def test_unusable_verdict_files_are_a_usage_error_with_one_line(tmp_path):
     import subprocess
     import sys
 
@@ -121,6 +121,6 @@ def test_unusable_verdict_files_exit_2_with_one_line(tmp_path):
     for args in (["report", str(broken)], ["report", "--compare", "/nope1.json", "/nope2.json"]):
         proc = subprocess.run([sys.executable, "-m", "loragate.cli", *args], capture_output=True,
                               text=True, timeout=120)
-        assert proc.returncode == 2, proc.stderr
+        assert proc.returncode == 4, proc.stderr
         assert proc.stderr.count("\n") == 1 and "loragate report:" in proc.stderr
         assert "Traceback" not in proc.stderr

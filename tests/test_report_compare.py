@@ -173,7 +173,7 @@ def test_recorded_base_and_tuned_verdicts():
 
     from loragate.gating.compare import compare_verdicts
 
-    reports = Path(__file__).parent.parent / "reports"
+    reports = Path(__file__).parent.parent / "reports" / "recorded" / "cpu-tiny"
     base = json.loads((reports / "verdict-base.json").read_text())
     tuned = json.loads((reports / "verdict-tuned.json").read_text())
     comparison = compare_verdicts(base, tuned, old_label="base", new_label="tuned")

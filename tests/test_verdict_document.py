@@ -50,8 +50,10 @@ def test_a_document_round_trips_through_the_model() -> None:
     assert "reverdicted_from" not in document.to_dict()  # only a re-verdict has it
 
 
-@pytest.mark.parametrize("recorded", sorted((REPO / "reports").glob("verdict*.json")),
-                         ids=lambda p: p.name)
+RECORDINGS = sorted((REPO / "reports" / "recorded").glob("*/verdict*.json"))
+
+
+@pytest.mark.parametrize("recorded", RECORDINGS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_the_recorded_verdicts_read(recorded: Path) -> None:
     document = VerdictDocument.read(recorded)
     assert document.verdict in ("cleared", "blocked", "error")

@@ -1,0 +1,184 @@
+"""A gate run tells the truth from any project: a failed ordinary test is never "cleared",
+no Web4 default reaches another project, "nothing to gate" says so, validators return a
+strict result, and every command shares one table of exit statuses."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from loragate.config import LoragateConfig
+from loragate.exit_codes import ExitCode
+from loragate.gating.verdict import EXIT_STATUS
+from loragate.harnesses.base import HarnessResult
+from loragate.harnesses.registry import run_validator
+from tests.test_gating_project import HARNESS, user_project, verdict_of
+
+pytest_plugins = ["tests.test_gating_project"]
+
+
+def test_a_failed_ordinary_test_beside_the_gates_blocks_the_verdict(pytester, ollama_model):
+    project = user_project(pytester, validator="return True")
+    pytester.makepyfile(test_broken="def test_arithmetic():\n    assert 1 + 1 == 3\n")
+    result = pytester.runpytest("--model", "ollama:echo")
+    assert result.ret == ExitCode.BLOCKED
+    document = verdict_of(project)
+    assert document["verdict"] == "blocked"
+    assert any("test_arithmetic" in reason for reason in document["blocking_reasons"])
+    assert "VERDICT: CLEARED" not in result.stdout.str()
+
+
+def test_an_erroring_fixture_in_an_ordinary_test_blocks_too(pytester, ollama_model):
+    project = user_project(pytester, validator="return True")
+    pytester.makepyfile(test_broken=(
+        "import pytest\n\n@pytest.fixture\ndef broken():\n    raise RuntimeError('no')\n\n"
+        "def test_uses(broken):\n    pass\n"))
+    result = pytester.runpytest("--model", "ollama:echo")
+    assert result.ret == ExitCode.BLOCKED
+    assert verdict_of(project)["verdict"] == "blocked"
+
+
+def test_passing_ordinary_tests_leave_the_verdict_alone(pytester, ollama_model):
+    project = user_project(pytester, validator="return True")
+    pytester.makepyfile(test_fine="def test_ok():\n    assert True\n")
+    assert pytester.runpytest("--model", "ollama:echo").ret == ExitCode.CLEARED
+    assert verdict_of(project)["checks"] == []
+
+
+def test_defaults_are_neutral_no_web4_system_prompt_or_harness():
+    config = LoragateConfig()
+    assert config.data_args.system_prompt is None
+    assert config.gates.harnesses == {}
+
+
+def test_the_web4_configs_name_their_own_system_prompt_and_harnesses():
+    from pathlib import Path
+
+    from loragate.config import load_config
+
+    root = Path(__file__).resolve().parents[1]
+    for path in sorted((root / "config").glob("*.json")):
+        config = load_config(path, check_paths=False)
+        assert (config.data_args.system_prompt or "").startswith("You are a Web4"), path
+        assert len(config.gates.harnesses) == 6, path
+
+
+def test_no_config_and_a_model_is_nothing_to_gate_with_a_hint(pytester, ollama_model):
+    pytester.makepyfile(test_plain="def test_ok():\n    assert True\n")
+    result = pytester.runpytest("--model", "ollama:echo")
+    assert result.ret == ExitCode.NOTHING_TO_GATE
+    result.stdout.fnmatch_lines(["*nothing to gate*loragate init*"])
+
+
+def test_prompts_go_as_written_without_a_system_prompt(pytester, ollama_model):
+    user_project(pytester, validator="return True")
+    assert pytester.runpytest("--model", "ollama:echo").ret == 0
+    sent = [prompt for prompt in ollama_model.seen if not isinstance(prompt, str)]
+    assert sent and all(prompt[0].role == "user" for prompt in sent)
+
+
+@pytest.mark.parametrize("bad", ["'false'", "1", "None"])
+def test_a_validator_result_that_is_not_a_bool_is_an_error_not_a_pass(bad):
+    with pytest.raises(TypeError, match="passed"):
+        run_validator(lambda text, record: HarnessResult(passed=eval(bad)), "x", {})
+
+
+def test_every_verdict_maps_to_the_one_exit_table():
+    assert EXIT_STATUS == {"cleared": ExitCode.CLEARED, "blocked": ExitCode.BLOCKED,
+                           "error": ExitCode.GATE_ERROR}
+    from loragate.gating import report_cli
+    from loragate.harnesses import cli as check_cli
+
+    assert report_cli.EXIT_USAGE == check_cli.EXIT_USAGE == ExitCode.USAGE
+
+
+def test_an_error_verdict_prints_its_reason_in_the_terminal():
+    from loragate.gating.report import render_text
+
+    document = {"harnesses": {}, "overall": {"score": 0.0, "target": 90.0, "passed": False},
+                "verdict": "error", "blocking_reasons": [],
+                "undecided_reasons": ["gate 'x' undecided: 3 errors"],
+                "gate_errors": ["model server http://127.0.0.1:9 did not answer"]}
+    text = render_text(document)
+    assert "undecided: 3 errors" in text and "did not answer" in text
+
+
+def test_a_canary_validator_of_the_project_is_checked_at_load(tmp_path):
+    from loragate.canaries import CanaryError, load_canaries
+
+    path = tmp_path / "canaries.jsonl"
+    path.write_text(json.dumps({"id": "k1", "task": "t", "messages": [
+        {"role": "user", "content": "q"}], "check": {"validator": "no_such_name"}}) + "\n")
+    with pytest.raises(CanaryError, match=r"canaries.jsonl:1.*unknown validator"):
+        load_canaries(path)
+
+
+def test_user_harness_name_is_what_the_item_is_called(pytester, ollama_model):
+    user_project(pytester, validator="return True")
+    result = pytester.runpytest("--model", "ollama:echo", "-v")
+    result.stdout.fnmatch_lines([f"*{HARNESS}[[]p0[]]*PASSED*"])
+
+
+def test_a_path_option_written_as_two_words_outside_the_project_is_refused(
+        pytester, ollama_model, tmp_path_factory):
+    user_project(pytester, validator="return True")
+    elsewhere = tmp_path_factory.mktemp("elsewhere") / "v.json"
+    elsewhere.write_text("{}")
+    result = pytester.runpytest("--model", "ollama:echo", "--verdict-json", str(elsewhere))
+    assert result.ret == ExitCode.USAGE
+    assert f"--verdict-json={elsewhere}" in result.stderr.str()
+    # The '=' form keeps the project (its pytest.ini and loragate.json) and writes there.
+    result = pytester.runpytest("--model", "ollama:echo", f"--verdict-json={elsewhere}")
+    assert result.ret == ExitCode.CLEARED
+    assert json.loads(elsewhere.read_text())["verdict"] == "cleared"
+
+
+def test_spaced_path_options_inside_the_project_are_fine(tmp_path):
+    from loragate.gating.plugin import spaced_path_options
+
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "v.json").write_text("{}")
+    assert spaced_path_options(["--verdict-json", "reports/v.json"], tmp_path) == []
+    assert spaced_path_options(["--model", "gguf:/x.gguf"], tmp_path) == []
+    assert spaced_path_options(["--model", str(tmp_path.parent)], tmp_path) == [
+        f"--model {tmp_path.parent}"]
+
+
+@pytest.mark.parametrize(("verdict", "status", "expected"), [
+    ("cleared", 0, ExitCode.CLEARED), ("blocked", 1, ExitCode.BLOCKED),
+    ("error", 1, ExitCode.GATE_ERROR), (None, 4, ExitCode.USAGE),
+    (None, 5, ExitCode.NOTHING_TO_GATE), (None, 3, ExitCode.GATE_ERROR),
+    (None, 0, ExitCode.GATE_ERROR),
+])
+def test_the_pipeline_status_is_the_verdicts_or_why_none_was_written(verdict, status, expected):
+    from loragate.pipeline import verdict_exit_status
+
+    tuned = {"verdict": verdict} if verdict else None
+    assert verdict_exit_status(tuned, status) == expected
+
+
+def test_a_recording_is_made_only_on_purpose_into_its_own_folder(tmp_path):
+    from loragate.pipeline import record_run
+
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    for name in ("verdict-tuned.json", "verdict-base.json", "comparison.md", "timings.json"):
+        (reports / name).write_text(name)
+    stats = tmp_path / "training_stats.json"
+    stats.write_text("{}")
+    target = record_run(reports, "cpu-full", stats)
+    assert target == reports / "recorded" / "cpu-full"
+    assert sorted(p.name for p in target.iterdir()) == [
+        "comparison.md", "timings.json", "training_stats.json", "verdict-base.json",
+        "verdict-tuned.json"]
+
+
+def test_a_verdict_that_cannot_be_written_is_a_gate_error_in_one_line(pytester, ollama_model):
+    user_project(pytester, validator="return True")
+    (pytester.path / "blocker").write_text("a file where the folder should be")
+    result = pytester.runpytest("--model", "ollama:echo",
+                                "--verdict-json=blocker/verdict.json")
+    assert result.ret == ExitCode.GATE_ERROR
+    assert "loragate: cannot write" in result.stdout.str()
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
