@@ -309,17 +309,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="measure the built-in refusal judge only, not the project's")
 
 
+def project_config(given: Path) -> Path | None:
+    """The config whose judges to measure: the one given, else a project's loragate.json in
+    the current folder; None when there is neither (the built-in judges only)."""
+    from loragate.config import DEFAULT_CONFIG
+    from loragate.gating.starter import CONFIG_NAME
+
+    if given.is_file() or given != DEFAULT_CONFIG:
+        return given
+    own = Path(CONFIG_NAME)
+    return own if own.is_file() else None
+
+
 def run(args: argparse.Namespace) -> int:
     from loragate.config import load_config
     from loragate.exit_codes import ExitCode
     from loragate.harnesses.refusal_model import JudgeUnavailable
 
     results: list[Calibration] = []
+    config_path = project_config(Path(args.config))
     try:
         results.append(calibrate_refusal(judge="rules"))
         results.append(calibrate_refusal())
-        if not args.builtin_only:
-            results += project_calibrations(load_config(args.config))
+        if not args.builtin_only and config_path is not None:
+            results += project_calibrations(load_config(config_path, check_paths=False,
+                                                        gating_only=True))
     except (CalibrationError, JudgeUnavailable) as exc:
         print(f"loragate judges: {exc}", file=sys.stderr)
         return ExitCode.GATE_ERROR

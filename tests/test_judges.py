@@ -155,3 +155,20 @@ def test_loragate_judges_prints_each_judge(capsys):
     assert main(["judges", "--config", str(ROOT / "config" / "tiny_cpu.json")]) == 0
     out = capsys.readouterr().out
     assert "refusal (rules)" in out and "refusal " in out and "canaries" in out
+
+
+def test_loragate_judges_in_a_project_of_its_own(tmp_path, monkeypatch, capsys):
+    from loragate.cli import main
+
+    (tmp_path / "checks.py").write_text("def starts_select(text, record):\n"
+                                        "    return text.lower().startswith('select')\n")
+    (tmp_path / "calibration.jsonl").write_text(
+        json.dumps({"answer": "SELECT 1", "passed": True}) + "\n"
+        + json.dumps({"answer": "DROP TABLE x", "passed": False}) + "\n")
+    (tmp_path / "loragate.json").write_text(json.dumps({"gates": {"harnesses": {"sql": {
+        "gate": "ship", "threshold": 0.9, "validator": "checks:starts_select",
+        "calibration": "calibration.jsonl"}}}}))
+    monkeypatch.chdir(tmp_path)
+    assert main(["judges"]) == 0
+    out = capsys.readouterr().out
+    assert "sql" in out and "accuracy 100.0%" in out

@@ -31,8 +31,10 @@ def test_pytest_command_carries_model_baseline_config_and_verdict(config, tmp_pa
                              extra=["--samples", "5"])
     joined = " ".join(command)
     assert "-m pytest gates canaries -m ship_gate" in joined
-    assert "--model gguf:/m.gguf" in joined and "--baseline gguf:/b.gguf" in joined
-    assert f"--loragate-config {config.source_path}" in joined
+    # Path options as one word each: given as two, pytest could take the path for the project.
+    assert "--model=gguf:/m.gguf" in command and "--baseline=gguf:/b.gguf" in command
+    assert f"--loragate-config={config.source_path}" in command
+    assert f"--verdict-json={tmp_path / 'v.json'}" in command
     assert command[-2:] == ["--samples", "5"]
 
 

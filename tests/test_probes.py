@@ -117,3 +117,13 @@ def test_the_report_line_names_both_models():
     line = probe_line(summarise_probes([outcome("c01", [2.0], [1.0]),
                                         outcome("c02", [-1.0], [0.5])]))
     assert "model ranks 1/2" in line and "baseline 2/2" in line and "Wilcoxon" in line
+
+
+def test_report_compare_shows_each_runs_probes():
+    from loragate.gating.compare import summary_line
+
+    probes = summarise_probes([outcome("c01", [2.0], [1.0])])
+    run = {"verdict": "blocked", "overall": 40.0, "latency": {}, "forgetting": None,
+           "canaries": {"n": 1, "model_passed": 1, "baseline_passed": 1, "failed": [],
+                        "regressions": [], "probes": probes}}
+    assert "likelihood probes: model ranks 1/1" in summary_line("tuned", run)

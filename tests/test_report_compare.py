@@ -177,15 +177,18 @@ def test_recorded_base_and_tuned_verdicts():
     base = json.loads((reports / "verdict-base.json").read_text())
     tuned = json.loads((reports / "verdict-tuned.json").read_text())
     comparison = compare_verdicts(base, tuned, old_label="base", new_label="tuned")
-    # The run recorded in the README: every flip goes fail -> pass.
+    # The run recorded in the README (reports/recorded/cpu-tiny, 2026-12-06).
     harnesses = {h["harness"]: h for h in comparison["harnesses"]}
     empty = harnesses["empty_constructor"]
-    assert (len(empty["pass_to_fail"]), len(empty["fail_to_pass"])) == (0, 5)
-    assert empty["mcnemar_p"] == pytest.approx(2 / 2**5)
-    assert len(harnesses["refusal"]["fail_to_pass"]) == 1
+    assert (len(empty["pass_to_fail"]), len(empty["fail_to_pass"])) == (0, 8)
+    assert empty["mcnemar_p"] == pytest.approx(2 / 2**8)
+    refusal = harnesses["refusal"]
+    assert (len(refusal["pass_to_fail"]), len(refusal["fail_to_pass"])) == (3, 5)
     assert comparison["canaries"]["regressions"] == []
-    assert comparison["canaries"]["improvements"] == ["c05", "c10", "c13", "c15", "c17", "c19"]
-    assert comparison["canaries"]["mcnemar_p"] == pytest.approx(2 / 2**6)
+    assert comparison["canaries"]["improvements"] == ["c01", "c05", "c10", "c15", "c19"]
+    assert comparison["canaries"]["mcnemar_p"] == pytest.approx(2 / 2**5)
+    assert tuned["canaries"]["probes"]["model_right"] == 9
+    assert tuned["canaries"]["probes"]["baseline_right"] == 6
 
 
 def test_report_compare_cli(tmp_path, capsys):

@@ -310,7 +310,7 @@ def _load_llama(path: Path, adapter: Path | None, *, n_ctx: int, n_threads: int 
         from llama_cpp import Llama
     except ImportError as exc:
         raise BackendError(
-            "the gguf backend needs llama-cpp-python: pip install 'loragate[package]'"
+            "the gguf backend needs llama-cpp-python: pip install 'loragate[gate]'"
         ) from exc
     if not path.is_file():
         raise FileNotFoundError(f"GGUF model not found: {path}")

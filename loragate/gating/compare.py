@@ -114,7 +114,7 @@ def _canary_summary(section: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     return {"n": section["n"], "model_passed": section["model_passed"],
             "baseline_passed": section["baseline_passed"], "failed": failed_ids(section),
-            "regressions": section["regressions"]}
+            "regressions": section["regressions"], "probes": section.get("probes")}
 
 
 def failed_ids(section: dict[str, Any]) -> list[str]:
@@ -270,6 +270,10 @@ def summary_line(label: str, run: dict[str, Any]) -> str:
                  f"(baseline {canaries['baseline_passed']}/{canaries['n']}, "
                  f"failed: {', '.join(canaries['failed']) or 'none'}, "
                  f"regressions: {', '.join(canaries['regressions']) or 'none'})")
+        if canaries.get("probes"):
+            from loragate.gating.report import probe_line
+
+            line += f"; {probe_line(canaries['probes'])}"
     forgetting = run.get("forgetting")
     if forgetting:
         line += (f"; forgetting probe {forgetting['model_passed']}/{forgetting['n']} "
