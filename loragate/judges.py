@@ -24,6 +24,7 @@ import json
 import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -213,18 +214,17 @@ def calibrate_refusal(path: Path | None = None, judge: str = "model") -> Calibra
 
 def project_calibrations(config: Any) -> list[Calibration]:
     """Every judge the config gives a calibration set: its harnesses and its canaries."""
-    from loragate.harnesses.registry import BUILTINS, load_validator
+    from loragate.harnesses.registry import BUILTINS
 
     found: list[Calibration] = []
     for name, settings in config.gates.harnesses.items():
         if settings.calibration is None:
             continue
-        path = settings.calibration
-        builtin = BUILTINS.get(name)
-        reference = settings.validator or (builtin.validator if builtin else None)
-        labels = builtin.labels if builtin is not None and settings.validator is None else ()
-        found.append(calibrate_harness(name, load_validator(reference, root=config.root),
-                                       path, labels))
+        builtin = BUILTINS.get(name) if settings.validator is None else None
+        reference = settings.validator or builtin.validator
+        labels = builtin.labels if builtin is not None else ()
+        found.append(_measure_harness(name, reference, settings.calibration, labels,
+                                      config.root))
     canaries = config.canaries
     if canaries.calibration is not None and canaries.file is not None:
         from loragate.canaries import load_canaries
@@ -263,13 +263,20 @@ def cached_calibration(key_parts: Sequence[str], measure_it: Callable[[], Calibr
     return result
 
 
+def _measure_harness(name: str, reference: str, path: Path, labels: Sequence[str],
+                     root: Path | None) -> Calibration:
+    from loragate.harnesses.registry import load_validator
+
+    return calibrate_harness(name, load_validator(reference, root=root), path, labels)
+
+
 def session_calibrations(config: Any, harnesses: Sequence[str], canaries_run: bool) \
         -> dict[str, Calibration]:
     """The calibration figures a gate session records: for each gated harness with a
     calibration set (the built-in refusal judge always has its held-out set), and for the
     canary check when canaries ran and a calibration set is configured."""
     from loragate.artifacts import file_digest
-    from loragate.harnesses.registry import BUILTINS, load_validator
+    from loragate.harnesses.registry import BUILTINS
 
     found: dict[str, Calibration] = {}
     for name in harnesses:
@@ -288,8 +295,7 @@ def session_calibrations(config: Any, harnesses: Sequence[str], canaries_run: bo
         labels = builtin.labels if builtin is not None else ()
         found[name] = cached_calibration(
             [name, reference, file_digest(path)],
-            lambda n=name, r=reference, p=path, l=labels: calibrate_harness(  # noqa: E741
-                n, load_validator(r, root=config.root), p, l))
+            partial(_measure_harness, name, reference, path, labels, config.root))
     canaries = config.canaries
     if canaries_run and canaries.calibration is not None and canaries.file is not None:
         from loragate.canaries import load_canaries
