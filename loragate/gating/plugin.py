@@ -451,6 +451,10 @@ def nothing_to_gate_message(state: GateSession) -> str:
     if state.harnesses:
         return (f"loragate: nothing to gate: no gate item of {where} was collected or selected "
                 "(see -m / -k and the prompt files)")
+    if source is None:
+        return (f"loragate: nothing to gate: {where}, so there is no harness and no canary. "
+                "Run `loragate init DIR` for a starter project, or add a harness "
+                "(docs/harnesses.md)")
     why = "it names no harness (gates.harnesses)"
     if canaries.file is not None and not spec_for(state, "baseline"):
         why += " and its canaries need --baseline"
