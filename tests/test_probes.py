@@ -127,3 +127,16 @@ def test_report_compare_shows_each_runs_probes():
            "canaries": {"n": 1, "model_passed": 1, "baseline_passed": 1, "failed": [],
                         "regressions": [], "probes": probes}}
     assert "likelihood probes: model ranks 1/1" in summary_line("tuned", run)
+
+
+def test_hf_and_gguf_read_the_same_likelihood_of_one_model(gguf, tiny_llama_dir):
+    """The tiny model in transformers and as its f16 GGUF: the same log-likelihood of a
+    continuation, within f16 rounding."""
+    from loragate.backends.hf import HfBackend
+
+    hf = HfBackend(tiny_llama_dir)
+    for continuation in ("Vitest.", "Jest is used."):
+        assert hf.loglikelihood(CONTEXT, continuation) == pytest.approx(
+            gguf.loglikelihood(CONTEXT, continuation), abs=0.05)
+    (margin,), note = probe_margins(RECORD, hf)
+    assert not note and isinstance(margin, float)

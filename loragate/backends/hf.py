@@ -71,6 +71,25 @@ class HfBackend(BaseBackend):
             return_tensors="pt", return_dict=True,
         ))
 
+    def loglikelihood(self, messages: tuple[Message, ...], continuation: str) -> float:
+        """log P(``continuation`` | the chat ``messages``, as the assistant's reply): the sum of
+        the continuation tokens' log-probabilities (the same quantity as the gguf backend's)."""
+        import torch
+
+        with self._lock:
+            context = self.encode(messages)["input_ids"]
+            answer = self.tokenizer(continuation, add_special_tokens=False,
+                                    return_tensors="pt")["input_ids"]
+            if answer.shape[1] == 0:
+                raise SampleError("an empty continuation has no likelihood")
+            ids = torch.cat([context, answer], dim=1).to(self.model.device)
+            with torch.no_grad():
+                logits = self.model(input_ids=ids).logits[0].float()
+            start = context.shape[1]
+            scores = torch.log_softmax(logits[start - 1:ids.shape[1] - 1], dim=-1)
+            picked = scores.gather(1, ids[0, start:].unsqueeze(1))
+            return float(picked.sum())
+
     def generation_kwargs(self, options: GenerationOptions) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "max_new_tokens": options.max_tokens,
