@@ -279,6 +279,9 @@ class GatesSettings(_Strict):
                                   description="the mean harness score (0..100) to clear")
     prompts_dir: Path = Field(Path("data/prompts"),
                               description="where <name>.jsonl prompt files are looked up")
+    validator_timeout_s: float = Field(
+        60.0, gt=0, description="seconds a validator may take on one answer; past it the "
+        "sample is an error (the gate cannot decide), never a pass or a fail")
 
     @model_validator(mode="after")
     def _complete_from_the_registry(self) -> GatesSettings:

@@ -182,3 +182,17 @@ def test_a_verdict_that_cannot_be_written_is_a_gate_error_in_one_line(pytester, 
     assert result.ret == ExitCode.GATE_ERROR
     assert "loragate: cannot write" in result.stdout.str()
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+def test_a_validator_that_never_returns_is_an_error_not_a_hang(pytester, ollama_model):
+    project = user_project(pytester, validator="import time; time.sleep(30); return True",
+                           n_prompts=2)
+    config = json.loads((project / "loragate.json").read_text())
+    config["gates"]["validator_timeout_s"] = 0.5
+    (project / "loragate.json").write_text(json.dumps(config))
+    result = pytester.runpytest("--model", "ollama:echo")
+    assert result.ret == ExitCode.GATE_ERROR
+    document = verdict_of(project)
+    assert document["verdict"] == "error"
+    assert all(s["error"] and "did not return within 0.5 s" in s["reason"]
+               for s in document["samples"])

@@ -150,7 +150,12 @@ def resolve_harnesses(settings: LoragateConfig) -> dict[str, GateHarness]:
     A validator that does not import or has the wrong signature is a usage error naming the
     config field.
     """
-    from loragate.harnesses.registry import BUILTINS, HarnessError, load_validator, run_validator
+    from loragate.harnesses.registry import (
+        BUILTINS,
+        HarnessError,
+        load_validator,
+        run_with_time_limit,
+    )
 
     gates = settings.gates
     resolved: dict[str, GateHarness] = {}
@@ -166,7 +171,7 @@ def resolve_harnesses(settings: LoragateConfig) -> dict[str, GateHarness]:
             ) from None
 
         def validate(text: str, record: Mapping[str, Any], _function=function) -> HarnessResult:
-            return run_validator(_function, text, record)
+            return run_with_time_limit(_function, text, record, gates.validator_timeout_s)
 
         resolved[name] = GateHarness(
             name=name,

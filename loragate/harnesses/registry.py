@@ -165,6 +165,37 @@ def run_validator(function: Validator, text: str, record: Mapping[str, Any]) -> 
                     f"{type(result).__name__}; expected HarnessResult or bool")
 
 
+class ValidatorTimeout(RuntimeError):
+    """A validator that did not return within its time limit."""
+
+
+def run_with_time_limit(function: Validator, text: str, record: Mapping[str, Any],
+                        seconds: float) -> HarnessResult:
+    """:func:`run_validator` with a time limit: a validator that hangs (a user's, on an
+    answer it cannot handle) raises :class:`ValidatorTimeout` instead of stopping the gate.
+    Python cannot kill the thread; it is a daemon and is left behind."""
+    import threading
+
+    outcome: dict[str, Any] = {}
+
+    def call() -> None:
+        try:
+            outcome["result"] = run_validator(function, text, record)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=call, name="loragate-validator", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        name = getattr(function, "__qualname__", repr(function))
+        raise ValidatorTimeout(f"validator {name} did not return within {seconds:g} s "
+                               "(gates.validator_timeout_s)")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
 def get(name: str) -> Harness:
     if name not in BUILTINS:
         raise HarnessError(f"unknown harness '{name}'; built in: {', '.join(HARNESS_NAMES)}")
