@@ -196,3 +196,20 @@ def test_a_validator_that_never_returns_is_an_error_not_a_hang(pytester, ollama_
     assert document["verdict"] == "error"
     assert all(s["error"] and "did not return within 0.5 s" in s["reason"]
                for s in document["samples"])
+
+
+def test_the_starter_validator_reads_each_json_object_on_its_own(tmp_path, monkeypatch):
+    import importlib
+    import sys
+
+    from loragate.cli import main
+
+    assert main(["init", str(tmp_path / "proj")]) == 0
+    monkeypatch.syspath_prepend(str(tmp_path / "proj"))
+    sys.modules.pop("my_harnesses", None)
+    starter = importlib.import_module("my_harnesses")
+    two_blocks = ('First a sketch: {"name": "Ada"}\n\nThe answer:\n```json\n'
+                  '{"name": "Ada", "email": "ada@example.org"}\n```')
+    assert starter.json_keys(two_blocks, {"expected_keys": ["name", "email"]}).passed
+    assert not starter.json_keys('{"name": "Ada"}', {"expected_keys": ["email"]}).passed
+    assert not starter.json_keys("{not json}", {"expected_keys": []}).passed

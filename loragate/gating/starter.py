@@ -55,25 +55,35 @@ so it can carry what the validator needs (here: "expected_keys").
 """
 
 import json
-import re
 
 from loragate.harnesses.base import HarnessResult
 
-_OBJECT = re.compile(r"\\{.*\\}", re.DOTALL)
+
+def json_objects(text):
+    """Every JSON object in the text, read where each one starts (an answer may hold several,
+    or prose with braces around them)."""
+    decoder = json.JSONDecoder()
+    found, start = [], text.find("{")
+    while start >= 0:
+        try:
+            value, end = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            start = text.find("{", start + 1)
+            continue
+        if isinstance(value, dict):
+            found.append(value)
+        start = text.find("{", end)
+    return found
 
 
 def json_keys(text, record):
     """The answer holds a JSON object with every key the prompt asked for."""
-    match = _OBJECT.search(text)
-    if match is None:
-        return HarnessResult(passed=False, reasons=["no JSON object in the answer"])
-    try:
-        value = json.loads(match.group(0))
-    except json.JSONDecodeError as exc:
-        return HarnessResult(passed=False, reasons=[f"invalid JSON: {exc.msg}"])
-    if not isinstance(value, dict):
-        return HarnessResult(passed=False, reasons=["the JSON is not an object"])
-    missing = [key for key in record.get("expected_keys", []) if key not in value]
+    objects = json_objects(text)
+    if not objects:
+        return HarnessResult(passed=False, reasons=["no valid JSON object in the answer"])
+    wanted = record.get("expected_keys", [])
+    best = max(objects, key=lambda value: sum(key in value for key in wanted))
+    missing = [key for key in wanted if key not in best]
     return HarnessResult.from_reasons([f"key missing: {key!r}" for key in missing])
 '''
 
