@@ -3,6 +3,7 @@ scripted backend, a server that never answers, and a port where nothing listens.
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -158,3 +159,78 @@ def test_httpx_is_what_times_out() -> None:
     assert issubclass(httpx.ReadTimeout, httpx.TimeoutException)
     assert httpx.TimeoutException in OllamaBackend.transient_errors
     assert httpx.TimeoutException in OpenAIBackend.transient_errors
+
+
+class _FaultyServer:
+    """A loopback server that misbehaves in one way per path: an HTML page with status 200,
+    an event stream cut mid-answer, a /v1/models listing that is not JSON."""
+
+    def __init__(self, fault: str) -> None:
+        import http.server
+        import threading
+
+        fault_kind = fault
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):  # noqa: ANN002
+                pass
+
+            def do_GET(self):  # noqa: N802
+                if fault_kind == "models":
+                    self._send(200, "text/html", b"<html>login</html>")
+                else:
+                    self._send(200, "application/json", b'{"data": [{"id": "m"}]}')
+
+            def do_POST(self):  # noqa: N802
+                self.rfile.read(int(self.headers.get("content-length", 0)))
+                if fault_kind == "html":
+                    self._send(200, "text/html", b"<html><body>Please sign in</body></html>")
+                    return
+                chunk = {"choices": [{"delta": {"content": "partial "}, "finish_reason": None}]}
+                self._send(200, "text/event-stream",
+                           b"data: " + json.dumps(chunk).encode() + b"\n\n")
+
+            def _send(self, status: int, kind: str, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("content-type", kind)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize(("fault", "message"), [
+    ("html", "not an event stream"),
+    ("cut", "without a finish reason or [DONE]"),
+])
+def test_a_server_that_fails_mid_answer_gives_an_error_never_an_answer(fault, message):
+    from loragate.backends.faults import RetryPolicy
+    from loragate.backends.openai import OpenAIBackend
+
+    server = _FaultyServer(fault)
+    try:
+        backend = OpenAIBackend(server.url, "m", retry=RetryPolicy(retries=0, backoff_s=0))
+        response = backend.generate("Say hi")
+        assert response.error and message in response.error and response.text == ""
+        assert response.finish_reason == "error"
+    finally:
+        server.close()
+
+
+def test_a_model_listing_that_is_not_json_names_the_server():
+    from loragate.backends.faults import BackendError
+    from loragate.backends.openai import OpenAIBackend
+
+    server = _FaultyServer("models")
+    try:
+        with pytest.raises(BackendError, match="not JSON"):
+            OpenAIBackend(server.url, "m").digest  # noqa: B018
+    finally:
+        server.close()

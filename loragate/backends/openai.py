@@ -103,7 +103,13 @@ class OpenAIBackend(BaseBackend):
         response = self._request("GET", "/v1/models")
         if response.status_code != 200:
             return None  # some servers do not list models; the name alone identifies it
-        models = response.json().get("data", [])
+        try:
+            listing = response.json()
+        except ValueError:
+            raise BackendError(f"{self.root}/v1/models answered with something that is not "
+                               f"JSON: {response.text[:100]!r} (is this an OpenAI-compatible "
+                               "server?)") from None
+        models = listing.get("data", []) if isinstance(listing, dict) else []
         for entry in models:
             if entry.get("id") == self.model:
                 return entry
@@ -150,6 +156,12 @@ class OpenAIBackend(BaseBackend):
 
     def _check_status(self, response: httpx.Response) -> None:
         if response.status_code == 200:
+            kind = response.headers.get("content-type", "")
+            if "text/event-stream" not in kind:
+                # A proxy's or a login page's 200 is not the model's answer.
+                page = response.read().decode("utf-8", "replace")[:200]
+                raise TransientError(f"{self.root}: HTTP 200 with {kind or 'no content type'}, "
+                                     f"not an event stream: {page!r}")
             return
         detail = response.read().decode("utf-8", "replace")[:500]
         message = f"{self.root}: HTTP {response.status_code}: {detail}"
@@ -163,13 +175,19 @@ class OpenAIBackend(BaseBackend):
         finish = "stop"
         chunks = 0
         usage: dict[str, Any] = {}
+        finished = False  # "[DONE]" or a finish reason: the server says the answer is whole
         for line in response.iter_lines():
             if not line.startswith("data:"):
                 continue
             data = line[len("data:"):].strip()
             if data == "[DONE]":
+                finished = True
                 break
-            event = json.loads(data)
+            try:
+                event = json.loads(data)
+            except json.JSONDecodeError:
+                raise TransientError(f"{self.root}: an event that is not JSON: "
+                                     f"{data[:100]!r}") from None
             if event.get("error"):
                 raise SampleError(f"{self.root}: {event['error']}")
             usage = event.get("usage") or usage
@@ -181,6 +199,11 @@ class OpenAIBackend(BaseBackend):
                     yield text
                 if choice.get("finish_reason"):
                     finish = choice["finish_reason"]
+                    finished = True
+        if not finished:
+            # The connection closed mid-answer: what arrived is not the model's whole answer.
+            raise TransientError(f"{self.root}: the stream ended after {chunks} chunk(s) "
+                                 "without a finish reason or [DONE]")
         yield StreamEnd(
             finish_reason="length" if finish == "length" else "stop",
             prompt_tokens=usage.get("prompt_tokens"),
