@@ -98,7 +98,38 @@ def pytest_command(config: LoragateConfig, *, model: str, suites: Sequence[str],
 
 def run_pytest(command: list[str], config: LoragateConfig) -> int:
     print("loragate: " + " ".join(command[1:]), flush=True)
-    return subprocess.call(command, cwd=config.root)
+    return run_child(command, cwd=config.root)
+
+
+def run_child(command: list[str], cwd: Path | None = None) -> int:
+    """Run ``command`` and return its status; a SIGTERM to loragate (``timeout 600 loragate
+    gate``, a CI job cancelled) is passed on to it, and loragate then ends 128 + 15, so no gate
+    run is left generating behind a command that has stopped. On any other way out the child
+    is stopped too."""
+    import signal
+    import threading
+
+    process = subprocess.Popen(command, cwd=cwd)
+    received: list[int] = []
+
+    def forward(signum: int, frame: Any) -> None:
+        received.append(signum)
+        process.send_signal(signum)
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, forward) if in_main else None
+    try:
+        status = process.wait()
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    return 128 + received[0] if received else status
 
 
 def read_verdict(path: Path) -> dict[str, Any] | None:

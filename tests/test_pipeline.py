@@ -177,3 +177,32 @@ def test_the_replay_stage_builds_once_per_base(tmp_path, tiny_gguf):
     assert not first.reused and "of 1 answers usable" in first.detail
     replay_stage(config, tiny_gguf, force=False, timing=second)
     assert second.reused
+
+
+def test_a_sigterm_to_loragate_stops_the_gate_run_it_started(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pid_file = tmp_path / "child.pid"
+    child = (f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
+             "time.sleep(120)")
+    script = ("import sys; from loragate.pipeline import run_child; "
+              f"sys.exit(run_child([sys.executable, '-c', {child!r}]))")
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.monotonic() + 60
+    while not (pid_file.is_file() and pid_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    child_pid = int(pid_file.read_text())
+    parent.send_signal(signal.SIGTERM)
+    assert parent.wait(timeout=30) == 128 + signal.SIGTERM
+    for _ in range(100):
+        try:
+            os.kill(child_pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the gate run outlived the loragate command that started it")
