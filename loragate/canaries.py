@@ -11,7 +11,7 @@ all of them:
 * ``ordered``: items the answer must name in this order (PDCA phases);
 * ``pairs``: ``[[TERM, MEANING], ...]``: each term tied to its meaning (``["layer3",
   "interfaces"]``), the meaning standing nearer to its own term than to any other pair's term,
-  within a sentence or line;
+  within one sentence (a list item or table row is a sentence of its own);
 * ``regex``: a pattern (or a list of patterns) that must match (searched after folding,
   case-insensitive, not read for negation; ``(?s)`` lets ``.`` cross lines);
 * ``validator``: a behaviour check of :mod:`loragate.harnesses.behaviour` (``stop_honoured``,
@@ -185,8 +185,6 @@ def _patterns(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _describe(spellings: list[str]) -> str:
-    return " or ".join(repr(s) for s in spellings)
 
 
 def _meaning_reasons(check: dict[str, Any], text: str) -> list[str]:

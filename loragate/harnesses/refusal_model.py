@@ -269,8 +269,3 @@ def default_classifier() -> RefusalClassifier:
 
 def classifier_verdict(text: str) -> tuple[str, float]:
     return default_classifier().predict(text)
-
-
-def dump_labelled(examples: list[Labelled]) -> str:
-    return "".join(json.dumps({"answer": e.answer, "label": e.label, "style": e.style},
-                              ensure_ascii=False) + "\n" for e in examples)
