@@ -2,7 +2,7 @@
 
 import pytest
 
-from loragate.gating.fixtures import score_sample
+from loragate.gating.scoring import score_sample
 
 pytestmark = [pytest.mark.ship_gate, pytest.mark.harness("refusal")]
 

@@ -1,14 +1,12 @@
-"""The neutral artifacts module: digests, durable writes, reuse stamps; and the rule that
-training and packaging never import each other."""
+"""The neutral artifacts module: digests, durable writes, reuse stamps (the rule that
+training and packaging never import each other: tests/test_import_graph.py)."""
 
 from __future__ import annotations
 
-import ast
 import os
 import stat
 from pathlib import Path
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -116,26 +114,3 @@ def test_reusable_needs_the_same_inputs_and_every_output(tmp_path: Path) -> None
     assert not reusable(None, "h", [out])
     out.unlink()
     assert not reusable("h", "h", [out])
-
-
-def _loragate_imports(path: Path) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
-        elif isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-    return {n for n in names if n.startswith("loragate.")}
-
-
-@pytest.mark.parametrize(("stage", "other"), [("training", "packaging"),
-                                              ("packaging", "training")])
-def test_training_and_packaging_do_not_import_each_other(stage: str, other: str) -> None:
-    offenders = [
-        f"{path.relative_to(PACKAGE.parent)} imports {name}"
-        for path in sorted((PACKAGE / stage).rglob("*.py"))
-        for name in sorted(_loragate_imports(path))
-        if name == f"loragate.{other}" or name.startswith(f"loragate.{other}.")
-    ]
-    assert not offenders, "\n".join(offenders)

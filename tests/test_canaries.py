@@ -17,16 +17,9 @@ from loragate.canaries import (
     load_canaries,
     tokens,
 )
+from loragate.gating.outcomes import CanaryOutcome, SampleOutcome, canaries_from_json
 from loragate.gating.report import render_html, render_text
-from loragate.gating.verdict import (
-    CanaryOutcome,
-    GateRule,
-    SampleOutcome,
-    canaries_from_json,
-    compute_verdict,
-    reverdict,
-    summarise_canaries,
-)
+from loragate.gating.verdict import GateRule, compute_verdict, reverdict, summarise_canaries
 
 # ------------------------------------------------------------------------- the matcher
 

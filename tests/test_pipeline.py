@@ -62,7 +62,7 @@ def test_adapter_dir_is_found_or_named_missing(tmp_path):
 
 
 def test_gate_messages_get_the_training_system_prompt():
-    from loragate.gating.fixtures import with_system_prompt
+    from loragate.gating.scoring import with_system_prompt
 
     user = [{"role": "user", "content": "hi"}]
     assert with_system_prompt(user, "SYS")[0] == {"role": "system", "content": "SYS"}

@@ -14,7 +14,9 @@ from loragate.backends.base import Message
 from loragate.backends.gguf import GgufBackend
 from loragate.canaries import CanaryError, probe_margins, validate_record
 from loragate.config import BackendSettings
-from loragate.gating.verdict import CanaryOutcome, summarise_canaries, summarise_probes
+from loragate.gating.outcomes import CanaryOutcome
+from loragate.gating.statistics import summarise_probes
+from loragate.gating.verdict import summarise_canaries
 
 SETTINGS = BackendSettings(n_ctx=512, n_threads=2, timeout_s=60, retries=0)
 CONTEXT = (Message("user", "Which test framework do Web4 components use?"),)
@@ -112,7 +114,7 @@ def test_probes_not_run_are_said_so_in_the_canary_summary():
 
 
 def test_the_report_line_names_both_models():
-    from loragate.gating.report import probe_line
+    from loragate.gating.formatting import probe_line
 
     line = probe_line(summarise_probes([outcome("c01", [2.0], [1.0]),
                                         outcome("c02", [-1.0], [0.5])]))
@@ -120,7 +122,7 @@ def test_the_report_line_names_both_models():
 
 
 def test_report_compare_shows_each_runs_probes():
-    from loragate.gating.compare import summary_line
+    from loragate.gating.formatting import summary_line
 
     probes = summarise_probes([outcome("c01", [2.0], [1.0])])
     run = {"verdict": "blocked", "overall": 40.0, "latency": {}, "forgetting": None,

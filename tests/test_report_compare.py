@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from loragate.gating.outcomes import CanaryOutcome, SampleOutcome
 from loragate.gating.report import render_comparison_markdown
-from loragate.gating.verdict import CanaryOutcome, GateRule, SampleOutcome, compute_verdict
+from loragate.gating.verdict import GateRule, compute_verdict
 from loragate.pipeline import PipelineReport, timings_payload, write_comparison, write_timings
 
 RULES = {"pdca_schema": GateRule("ship", 0.95), "tron_format": GateRule("quality", 0.9),
@@ -98,7 +99,7 @@ def test_compare_finds_the_flips_and_the_exact_mcnemar_p():
 
 
 def test_mcnemar_known_values():
-    from loragate.gating.compare import mcnemar_exact
+    from loragate.gating.statistics import mcnemar_exact
 
     assert mcnemar_exact(0, 5) == pytest.approx(2 / 32)
     assert mcnemar_exact(1, 7) == pytest.approx(2 * 9 / 256)

@@ -7,8 +7,9 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
+from loragate.gating.outcomes import CanaryOutcome, SampleOutcome
 from loragate.gating.report import render_compare_html, render_html, render_sample_html
-from loragate.gating.verdict import CanaryOutcome, GateRule, SampleOutcome, compute_verdict
+from loragate.gating.verdict import GateRule, compute_verdict
 
 
 def document() -> dict:

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from loragate.gating.outcomes import SampleOutcome
 from loragate.gating.report import render_html
-from loragate.gating.verdict import GateRule, SampleOutcome, compute_verdict
+from loragate.gating.verdict import GateRule, compute_verdict
 
 ANSWER = "QUOKKA-7731: the adapter forgot the init() call"
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium"

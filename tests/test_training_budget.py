@@ -246,9 +246,13 @@ def test_cli_stops_at_its_budget_builds_the_replay_set_and_resumes(
         tmp_path: Path, tiny_llama_dir: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     from loragate.backends import spec
-    from loragate.training.cli import main
+    from loragate.cli import main as loragate_main
     from tests.test_training_replay import scripted
     from tests.test_training_run import write_config_file
+
+    def main(argv: list[str]) -> int:
+        """`loragate train`: the command that builds the replay set before training."""
+        return loragate_main(["train", *argv])
 
     # The base GGUF is built for real; the random-init model never ends an answer, so the
     # answers come from a scripted base (echoing the prompt) opened in its place.
@@ -287,6 +291,23 @@ def test_cli_stops_at_its_budget_builds_the_replay_set_and_resumes(
     stats = json.loads((out / STATS_FILE).read_text())
     assert stats["complete"] and len(stats["runs"]) == 2
     assert stats["data"]["replay"]["samples"] == 3  # 12 domain samples, 0.2 of the mix
+
+
+def test_training_alone_never_builds_the_replay_set_it_names_the_command_that_does(
+        tmp_path: Path, tiny_llama_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m loragate.training.cli` (as under torchrun) does not reach packaging for the
+    base GGUF: a missing replay set is a data error naming what builds it."""
+    from loragate.exit_codes import ExitCode
+    from loragate.training.cli import main
+    from tests.test_training_run import write_config_file
+
+    config = tiny_config(tmp_path, tiny_llama_dir, max_steps=2)
+    config.data_args.replay_ratio = 0.2
+    prompts = tmp_path / "replay_prompts.jsonl"
+    prompts.write_text('{"id": "r1", "prompt": "Name a season."}\n')
+    config.data_args.replay_prompts = prompts
+    assert main(["--config", str(write_config_file(tmp_path, config))]) == ExitCode.USAGE
+    assert "replay" in capsys.readouterr().err
 
 
 SKEWED_CLOCK_RUN = """

@@ -7,18 +7,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loragate.gating.verdict import (
-    GateRule,
-    SampleOutcome,
+from loragate.gating.outcomes import SampleOutcome
+from loragate.gating.statistics import (
     clustered_interval,
-    compute_verdict,
     failures_allowed,
     min_samples_to_pass,
     power_statement,
-    reverdict,
     wilson_bounds,
     wilson_interval,
 )
+from loragate.gating.verdict import GateRule, compute_verdict, reverdict
 
 RULE = {"pdca_schema": GateRule("ship", 0.95)}
 

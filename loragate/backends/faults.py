@@ -14,10 +14,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TypeVar
 
-if TYPE_CHECKING:
-    from loragate.backends.base import Response
+# What an attempt returns (a backend's Response): generic, so this module needs nothing from
+# backends.base, which imports it.
+R = TypeVar("R")
 
 
 class BackendError(RuntimeError):
@@ -60,14 +61,14 @@ class RetryPolicy:
 
 
 def run_with_retries(
-    attempt: Callable[[], Response],
+    attempt: Callable[[], R],
     *,
     policy: RetryPolicy,
     transient: tuple[type[BaseException], ...],
-    on_give_up: Callable[[str, int, float], Response],
+    on_give_up: Callable[[str, int, float], R],
     what: str,
     sleep: Callable[[float], None] = time.sleep,
-) -> Response:
+) -> R:
     """Call ``attempt`` until it returns, retrying transient errors per ``policy``.
 
     When every attempt failed, or a :class:`SampleError` was raised, the result is

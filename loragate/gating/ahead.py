@@ -24,14 +24,10 @@ from typing import Any
 
 import pytest
 
-from loragate.gating.fixtures import (
-    MetricsRecorder,
-    PluginItem,
-    generation_options,
-    repeat_of,
-    session_of,
-    with_system_prompt,
-)
+from loragate.gating.items import PluginItem
+from loragate.gating.recorders import MetricsRecorder
+from loragate.gating.scoring import generation_options, repeat_of, with_system_prompt
+from loragate.gating.session import session_of
 
 RECORD_PARAMS = ("prompt_record", "canary_record", "forgetting_record")
 
@@ -63,7 +59,7 @@ def plan(items: Sequence[pytest.Item], concurrency: int) -> AheadState:
 
 
 def concurrency_for(config: pytest.Config, backend: Any) -> int:
-    from loragate.backends.prefetch import default_concurrency
+    from loragate.backends.spec import default_concurrency
 
     given = config.getoption("concurrency")
     if given:

@@ -19,20 +19,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from scipy.stats import binomtest
+from loragate.gating.formatting import format_p, harness_cell, run_summary, summary_line
+from loragate.gating.statistics import mcnemar_exact
 
 MATCHING = ("prompts matched by harness + sample_id and compared when both runs judged them "
             "(a prompt a run skipped after its gate was decided, or could not judge, is 'not "
             "compared'); with repeats a prompt passes when more than half of its judged "
             "repeats pass")
-
-
-def mcnemar_exact(pass_to_fail: int, fail_to_pass: int) -> float | None:
-    """Two-sided exact McNemar p-value on the discordant pairs; None when there are none."""
-    flips = pass_to_fail + fail_to_pass
-    if flips == 0:
-        return None
-    return float(binomtest(pass_to_fail, flips, 0.5).pvalue)
 
 
 def label_for(path: Path) -> str:
@@ -95,36 +88,6 @@ def compare_verdicts(old: dict[str, Any], new: dict[str, Any], *, old_label: str
     }
 
 
-def run_summary(document: dict[str, Any]) -> dict[str, Any]:
-    latency = (document.get("metrics") or {}).get("latency") or {}
-    return {
-        "verdict": document["verdict"],
-        "overall": document["overall"]["score"],
-        "target": document["overall"]["target"],
-        "model": (document.get("model") or {}).get("spec"),
-        "inputs_hash": document.get("inputs_hash"),
-        "canaries": _canary_summary(document.get("canaries")),
-        "forgetting": _canary_summary(document.get("forgetting")),
-        "latency": {k: v for k, v in latency.items() if not isinstance(v, dict)},
-    }
-
-
-def _canary_summary(section: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not section:
-        return None
-    return {"n": section["n"], "model_passed": section["model_passed"],
-            "baseline_passed": section["baseline_passed"], "failed": failed_ids(section),
-            "regressions": section["regressions"], "probes": section.get("probes")}
-
-
-def failed_ids(section: dict[str, Any]) -> list[str]:
-    """The canaries the model failed; verdicts written before the canary rule had two parts
-    carry no "failed" list, so it is read off their items."""
-    if "failed" in section:
-        return section["failed"]
-    return sorted(i["canary_id"] for i in section.get("items", []) if not i["model_passed"])
-
-
 def compare_harness(name: str, old: dict[str, Any] | None, new: dict[str, Any] | None,
                     before: dict[tuple[str, str], dict[str, Any]],
                     after: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
@@ -166,15 +129,6 @@ def _figures(harness: dict[str, Any] | None) -> dict[str, Any] | None:
             "cell": harness_cell(harness)}
 
 
-def harness_cell(harness: dict[str, Any]) -> str:
-    """``7/10 FAIL`` or ``F1 0.70 FAIL``: one run's figure for a gate."""
-    if harness["metric"] == "f1":
-        figure = "F1 —" if harness.get("f1") is None else f"F1 {harness['f1']:.2f}"
-    else:
-        figure = f"{harness['passed']}/{harness['n']}"
-    return f"{figure} {'pass' if harness['gate_passed'] else 'FAIL'}"
-
-
 def compare_canaries(old: dict[str, Any] | None,
                      new: dict[str, Any] | None) -> dict[str, Any] | None:
     """The canaries' flips between the runs, on the model's outcome in each."""
@@ -201,11 +155,6 @@ def compare_canaries(old: dict[str, Any] | None,
 
 
 # -- Markdown --------------------------------------------------------------------------------
-
-def _p(value: float | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.3f}" if value >= 0.001 else f"{value:.1e}"
 
 
 def _ids(flips: list[dict[str, Any]], repeated: bool) -> str:
@@ -236,7 +185,7 @@ def render_markdown(comparison: dict[str, Any]) -> str:
         out.append(f"| {h['harness']} | {h['gate']} | {threshold} | {cells[0]} | {cells[1]} "
                    f"| {delta} | {len(h['pass_to_fail'])} | {len(h['fail_to_pass'])} "
                    f"| {h['both_pass'] + h['both_fail']} | {h['not_compared']} "
-                   f"| {_p(h['mcnemar_p'])} |")
+                   f"| {format_p(h['mcnemar_p'])} |")
     out += ["", f"Change: score points, {new} − {old}. Flips go from {old} to {new}; "
             f"{comparison['matching']}. McNemar p: exact two-sided test on the flipped prompts."]
     out += [f"Note: {note}." for note in comparison["notes"]]
@@ -254,31 +203,9 @@ def render_markdown(comparison: dict[str, Any]) -> str:
                 f"{canaries['new_passed']}/{canaries['shared']}; pass→fail: "
                 f"{', '.join(canaries['regressions']) or 'none'}; fail→pass: "
                 f"{', '.join(canaries['improvements']) or 'none'}; McNemar p = "
-                f"{_p(canaries['mcnemar_p'])}"]
+                f"{format_p(canaries['mcnemar_p'])}"]
     for side in ("old", "new"):
         out += ["", summary_line(comparison["labels"][side], comparison["runs"][side])]
     return "\n".join(out) + "\n"
 
 
-def summary_line(label: str, run: dict[str, Any]) -> str:
-    """One run in one line: verdict, overall score, canaries (failed and regressed, the two
-    parts of the plan's rule), the forgetting probe, latency."""
-    line = f"**{label}**: {run['verdict'].upper()}, overall {run['overall']:.1f}"
-    canaries = run["canaries"]
-    if canaries:
-        line += (f"; canaries {canaries['model_passed']}/{canaries['n']} "
-                 f"(baseline {canaries['baseline_passed']}/{canaries['n']}, "
-                 f"failed: {', '.join(canaries['failed']) or 'none'}, "
-                 f"regressions: {', '.join(canaries['regressions']) or 'none'})")
-        if canaries.get("probes"):
-            from loragate.gating.report import probe_line
-
-            line += f"; {probe_line(canaries['probes'])}"
-    forgetting = run.get("forgetting")
-    if forgetting:
-        line += (f"; forgetting probe {forgetting['model_passed']}/{forgetting['n']} "
-                 f"(baseline {forgetting['baseline_passed']}/{forgetting['n']}, "
-                 f"regressions: {', '.join(forgetting['regressions']) or 'none'})")
-    if run["latency"]:
-        line += "; latency " + ", ".join(f"{k} {v}" for k, v in run["latency"].items())
-    return line

@@ -14,8 +14,14 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from loragate.gating.compare import failed_ids, run_summary, summary_line
-from loragate.gating.verdict import SampleOutcome
+from loragate.gating.formatting import (
+    document_summary_line,
+    failed_ids,
+    format_p,
+    harness_cell,
+    probe_line,
+)
+from loragate.gating.outcomes import SampleOutcome
 
 # Failing samples first: they are what a reviewer has to read.
 OUTCOME_ORDER = {"fail": 0, "error": 1, "skipped": 2, "pass": 3}
@@ -179,24 +185,6 @@ def judge_lines(document: dict[str, Any]) -> list[str]:
         "  " + judge_line(name, judge) for name, judge in sorted(judges.items())]
 
 
-def _p_value(section: dict[str, Any]) -> str:
-    return "—" if section.get("mcnemar_p") is None else f"{section['mcnemar_p']:.3g}"
-
-
-def probe_line(probes: dict[str, Any] | None) -> str:
-    """The likelihood probes, model against baseline, in one line."""
-    if not probes:
-        return ""
-    if not probes.get("run"):
-        return f"likelihood probes: {probes.get('note') or 'not run'}"
-    p_value = "—" if probes.get("wilcoxon_p") is None else f"{probes['wilcoxon_p']:.3g}"
-    n = probes["n"]
-    return (f"likelihood probes: model ranks {probes['model_right']}/{n} pairs right (mean "
-            f"margin {probes['mean_margin_model']:+.2f}), baseline {probes['baseline_right']}/"
-            f"{n} ({probes['mean_margin_baseline']:+.2f}); paired shift "
-            f"{probes['mean_shift']:+.2f}, Wilcoxon p = {p_value}")
-
-
 def canary_lines(document: dict[str, Any]) -> list[str]:
     """The canary rule part by part (all pass, no regression) and the forgetting probe."""
     out: list[str] = []
@@ -210,7 +198,7 @@ def canary_lines(document: dict[str, Any]) -> list[str]:
                    f"{canaries['model_passed']}/{n} {all_part}; no regression "
                    f"{'PASS' if not canaries['regressions'] else 'FAIL'} (baseline "
                    f"{canaries['baseline_passed']}/{n}, regressions: {regress}, "
-                   f"McNemar p = {_p_value(canaries)})")
+                   f"McNemar p = {format_p(canaries.get('mcnemar_p'))})")
         if failed:
             out.append(f"  failed canaries: {', '.join(failed)}")
         probes = probe_line(canaries.get("probes"))
@@ -223,22 +211,8 @@ def canary_lines(document: dict[str, Any]) -> list[str]:
         role = "blocking" if forgetting.get("blocking") else "reported only"
         out.append(f"forgetting probe ({role}): model {forgetting['model_passed']}/{n}, "
                    f"baseline {forgetting['baseline_passed']}/{n}, regressions: {regress}, "
-                   f"McNemar p = {_p_value(forgetting)}")
+                   f"McNemar p = {format_p(forgetting.get('mcnemar_p'))}")
     return out
-
-
-def _harness_cell(harness: dict[str, Any] | None) -> str:
-    if harness is None:
-        return "—"
-    if harness["metric"] == "f1":
-        figure = f"F1 {harness['f1']:.2f}"
-    else:
-        figure = f"{harness['passed']}/{harness['n']}"
-    return f"{figure} {'pass' if harness['gate_passed'] else 'FAIL'}"
-
-
-def _summary_line(label: str, document: dict[str, Any]) -> str:
-    return summary_line(label, run_summary(document))
 
 
 def render_timings_markdown(timings: dict[str, Any]) -> str:
@@ -264,9 +238,9 @@ def render_comparison_markdown(documents: dict[str, dict[str, Any]],
     out.append("|---|---|---:|" + "---|" * len(labels))
     for name in names:
         first = next(d["harnesses"][name] for d in documents.values() if name in d["harnesses"])
-        cells = [_harness_cell(documents[label]["harnesses"].get(name)) for label in labels]
+        cells = [harness_cell(documents[label]["harnesses"].get(name)) for label in labels]
         out.append(f"| {name} | {first['gate']} | {first['threshold']:.2f} | "
                    + " | ".join(cells) + " |")
     for label in labels:
-        out += ["", _summary_line(label, documents[label])]
+        out += ["", document_summary_line(label, documents[label])]
     return "\n".join(out) + "\n"

@@ -34,6 +34,8 @@ from loragate.rag.corpus import (
 )
 from loragate.rag.embeddings import Embedder
 
+# The wire form of a chat message (what a backend's generate takes as a dict), not a type of
+# its own: loragate.backends.base.Message is the typed one.
 Message = dict[str, str]
 TokenCounter = Callable[[Sequence[Message]], int]
 

@@ -13,15 +13,17 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from loragate.config import DEFAULT_CONFIG, ConfigError, load_config
+from loragate.config import DEFAULT_CONFIG, ConfigError, load_config, time_budget_argument
+from loragate.exit_codes import ExitCode
 
-EXIT_OK = 0
-EXIT_DATA = 3
-EXIT_DIVERGED = 4
-EXIT_SETUP = 5
+# loragate.exit_codes.COMMAND_STATUSES["loragate train"] says what each means.
+EXIT_OK = ExitCode.CLEARED
+EXIT_DATA = ExitCode.USAGE
+EXIT_DIVERGED = ExitCode.BLOCKED
+EXIT_SETUP = ExitCode.GATE_ERROR
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,26 +41,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="load the config and the data, print the plan (samples, steps, "
                              "epochs, schedule, time budget, where a run would resume), then "
                              "exit without training")
-    parser.add_argument("--time-budget", type=duration, default=None, metavar="DURATION",
+    parser.add_argument("--time-budget", type=time_budget_argument, default=None,
+                        metavar="DURATION",
                         help="stop this run at DURATION (e.g. 45m, 2h, 1h30m, 90s; 'none': no "
                              "limit) with a checkpoint; running again resumes it "
                              "(default: training.time_budget)")
 
 
-def duration(text: str) -> float | str:
-    """argparse type of --time-budget: seconds, or 'none' for no limit."""
-    from loragate.config import parse_duration
-
-    try:
-        seconds = parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if seconds is not None and seconds <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: a time budget must be positive")
-    return "none" if seconds is None else seconds
+# Builds the replay set (the base GGUF's own answers) when it is missing or stale. Injected by
+# `loragate train` (loragate.pipeline), which owns the base GGUF; training never imports
+# packaging, so without one (python -m loragate.training.cli, under torchrun) the set must
+# exist already and a missing one is a data error naming the command that builds it.
+ReplayBuilder = Callable[..., None]
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, build_replay: ReplayBuilder | None = None) -> int:
     # Heavy imports (torch, transformers) only once a run is really asked for.
     from loragate.base_model import BaseModelError, load_tokenizer, resolve_base_model
     from loragate.training.data import DataError
@@ -83,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_OK
         # Under torchrun every process would build it at once; there it must exist already
         # (built by `loragate pipeline` or a single-process `loragate train`).
-        if replay_enabled(config) and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        if (build_replay is not None and replay_enabled(config)
+                and int(os.environ.get("WORLD_SIZE", "1")) == 1):
             build_replay(config, force=args.force)
         outcome = train(config, force=args.force)
     except DataError as exc:
@@ -107,18 +105,6 @@ def _apply_overrides(config, args: argparse.Namespace) -> None:
         config.training_args.max_steps = args.max_steps
     if getattr(args, "time_budget", None) is not None:
         config.training.time_budget = None if args.time_budget == "none" else args.time_budget
-
-
-def build_replay(config, *, force: bool = False) -> None:
-    """The replay set, answered by the base GGUF (built first when missing); reused when
-    the base and the prompts are unchanged."""
-    from loragate.pipeline import StageTiming, base_gguf_stage, replay_stage
-
-    base_gguf = base_gguf_stage(config, force=force, timing=StageTiming("base-gguf", 0.0))
-    timing = StageTiming("replay", 0.0)
-    replay_stage(config, base_gguf, force=force, timing=timing)
-    print(f"loragate: replay set {'reused' if timing.reused else 'built'} {timing.detail}",
-          file=sys.stderr)
 
 
 def print_plan(config, data) -> None:
@@ -171,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args)
     except ConfigError as exc:
         print(f"loragate: config error: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# One chat message type for the whole library: training reads what the backends send.
+from loragate.backends.base import Message
 from loragate.textfiles import InputFileError, jsonl_lines
 
 ROLES = ("system", "user", "assistant")
@@ -31,12 +33,6 @@ class DataError(ValueError):
 
 class EvalLeakError(DataError):
     """A hold-out eval sample or a harness prompt is also in the training set."""
-
-
-@dataclass(frozen=True)
-class Message:
-    role: str
-    content: str
 
 
 @dataclass(frozen=True)

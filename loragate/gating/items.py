@@ -1,0 +1,191 @@
+"""One maker of gate and canary items: the records of each harness's prompt file and of the
+canary files, as parameters of a test file's function (``prompt_record``, ``canary_record``,
+``forgetting_record``) or, where no test file covers a harness, as the plugin's own items
+(``<harness>[<id>]``, ``canary[<id>]``). Both read the same records with the same ids and
+repeats and score through :mod:`loragate.gating.scoring`.
+
+A pytest plugin module (registered by :mod:`loragate.gating.plugin`) for its
+``pytest_generate_tests`` hook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from loragate.gating.prompts import PromptFileError, read_prompt_source
+from loragate.gating.recorders import CanaryRecorder, MetricsRecorder, SampleRecorder
+from loragate.gating.scoring import generation_options, judge_pair, make_answerer, score_sample
+from loragate.gating.session import GateSession, session_of
+
+
+def harness_records(state: GateSession, harness: str) -> list[dict[str, Any]]:
+    """The records a harness is judged on: its prompt file, capped by ``--samples`` or the
+    harness's configured count."""
+    gate = state.harnesses.get(harness)
+    if gate is None:
+        raise pytest.UsageError(
+            f"harness {harness!r} is not configured (gates.harnesses in "
+            f"{state.settings.source_path or 'the built-in defaults'}); "
+            f"configured: {', '.join(state.harnesses) or 'none'}")
+    try:
+        records = read_prompt_source(gate.source)
+    except PromptFileError as exc:
+        raise pytest.UsageError(f"harness {harness!r}: {exc}") from None
+    limit = state.config.getoption("samples") or gate.samples
+    return records[:limit]
+
+
+def canary_records(state: GateSession, kind: str = "canary") -> list[dict[str, Any]]:
+    """The records of the canary file or (``kind="forgetting"``) of the forgetting probe;
+    none when the config names no such file."""
+    from loragate.canaries import CanaryError, load_canaries
+
+    canaries = state.settings.canaries
+    path = canaries.file if kind == "canary" else canaries.forgetting_file
+    if path is None:
+        return []
+    try:
+        return load_canaries(path)
+    except CanaryError as exc:
+        raise pytest.UsageError(f"canaries: {exc}") from None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """One item per record. A bad prompt or canary file is a usage error of the session (exit
+    4), raised after collection: raised here, pytest would report a collection error of the
+    test module instead (exit 2)."""
+    state = session_of(metafunc.config)
+    done: set[str] = set()
+    try:
+        _parametrize_records(metafunc, state, done)
+    except pytest.UsageError as exc:
+        state.usage_errors.append(str(exc))
+        for name in ("prompt_record", "canary_record", "forgetting_record"):
+            if name in metafunc.fixturenames and name not in done:
+                metafunc.parametrize(name, [])
+
+
+def _parametrize_records(metafunc: pytest.Metafunc, state: GateSession, done: set[str]
+                         ) -> None:
+    if not metafunc.config.getoption("model"):
+        # Deselected by the plugin; the prompt files need not even exist without a model.
+        for name in ("prompt_record", "canary_record", "forgetting_record"):
+            if name in metafunc.fixturenames:
+                metafunc.parametrize(name, [])
+        return
+    if "prompt_record" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("harness")
+        if marker is None or not marker.args:
+            raise pytest.UsageError(f"{metafunc.definition.nodeid}: prompt_record needs "
+                                    "@pytest.mark.harness(NAME)")
+        records = harness_records(state, marker.args[0])
+        metafunc.parametrize("prompt_record", records, ids=[r["id"] for r in records])
+        done.add("prompt_record")
+        repeats = metafunc.config.getoption("repeats")
+        if repeats > 1 and "loragate_repeat" in metafunc.fixturenames:
+            metafunc.parametrize("loragate_repeat", range(repeats),
+                                 ids=[f"r{k}" for k in range(repeats)])
+    for name, kind in (("canary_record", "canary"), ("forgetting_record", "forgetting")):
+        if name in metafunc.fixturenames:
+            records = canary_records(state, kind)
+            metafunc.parametrize(name, records, ids=[r["id"] for r in records])
+            done.add(name)
+
+
+class PluginItem(pytest.Item):
+    """An item the plugin makes from a record when no test file covers it. ``fixturenames``
+    names the fixtures a test file's item would use for the same work, so the plugin opens
+    the same models and generates the same answers ahead for both."""
+
+    fixturenames: tuple[str, ...] = ()
+
+    def __init__(self, *, record: dict[str, Any], repeat: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.record = record
+        self.repeat = repeat
+
+    def answerer(self, role: str, metrics: MetricsRecorder) -> Callable[..., Any]:
+        state = session_of(self.config)
+        settings = state.settings
+        repeat = self.repeat if role == "model" else 0
+        options = generation_options(self.config, settings, repeat)
+        digest = "digest" if role == "model" else "baseline_digest"
+        return make_answerer(state.backend(role), options, metrics, digest,
+                             settings.data_args.system_prompt)
+
+
+class HarnessItem(PluginItem):
+    """A gate item for a configured harness that no test file covers: ``<harness>[<prompt
+    id>]``, so a project with only a config, a prompt file and a validator can gate."""
+
+    fixturenames = ("generate_answer", "prompt_record")
+
+    def __init__(self, *, harness: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.harness = harness
+
+    def runtest(self) -> None:
+        answer = self.answerer("model", MetricsRecorder(item=self))
+        score_sample(self.harness, self.record, answer,
+                     SampleRecorder(item=self, harness=self.harness))
+
+    def reportinfo(self):
+        path = session_of(self.config).harnesses[self.harness].prompts
+        return path, None, self.name
+
+
+class CanaryItem(PluginItem):
+    """A canary (or forgetting-probe) record that no test file covers: ``canary[<id>]`` or
+    ``forgetting[<id>]``, judged on the model and the baseline like the test files' items."""
+
+    fixturenames = ("generate_answer", "generate_baseline")
+
+    def __init__(self, *, kind: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.kind = kind
+
+    def runtest(self) -> None:
+        metrics = MetricsRecorder(item=self)
+        state = session_of(self.config)
+        judge_pair(self.record, self.answerer("model", metrics),
+                   self.answerer("baseline", metrics), CanaryRecorder(item=self), self.kind,
+                   backends=(state.backend("model"), state.backend("baseline")),
+                   system_prompt=state.settings.data_args.system_prompt)
+
+    def reportinfo(self):
+        canaries = session_of(self.config).settings.canaries
+        return (canaries.file if self.kind == "canary" else canaries.forgetting_file), None, \
+            self.name
+
+
+def make_canary_items(session: pytest.Session, state: GateSession, kind: str
+                      ) -> list[CanaryItem]:
+    """One item per record of the canary file (``kind="canary"``) or of the forgetting probe."""
+    items = []
+    for record in canary_records(state, kind):
+        name = f"{kind}[{record['id']}]"
+        item = CanaryItem.from_parent(session, name=name, nodeid=name, kind=kind, record=record)
+        item.add_marker(pytest.mark.canary)
+        items.append(item)
+    return items
+
+
+def make_harness_items(session: pytest.Session, state: GateSession, harness: str
+                       ) -> list[HarnessItem]:
+    gate = state.harnesses[harness]
+    marker = pytest.mark.ship_gate if gate.rule.gate == "ship" else pytest.mark.quality_gate
+    repeats = state.config.getoption("repeats")
+    items = []
+    for record in harness_records(state, harness):
+        for repeat in range(repeats):
+            suffix = f"-r{repeat}" if repeats > 1 else ""
+            name = f"{harness}[{record['id']}{suffix}]"
+            item = HarnessItem.from_parent(session, name=name, nodeid=name, harness=harness,
+                                           record=record, repeat=repeat)
+            item.add_marker(marker)
+            item.add_marker(pytest.mark.harness(harness))
+            items.append(item)
+    return items

@@ -1,0 +1,108 @@
+"""What a gate test contributes to the verdict: a sample, a canary pair, a metric.
+
+Each recorder appends to ``item.user_properties`` (so records cross pytest-xdist workers);
+the plugin reads them back at the end of the session (:mod:`loragate.gating.plugin`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pytest
+
+from loragate.gating.outcomes import CanaryOutcome, SampleOutcome
+from loragate.gating.session import session_of
+
+SAMPLE_KEY = "loragate.sample"
+CANARY_KEY = "loragate.canary"
+METRIC_KEY = "loragate.metric"
+COUNT_KEY = "loragate.count"
+
+
+@dataclass
+class SampleRecorder:
+    """Records one harness sample; a failed sample then fails its test item with the reason."""
+
+    item: pytest.Item
+    harness: str | None
+
+    def record(self, passed: bool, reason: str = "", *, sample_id: str | None = None,
+               expected: str | None = None, predicted: str | None = None,
+               error: bool = False, harness: str | None = None,
+               evidence: dict[str, Any] | None = None) -> None:
+        """``evidence``: the answer and its figures (:func:`answer_evidence`)."""
+        harness = harness or self.harness
+        if harness is None:
+            raise ValueError(
+                f"{self.item.nodeid}: no harness: mark the test with "
+                "@pytest.mark.harness(NAME) or pass harness="
+            )
+        outcome = SampleOutcome(
+            nodeid=self.item.nodeid, harness=harness, passed=bool(passed) and not error,
+            reason=reason, sample_id=sample_id, expected=expected, predicted=predicted,
+            error=error, **(evidence or {}),
+        )
+        self.item.user_properties.append((SAMPLE_KEY, asdict(outcome)))
+        if error:
+            pytest.fail(f"[{harness}] could not be judged: {reason}", pytrace=False)
+        if not passed:
+            pytest.fail(f"[{harness}] {reason or 'sample failed'}", pytrace=False)
+
+
+@dataclass
+class CanaryRecorder:
+    item: pytest.Item
+
+    def record(self, canary_id: str, *, model_passed: bool, baseline_passed: bool,
+               model_reason: str = "", baseline_reason: str = "", kind: str = "canary",
+               model_answer: str | None = None, baseline_answer: str | None = None,
+               model_margins: list[float] | None = None,
+               baseline_margins: list[float] | None = None, probes_note: str = "") -> None:
+        """``kind``: "canary" (must pass, must not regress) or "forgetting" (the probe)."""
+        state = session_of(self.item.config)
+        limit = state.settings.reports.max_answer_chars
+        outcome = CanaryOutcome(
+            canary_id, bool(model_passed), bool(baseline_passed), model_reason,
+            baseline_reason, kind=kind,
+            model_answer=None if model_answer is None else cap_answer(model_answer, limit),
+            baseline_answer=None if baseline_answer is None else cap_answer(baseline_answer,
+                                                                            limit),
+            model_margins=model_margins, baseline_margins=baseline_margins,
+            probes_note=probes_note)
+        self.item.user_properties.append((CANARY_KEY, asdict(outcome)))
+        what = "canary" if kind == "canary" else "forgetting probe"
+        if outcome.regressed:
+            pytest.fail(f"{what} {canary_id} regressed: baseline passed, model failed: "
+                        f"{model_reason}", pytrace=False)
+        if not model_passed and kind == "canary" and state.settings.canaries.require_all:
+            pytest.fail(f"canary {canary_id} failed (every canary must pass; the baseline "
+                        f"fails it too): {model_reason}", pytrace=False)
+        if not model_passed:
+            pytest.xfail(f"{what} {canary_id}: model and baseline both fail: {model_reason}")
+
+
+@dataclass
+class MetricsRecorder:
+    item: pytest.Item
+
+    def add(self, section: str, name: str, value: Any) -> None:
+        """Put ``value`` at ``metrics[section][name]`` in the verdict (JSON-serialisable)."""
+        json.dumps(value)  # fail here, in the test, rather than at session end
+        self.item.user_properties.append(
+            (METRIC_KEY, {"section": section, "name": name, "value": value})
+        )
+
+    def count(self, section: str, name: str, increment: int = 1) -> None:
+        """Add ``increment`` to ``metrics[section][name]``, summed over the whole session."""
+        self.item.user_properties.append(
+            (COUNT_KEY, {"section": section, "name": name, "value": int(increment)})
+        )
+
+
+def cap_answer(text: str, limit: int) -> str:
+    """The answer as kept in the verdict: at most ``limit`` characters, the cut marked."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n[… cut: {len(text) - limit} more characters]"
