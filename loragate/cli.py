@@ -14,11 +14,11 @@ from collections.abc import Sequence
 
 from loragate import __version__
 from loragate.config import DEFAULT_CONFIG, ConfigError
-from loragate.exit_codes import ExitCode
+from loragate.exit_codes import ExitCode, status_summary
 
 # subcommand -> (module, one-line help)
 STAGES: dict[str, tuple[str, str]] = {
-    "train": ("loragate.training.cli", "Step 1: train the LoRA adapter from the JSONL data"),
+    "train": ("loragate.pipeline", "Step 1: train the LoRA adapter from the JSONL data"),
     "package": ("loragate.packaging.cli",
                 "Step 2: merge, convert to GGUF, quantize, write the Modelfile"),
     "gate": ("loragate.pipeline", "Step 3: run the ship and quality gates against --model"),
@@ -35,8 +35,13 @@ STAGES: dict[str, tuple[str, str]] = {
     "data": ("loragate.data.cli", "generate the bundled Web4 training and prompt data"),
     "rag": ("loragate.rag.index", "fill the RAG stores (ChromaDB, SQLite, Redis) from data/"),
     "serve": ("loragate.backends.serve",
-              "serve a GGUF on an OpenAI-compatible endpoint (or use Ollama)"),
+              "serve a GGUF on an OpenAI-compatible endpoint (without one: say whether an "
+              "Ollama server answers)"),
 }
+# The subcommands that read a loragate config; the others take no --config (it would be
+# accepted and ignored).
+TAKES_CONFIG = frozenset({"train", "package", "gate", "pipeline", "report", "judges", "rag",
+                          "serve"})
 
 
 class StageNotBuilt(RuntimeError):
@@ -53,7 +58,7 @@ def _load_stage(name: str):
                 f"'loragate {name}' is not built yet in this version ({module_name} is missing)"
             ) from None
         raise
-    if name in ("gate", "pipeline"):
+    if name in ("train", "gate", "pipeline"):
         return _Namespaced(module, name)
     return module
 
@@ -66,10 +71,20 @@ class _Namespaced:
         self.run = getattr(module, f"run_{name}")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors ending in loragate's usage status (4) instead of 2,
+    which pytest, and so a gate session, uses for "interrupted"."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(int(ExitCode.USAGE), f"{self.prog}: error: {message}\n")
+
+
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="loragate",
         description="From JSONL instruction data to a deployment verdict.",
+        epilog=status_summary(),
     )
     parser.add_argument("--version", action="version", version=f"loragate {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -77,10 +92,11 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     wanted = argv[0] if argv and argv[0] in STAGES else None
     for name, (_, help_text) in STAGES.items():
         stage_parser = sub.add_parser(name, help=help_text, description=help_text)
-        stage_parser.add_argument(
-            "--config", default=str(DEFAULT_CONFIG), metavar="PATH",
-            help=f"run profile (default: {DEFAULT_CONFIG})",
-        )
+        if name in TAKES_CONFIG:
+            stage_parser.add_argument(
+                "--config", default=str(DEFAULT_CONFIG), metavar="PATH",
+                help=f"run profile (default: {DEFAULT_CONFIG})",
+            )
         # Only the chosen stage's module is imported: the others may need heavy libraries.
         if name == wanted:
             try:

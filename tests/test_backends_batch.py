@@ -19,7 +19,8 @@ from loragate.backends import (
 from loragate.backends.gguf import GgufBackend
 from loragate.backends.openai import OpenAIBackend
 from loragate.backends.openai_double import OpenAIDouble, scripted_answer
-from loragate.backends.prefetch import PrefetchStats, default_concurrency, prefetch
+from loragate.backends.prefetch import PrefetchStats, prefetch
+from loragate.backends.spec import default_concurrency
 from loragate.config import BackendSettings
 
 SETTINGS = BackendSettings(n_ctx=512, n_threads=2, timeout_s=60, retries=0)
@@ -267,9 +268,13 @@ def test_prefetch_fills_the_cache_for_one_at_a_time_generation(cache: ResponseCa
         assert len(stats.generated_keys) == 20 and len(cache) == 20
         assert double.requests == 20 and 2 <= double.max_active <= 4
         answers = [cached.generate(prompt, options) for prompt, options in requests]
-        assert double.requests == 20  # every one-at-a-time answer came from the cache
+        assert double.requests == 20  # every one-at-a-time answer came from the prefetch
+        again = [cached.generate(prompt, options) for prompt, options in requests]
+        assert double.requests == 20  # and a second ask from the cache
         fresh = [server.generate(prompt, options) for prompt, options in requests]
-    assert all(a.cached for a in answers)
+    # Generated in this run: handed over as generated; asked again: read from the cache.
+    assert not any(a.cached for a in answers) and all(a.cached for a in again)
+    assert [a.text for a in again] == [a.text for a in answers]
     assert [a.text for a in answers] == [f.text for f in fresh]
     assert answers[0].text != answers[1].text  # repeats with other seeds are other answers
     assert stats.tokens_per_s and stats.items_per_s and "20 generated" in stats.summary()
@@ -365,7 +370,9 @@ def test_prefetch_into_gguf_batches_is_reused_one_at_a_time(gguf: GgufBackend,
     stats = prefetch(cached, requests, concurrency=4)
     assert stats.generated == len(QUESTIONS) and stats.completion_tokens > 0
     answers = [cached.generate(*r) for r in requests]
-    assert all(a.cached for a in answers) and cache.stats().misses == len(QUESTIONS)
+    # Each item gets its answer as generated in this run; a later ask reads the cache.
+    assert not any(a.cached for a in answers) and cache.stats().misses == len(QUESTIONS)
+    assert [cached.generate(*r) for r in requests] == [a.replace(cached=True) for a in answers]
 
 
 def test_ctrl_c_mid_gguf_prefetch_keeps_the_finished_answers(gguf: GgufBackend,
@@ -383,6 +390,7 @@ def test_ctrl_c_mid_gguf_prefetch_keeps_the_finished_answers(gguf: GgufBackend,
     # The batching context was released: the next prefetch does the rest.
     rest = prefetch(cached, requests, concurrency=3)
     assert (rest.already_cached, rest.generated) == (2, len(QUESTIONS) - 2)
+    assert not any(cached.generate(*r).cached for r in requests)  # held from both prefetches
     assert all(cached.generate(*r).cached for r in requests)
 
 
@@ -392,12 +400,22 @@ def test_default_concurrency_per_backend_kind() -> None:
     assert default_concurrency("scripted") == 1
 
 
-def test_prefetch_into_a_disabled_cache_generates_nothing(tmp_path: Path) -> None:
+def test_prefetch_with_the_cache_disabled_hands_each_answer_to_its_item_once(
+        tmp_path: Path) -> None:
+    """--no-cache: the answers generated ahead are not stored, but each item gets its own
+    (batching stays on); nothing is generated twice, nothing is kept after."""
     double = OpenAIDouble()
+    requests = requests_for(3)
     with (double as url, OpenAIBackend(url, "double") as server,
           ResponseCache(tmp_path / "off.sqlite", enabled=False) as off):
-        stats = prefetch(CachedBackend(server, off), requests_for(3), concurrency=3)
-    assert stats.generated == 0 and double.requests == 0
+        cached = CachedBackend(server, off)
+        stats = prefetch(cached, requests, concurrency=3)
+        answers = [cached.generate(*request) for request in requests]
+        assert stats.generated == 3 and double.requests == 3
+        assert not any(a.cached for a in answers)
+        cached.generate(*requests[0])
+        assert double.requests == 4  # held once, not stored
+    assert not (tmp_path / "off.sqlite").exists()
 
 
 def test_prefetch_refuses_zero_concurrency(cache: ResponseCache) -> None:

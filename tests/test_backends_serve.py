@@ -41,7 +41,7 @@ def test_without_a_model_uses_ollama_when_it_answers(monkeypatch, capsys) -> Non
 
 def test_without_a_model_or_ollama_says_what_to_do(monkeypatch, capsys) -> None:
     monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{_closed_port()}")
-    assert serve.run(_parse()) == 2
+    assert serve.run(_parse()) == 4  # usage: nothing to serve
     assert "ollama serve" in capsys.readouterr().err
 
 
@@ -141,3 +141,59 @@ def test_a_server_that_dies_ends_loragate_serve_with_status_1(tiny_gguf: Path) -
     finally:
         with contextlib.suppress(ProcessLookupError):
             parent.kill()
+
+
+def test_kill_9_of_loragate_serve_takes_the_server_down_too(tiny_gguf: Path) -> None:
+    parent = _start_serving(tiny_gguf)
+    child = _server_child(parent)
+    try:
+        parent.stdout.readline()  # serving
+        parent.kill()  # SIGKILL: no clean-up of ours runs
+        parent.wait(timeout=10)
+        assert _gone(child), "the llama.cpp server outlived a killed loragate serve"
+    finally:
+        for process in (child, parent):
+            with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
+                process.kill()
+
+
+def test_a_port_already_in_use_is_a_usage_error_naming_it(tiny_gguf: Path, capsys) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert serve.run(_parse(str(tiny_gguf), "--port", str(port))) == 4
+    err = capsys.readouterr().err
+    assert f"127.0.0.1:{port} is in use" in err and "serving" not in err
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "http"])
+def test_a_port_out_of_range_is_refused(port: str, capsys) -> None:
+    from loragate.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "model.gguf", f"--port={port}"])
+    assert exited.value.code == 4
+    assert "--port" in capsys.readouterr().err
+
+
+def test_a_file_that_is_not_a_gguf_is_one_line(tmp_path: Path, capsys) -> None:
+    fake = tmp_path / "fake.gguf"
+    fake.write_text("not a model at all\n")
+    assert serve.run(_parse(str(fake), "--port", "0")) == 4
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"loragate serve: model {fake}") and "\n" not in err
+
+
+def test_the_servers_settings_in_the_environment_do_not_move_it(tiny_gguf: Path,
+                                                                 monkeypatch) -> None:
+    """llama-cpp-python's server reads PORT (and its other settings) from the environment over
+    its command line; a PORT set for another program once made it listen elsewhere."""
+    monkeypatch.setenv("PORT", str(_closed_port()))
+    monkeypatch.setenv("N_CTX", "64")
+    assert "PORT" not in serve.server_environment()
+    assert "N_CTX" not in serve.server_environment()
+    import httpx
+
+    with serve.serve_gguf(tiny_gguf, n_ctx=256) as url:
+        assert httpx.get(f"{url}/v1/models", timeout=10).status_code == 200

@@ -424,12 +424,13 @@ def test_cli_trains_then_skips_unchanged_inputs_unless_forced(
 
 def test_cli_reports_bad_data_with_file_and_line(
         tmp_path: Path, tiny_llama_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from loragate.training.cli import EXIT_DATA, main
+    from loragate.exit_codes import ExitCode
+    from loragate.training.cli import main
 
     config = tiny_config(tmp_path, tiny_llama_dir)
     with config.dataset_files[0].open("a") as handle:
         handle.write("{not json\n")
-    assert main(["--config", str(write_config_file(tmp_path, config))]) == EXIT_DATA
+    assert main(["--config", str(write_config_file(tmp_path, config))]) == ExitCode.USAGE
     assert "train.jsonl:13: invalid JSON" in capsys.readouterr().err
 
 

@@ -30,22 +30,6 @@ logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[["PrefetchStats"], None]
 
-# Requests in flight per backend kind when the config does not say. Why these numbers:
-# - gguf 8: llama.cpp decodes 8 sequences in one batch for little more than the time of one,
-#   and 16 gain little over 8 (benchmarks/gate_throughput.py measures it). Each sequence has
-#   its own KV-cache stream, so memory grows with the count.
-# - openai 8: llama.cpp's server (--parallel) and vLLM batch concurrent requests; a server
-#   with fewer slots queues the rest, which costs nothing but the wait.
-# - ollama 4: OLLAMA_NUM_PARALLEL is 4 by default where memory allows; more queue server-side.
-# - hf 1: transformers generates one request at a time in this process.
-_DEFAULT_CONCURRENCY = {"gguf": 8, "openai": 8, "ollama": 4, "hf": 1}
-
-
-def default_concurrency(kind: str) -> int:
-    """Requests in flight for a backend kind (gguf, openai, ollama, hf); 1 for others."""
-    return _DEFAULT_CONCURRENCY.get(kind, 1)
-
-
 @dataclass(frozen=True)
 class PrefetchStats:
     """What a prefetch did. ``generated_keys`` are the cache keys answered in this call."""
@@ -104,7 +88,8 @@ def prefetch(
     progress: bool | ProgressCallback = False,
     stop: threading.Event | None = None,
 ) -> PrefetchStats:
-    """Generate into ``backend``'s cache every request it does not hold yet.
+    """Generate every request ``backend``'s cache does not hold yet, into the cache and into
+    the backend's answers-held-for-their-items (so it works with the cache disabled too).
 
     ``backend`` is a :class:`~loragate.backends.cache.CachedBackend`. At most
     ``concurrency`` requests are in flight (an in-process backend that cannot batch runs them
@@ -118,10 +103,6 @@ def prefetch(
     if not (hasattr(backend, "cache") and hasattr(backend, "key")):
         raise TypeError(f"prefetch needs a CachedBackend (one with a response cache), "
                         f"got {type(backend).__name__}")
-    if not getattr(backend.cache, "enabled", True):
-        # A disabled cache keeps nothing: generating ahead would generate everything twice.
-        logger.info("prefetch skipped: the response cache of %s is disabled", backend.spec)
-        return PrefetchStats(requested=len(requests), unique=0, already_cached=0)
     start = time.perf_counter()
     todo, already = _missing(backend, requests)
     stats = PrefetchStats(requested=len(requests), unique=len(todo) + already,
@@ -180,7 +161,8 @@ def _count(stats: PrefetchStats, backend: Any, key: str, response: Response,
            generated: set[str]) -> PrefetchStats:
     if not response.ok:
         return replace(stats, errors=stats.errors + 1)
-    backend.cache.put(key, response)
+    # Held by the backend for the item that asks (a disabled or full cache stores nothing).
+    backend.store_generated(key, response)
     generated.add(key)
     return replace(stats, generated=stats.generated + 1,
                    completion_tokens=stats.completion_tokens + (response.completion_tokens or 0))

@@ -17,12 +17,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 
 from loragate.backends.faults import BackendError
+from loragate.exit_codes import ExitCode
 
 READY_TIMEOUT_S = 120.0
 
@@ -31,6 +32,55 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise :class:`PortInUse` when something listens on ``host:port`` already: the readiness
+    check would otherwise reach that other server and call this one ready."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise PortInUse(f"{host}:{port} is in use ({exc.strerror}); choose another "
+                            "--port, or 0 for any free one") from None
+
+
+class PortInUse(BackendError):
+    """The port asked for is taken."""
+
+
+def server_environment() -> dict[str, str]:
+    """This process's environment without the variables llama-cpp-python's server reads its
+    settings from (pydantic-settings, no prefix: ``PORT``, ``HOST``, ``MODEL``, ``N_CTX`` …),
+    which would override the command line (a ``PORT`` set for another program made it listen
+    where loragate was not waiting)."""
+    try:
+        from llama_cpp.server.settings import ModelSettings, ServerSettings
+    except ImportError:  # the command itself will fail and say why
+        return dict(os.environ)
+    taken = {name.upper() for model in (ModelSettings, ServerSettings)
+             for name in model.model_fields}
+    return {key: value for key, value in os.environ.items() if key.upper() not in taken}
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that asks Linux to send the server SIGTERM when loragate dies (even
+    by kill -9), so a server never outlives the command that started it; None elsewhere.
+    libc is loaded here, in the parent: the child between fork and exec must not import."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def set_death_signal() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+
+    return set_death_signal
 
 
 def server_command(path: Path, host: str, port: int, *, n_ctx: int | None = None,
@@ -98,6 +148,8 @@ def running_server(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"GGUF model not found: {path}")
+    if port:
+        check_port_free(host, port)
     port = port or free_port(host)
     command = server_command(path, host, port, n_ctx=n_ctx, n_threads=n_threads,
                              model_alias=model_alias,
@@ -107,7 +159,9 @@ def running_server(
         process: subprocess.Popen[bytes] | None = None
         stop_with = signal.SIGINT  # uvicorn shuts down cleanly on SIGINT
         try:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=server_environment(),
+                preexec_fn=die_with_parent())
             _wait_until_ready(url, process, log, ready_timeout_s)
             yield url, process
         except StopSignal as stop:
@@ -163,13 +217,25 @@ def ollama_answers(host: str | None = None, timeout_s: float = 2.0) -> str | Non
 
 
 # -- `loragate serve` --------------------------------------------------------------------------
+def port_number(text: str) -> int:
+    """argparse type of ``--port``: a TCP port (a bigger number was once taken modulo 65536)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (0-65535)")
+    return port
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", nargs="?", type=Path, metavar="MODEL.gguf",
                         help="GGUF to serve; without it, an Ollama server that answers is used")
     parser.add_argument("--lora", type=Path, metavar="ADAPTER.gguf",
                         help="LoRA adapter GGUF applied on top of the model")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=8080, help="port (0: any free port)")
+    parser.add_argument("--port", type=port_number, default=8080,
+                        help="port, 0-65535 (0: any free port)")
     parser.add_argument("--alias", default=None,
                         help="model name clients use (default: the file's stem)")
 
@@ -182,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
         if base is None:
             print("loragate serve: give a GGUF to serve, or start Ollama (`ollama serve`, "
                   "OLLAMA_HOST) to use it", file=sys.stderr)
-            return 2
+            return ExitCode.USAGE
         print(f"Ollama answers at {base}; use --model ollama:NAME "
               f"(or openai:{base}/v1#NAME)")
         return 0
@@ -196,11 +262,21 @@ def run(args: argparse.Namespace) -> int:
             settings = load_config(args.config, check_paths=False, gating_only=True).backend
     except ConfigError as exc:
         print(f"loragate serve: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     model = Path(str(args.model).removeprefix("gguf:"))
     if not model.is_file():
         print(f"loragate serve: {model}: GGUF model not found", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
+    from loragate.backends.gguf_file import GgufFileError, check_gguf_file
+
+    for what, path in (("model", model), ("adapter", args.lora)):
+        if path is None:
+            continue
+        try:
+            check_gguf_file(Path(path))
+        except (GgufFileError, OSError) as exc:
+            print(f"loragate serve: {what} {path}: {exc}", file=sys.stderr)
+            return ExitCode.USAGE
     args.model = model
     alias = args.alias or args.model.stem
     try:
@@ -209,17 +285,24 @@ def run(args: argparse.Namespace) -> int:
             n_threads=settings.n_threads, model_alias=alias, lora_path=args.lora,
         ) as (url, process):
             print(f"serving {args.model} at {url}/v1 - model spec: openai:{url}/v1#{alias}")
+            # llama-cpp-python's server answers under one global lock: more requests in flight
+            # only queue. Said here so nobody reads a concurrency figure as parallel decoding.
+            print("one slot: requests are answered one at a time (for parallel slots serve "
+                  "the GGUF with llama.cpp's llama-server --parallel N, or Ollama)")
             print("press Ctrl-C to stop", flush=True)
             code = process.wait()
             print(f"loragate serve: the llama.cpp server exited with code {code}",
                   file=sys.stderr)
-            return 1
+            return ExitCode.BLOCKED
     except StopSignal as stop:
         print(f"loragate serve: stopped by {stop}", file=sys.stderr)
         return 0
+    except PortInUse as exc:
+        print(f"loragate serve: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
     except (BackendError, FileNotFoundError) as exc:
         print(f"loragate serve: {exc}", file=sys.stderr)
-        return 1
+        return ExitCode.GATE_ERROR
 
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP")

@@ -1,4 +1,5 @@
-"""Model specs: one string names the model under test or a baseline.
+"""Model specs and the registry of backend kinds: one string names the model under test or a
+baseline, and its prefix names the kind.
 
 * ``gguf:PATH`` or ``gguf:BASE.gguf+ADAPTER.gguf`` - llama.cpp in process (a bare ``*.gguf``
   path means the same);
@@ -7,22 +8,32 @@
 * ``hf:PATH`` or ``hf:PATH+ADAPTER`` - transformers, with a peft adapter folder.
 
 Paths may themselves contain ``+``: the split is made where the part before it exists.
+
+A kind is declared once, as a :class:`BackendKind` (prefix, spec form, parser, opener,
+default requests in flight); the spec forms in help texts and errors, :func:`parse_spec`,
+:func:`open_backend` and the default concurrency all read that declaration. Another package
+adds a kind with an entry point in the ``loragate.backends`` group naming its
+:class:`BackendKind`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from loragate.backends.faults import RetryPolicy
 from loragate.backends.gguf_file import GgufFileError, check_gguf_file
 
-Kind = Literal["gguf", "ollama", "openai", "hf"]
-KINDS: tuple[str, ...] = ("gguf", "ollama", "openai", "hf")
-SPEC_FORMS = "gguf:PATH[+ADAPTER.gguf], ollama:NAME, openai:URL#MODEL, hf:PATH[+ADAPTER]"
+if TYPE_CHECKING:
+    from loragate.backends.base import Backend
+
+ENTRY_POINT_GROUP = "loragate.backends"
 _OLLAMA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]*(:[A-Za-z0-9._\-]+)?$")
 
 
@@ -36,12 +47,13 @@ class ModelFileNotFound(SpecError, FileNotFoundError):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    kind: Kind
+    kind: str
     text: str
     path: Path | None = None
     adapter: Path | None = None
     name: str | None = None
     url: str | None = None
+    key_env: str | None = None  # openai: the environment variable that holds the API key
 
     def __str__(self) -> str:
         return self.text
@@ -49,22 +61,22 @@ class ModelSpec:
 
 def parse_spec(text: str, *, check_files: bool = True) -> ModelSpec:
     """Parse one spec; with ``check_files`` a path that is missing or not a model is an error."""
+    kinds = backend_kinds()
+    forms = spec_forms()
     if not isinstance(text, str) or not text.strip():
-        raise SpecError(f"empty model spec; expected one of {SPEC_FORMS}")
+        raise SpecError(f"empty model spec; expected one of {forms}")
     text = text.strip()
     kind, sep, body = text.partition(":")
-    if not sep or kind not in KINDS:
+    if not sep or kind not in kinds:
         if text.endswith(".gguf") or ".gguf+" in text:
             kind, body = "gguf", text
         else:
             raise SpecError(
-                f"model spec {text!r}: unknown backend {kind!r}; expected one of {SPEC_FORMS}"
+                f"model spec {text!r}: unknown backend {kind!r}; expected one of {forms}"
             )
     if not body:
-        raise SpecError(f"model spec {text!r}: nothing after '{kind}:'; expected {SPEC_FORMS}")
-    parser = {"gguf": _parse_gguf, "ollama": _parse_ollama, "openai": _parse_openai,
-              "hf": _parse_hf}[kind]
-    return parser(text, body, check_files)
+        raise SpecError(f"model spec {text!r}: nothing after '{kind}:'; expected {forms}")
+    return kinds[kind].parse(text, body, check_files)
 
 
 def _split_adapter(text: str, body: str, check_files: bool) -> tuple[Path, Path | None]:
@@ -159,16 +171,25 @@ def _parse_openai(text: str, body: str, check_files: bool) -> ModelSpec:
             f"model spec {text!r}: {url!r} is not an http(s) URL with a host "
             "(expected openai:http://HOST:PORT[/v1]#MODEL)"
         )
-    return ModelSpec("openai", text, url=url.rstrip("/"), name=model.strip())
+    url, key_env = _key_env(text, parts)
+    return ModelSpec("openai", text, url=url.rstrip("/"), name=model.strip(), key_env=key_env)
+
+
+def _key_env(text: str, parts: Any) -> tuple[str, str | None]:
+    """The URL without its ``?key_env=NAME`` and that NAME: the environment variable holding
+    this server's API key (the key itself never appears in a spec, a verdict or a report)."""
+    from urllib.parse import parse_qsl, urlencode, urlunsplit
+
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    names = [value for key, value in query if key == "key_env"]
+    if len(names) > 1 or (names and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", names[0])):
+        raise SpecError(f"model spec {text!r}: key_env must name one environment variable "
+                        "(letters, digits, _), e.g. ?key_env=MY_API_KEY")
+    rest = urlencode([(key, value) for key, value in query if key != "key_env"])
+    return urlunsplit(parts._replace(query=rest)), (names[0] if names else None)
 
 
 # -- opening a backend -----------------------------------------------------------------------
-def _concurrency(settings: Any, kind: str) -> int:
-    from loragate.backends.prefetch import default_concurrency
-
-    return getattr(settings, "concurrency", None) or default_concurrency(kind)
-
-
 def _backend_settings(settings: Any) -> Any:
     """Accept a LoragateConfig, its ``backend`` section, or None (defaults)."""
     if settings is None:
@@ -184,7 +205,8 @@ def retry_policy(settings: Any) -> RetryPolicy:
                        backoff_s=float(getattr(backend, "backoff_s", 1.0)))
 
 
-def open_backend(spec: str | ModelSpec, settings: Any = None, *, cache: Any = None) -> Any:
+def open_backend(spec: str | ModelSpec, settings: Any = None, *, cache: Any = None
+                 ) -> Backend:
     """Open the backend a spec names, configured from ``settings`` (config or its backend part).
 
     With ``cache`` (a :class:`~loragate.backends.cache.ResponseCache`) the backend is wrapped
@@ -192,33 +214,136 @@ def open_backend(spec: str | ModelSpec, settings: Any = None, *, cache: Any = No
     """
     parsed = spec if isinstance(spec, ModelSpec) else parse_spec(spec)
     backend_settings = _backend_settings(settings)
-    retry = retry_policy(settings)
-    backend: Any
-    if parsed.kind == "gguf":
-        from loragate.backends.gguf import GgufBackend
-
-        backend = GgufBackend(parsed.path, parsed.adapter, n_ctx=backend_settings.n_ctx,
-                              n_threads=backend_settings.n_threads, retry=retry,
-                              spec=parsed.text)
-    elif parsed.kind == "hf":
-        from loragate.backends.hf import HfBackend
-
-        backend = HfBackend(parsed.path, parsed.adapter, n_threads=backend_settings.n_threads,
-                            retry=retry, spec=parsed.text)
-    elif parsed.kind == "ollama":
-        from loragate.backends.ollama import OllamaBackend
-
-        backend = OllamaBackend(parsed.name, timeout_s=backend_settings.timeout_s, retry=retry,
-                                concurrency=_concurrency(backend_settings, "ollama"),
-                                spec=parsed.text)
-    else:
-        from loragate.backends.openai import OpenAIBackend
-
-        backend = OpenAIBackend(parsed.url, parsed.name, timeout_s=backend_settings.timeout_s,
-                                retry=retry, concurrency=_concurrency(backend_settings, "openai"),
-                                spec=parsed.text)
+    kind = backend_kinds()[parsed.kind]
+    backend = kind.open(parsed, backend_settings, retry_policy(settings))
     if cache is not None:
         from loragate.backends.cache import CachedBackend
 
         return CachedBackend(backend, cache)
     return backend
+
+
+# -- the kinds -------------------------------------------------------------------------------
+Opener = Callable[[ModelSpec, Any, RetryPolicy], "Backend"]
+Parser = Callable[[str, str, bool], ModelSpec]
+
+
+@dataclass(frozen=True)
+class BackendKind:
+    """One kind of backend, declared once.
+
+    ``parse(text, body, check_files)`` turns the spec (``body``: what follows ``prefix:``)
+    into a :class:`ModelSpec` or raises :class:`SpecError`; ``open(spec, backend_settings,
+    retry)`` returns a :class:`~loragate.backends.base.Backend`; ``concurrency`` is the
+    requests in flight when ``backend.concurrency`` does not say (why each figure:
+    the comment above :data:`BUILTIN_KINDS`).
+    """
+
+    prefix: str
+    form: str
+    description: str
+    parse: Parser
+    open: Opener
+    concurrency: int = 1
+
+
+def _requests_in_flight(settings: Any, kind: str) -> int:
+    return getattr(settings, "concurrency", None) or default_concurrency(kind)
+
+
+def _open_gguf(spec: ModelSpec, settings: Any, retry: RetryPolicy) -> Backend:
+    from loragate.backends.gguf import GgufBackend
+
+    return GgufBackend(spec.path, spec.adapter, n_ctx=settings.n_ctx,
+                       n_threads=settings.n_threads, retry=retry, spec=spec.text)
+
+
+def _open_hf(spec: ModelSpec, settings: Any, retry: RetryPolicy) -> Backend:
+    from loragate.backends.hf import HfBackend
+
+    return HfBackend(spec.path, spec.adapter, n_threads=settings.n_threads, retry=retry,
+                     spec=spec.text)
+
+
+def _open_ollama(spec: ModelSpec, settings: Any, retry: RetryPolicy) -> Backend:
+    from loragate.backends.ollama import OllamaBackend
+
+    return OllamaBackend(spec.name, timeout_s=settings.timeout_s, retry=retry,
+                         concurrency=_requests_in_flight(settings, "ollama"), spec=spec.text)
+
+
+def _open_openai(spec: ModelSpec, settings: Any, retry: RetryPolicy) -> Backend:
+    import os
+
+    from loragate.backends.openai import OpenAIBackend
+
+    api_key = None
+    if spec.key_env is not None:
+        api_key = os.environ.get(spec.key_env)
+        if not api_key:
+            raise SpecError(f"model spec {spec.text!r}: the environment variable "
+                            f"{spec.key_env} (key_env) is not set")
+    return OpenAIBackend(spec.url, spec.name, timeout_s=settings.timeout_s, retry=retry,
+                         concurrency=_requests_in_flight(settings, "openai"), spec=spec.text,
+                         api_key=api_key)
+
+
+# Requests in flight per kind when the config does not say. Why these numbers:
+# - gguf 8: llama.cpp decodes 8 sequences in one batch for little more than the time of one,
+#   and 16 gain little over 8 (benchmarks/gate_throughput.py measures it). Each sequence has
+#   its own KV-cache stream, so memory grows with the count.
+# - openai 8: llama.cpp's server (--parallel) and vLLM batch concurrent requests; a server
+#   with fewer slots queues the rest, which costs nothing but the wait.
+# - ollama 4: OLLAMA_NUM_PARALLEL is 4 by default where memory allows; more queue server-side.
+# - hf 1: transformers generates one request at a time in this process.
+BUILTIN_KINDS: tuple[BackendKind, ...] = (
+    BackendKind("gguf", "gguf:PATH[+ADAPTER.gguf]", "llama.cpp in this process",
+                _parse_gguf, _open_gguf, concurrency=8),
+    BackendKind("ollama", "ollama:NAME", "an Ollama server (OLLAMA_HOST)",
+                _parse_ollama, _open_ollama, concurrency=4),
+    BackendKind("openai", "openai:URL[?key_env=VAR]#MODEL",
+                "an OpenAI-compatible server (llama.cpp's server, vLLM, a hosted API)",
+                _parse_openai, _open_openai, concurrency=8),
+    BackendKind("hf", "hf:PATH[+ADAPTER]", "transformers in this process, a peft adapter",
+                _parse_hf, _open_hf, concurrency=1),
+)
+
+
+@lru_cache(maxsize=1)
+def backend_kinds() -> dict[str, BackendKind]:
+    """The built-in kinds, then those other packages declare in the ``loragate.backends``
+    entry-point group (a built-in prefix cannot be taken over)."""
+    kinds = {kind.prefix: kind for kind in BUILTIN_KINDS}
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        declared = point.load()
+        if not isinstance(declared, BackendKind):
+            raise SpecError(f"entry point {point.name!r} ({point.value}) in "
+                            f"{ENTRY_POINT_GROUP} is not a loragate BackendKind")
+        if declared.prefix in kinds:
+            raise SpecError(f"entry point {point.name!r} ({point.value}) declares the "
+                            f"backend kind {declared.prefix!r}, which is already taken")
+        kinds[declared.prefix] = declared
+    return kinds
+
+
+def spec_forms() -> str:
+    """The accepted spec forms, for errors: ``gguf:PATH[+ADAPTER.gguf], ollama:NAME, …``."""
+    return ", ".join(kind.form for kind in backend_kinds().values())
+
+
+def spec_help(what: str = "model under test") -> str:
+    """An option's help text: ``model under test: gguf:PATH[+ADAPTER.gguf] | …``."""
+    return f"{what}: " + " | ".join(kind.form for kind in backend_kinds().values())
+
+
+def concurrency_defaults(kinds: tuple[BackendKind, ...] | None = None) -> str:
+    """``gguf 8, ollama 4, openai 8, hf 1``: each kind's default requests in flight."""
+    chosen = tuple(backend_kinds().values()) if kinds is None else kinds
+    return ", ".join(f"{kind.prefix} {kind.concurrency}" for kind in chosen)
+
+
+def default_concurrency(kind: str) -> int:
+    """Requests in flight for a backend kind when the config does not say; 1 for a kind
+    that is not registered."""
+    declared = backend_kinds().get(kind)
+    return declared.concurrency if declared else 1

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+
+from loragate.exit_codes import ExitCode
 
 HARNESS = "json_keys"
 CONFIG_NAME = "loragate.json"
@@ -178,8 +181,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         written = write_starter(args.dir, force=args.force)
     except FileExistsError as exc:
-        print(f"loragate init: {exc}")
-        return 2
+        print(f"loragate init: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
     for path in written:
         print(f"wrote {path}")
     print(f"next: cd {args.dir} && pytest --model gguf:PATH/TO/model.gguf")

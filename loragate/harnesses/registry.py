@@ -133,7 +133,9 @@ def load_validator(reference: str, *, root: Path | None = None) -> Validator:
         sys.path.insert(0, str(root))
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:  # noqa: BLE001 - any import failure is the user's to see
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - any import failure is the user's
+        # SystemExit too: a module that calls sys.exit() at import (a script's guard left out)
+        # would otherwise end the whole session as pytest's internal error.
         raise HarnessError(f"validator {reference!r}: module {module_name!r} does not import: "
                            f"{type(exc).__name__}: {exc}") from None
     function = getattr(module, function_name, None)

@@ -7,16 +7,16 @@ import sys
 from pathlib import Path
 
 from loragate.config import load_config
+from loragate.exit_codes import ExitCode
 from loragate.packaging.llamacpp import ConverterError
 from loragate.packaging.merge import AdapterMismatchError, AdapterNotFoundError
 from loragate.packaging.modelfile import ModelfileError, UnsupportedChatTemplate
 from loragate.packaging.quantize import InvalidGGUFError, QuantizeError
 
-EXIT_FAILED = 2
-_KNOWN_ERRORS = (
-    AdapterNotFoundError, AdapterMismatchError, ConverterError, QuantizeError, InvalidGGUFError,
-    ModelfileError, UnsupportedChatTemplate,
-)
+# What was given is missing or does not fit (4) vs a tool that failed on it (6):
+# loragate.exit_codes.COMMAND_STATUSES["loragate package"].
+_INPUT_ERRORS = (AdapterNotFoundError, AdapterMismatchError, UnsupportedChatTemplate)
+_TOOL_ERRORS = (ConverterError, QuantizeError, InvalidGGUFError, ModelfileError)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,9 +42,12 @@ def run(args: argparse.Namespace) -> int:
             config, args.adapter, base_dir=args.base, force=args.force,
             progress=not args.no_progress, ollama=args.ollama,
         )
-    except (*_KNOWN_ERRORS, BaseModelError) as exc:
+    except (*_INPUT_ERRORS, BaseModelError) as exc:
         print(f"loragate package: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.USAGE
+    except _TOOL_ERRORS as exc:
+        print(f"loragate package: {exc}", file=sys.stderr)
+        return ExitCode.GATE_ERROR
     state = "up to date, reused" if result.reused else "built"
     print(f"package {state}: {result.package_dir}")
     for quant_type, path in result.quantized.items():

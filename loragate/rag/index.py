@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from loragate.exit_codes import ExitCode
 from loragate.rag.chroma_store import ChromaStore, SyncResult
 from loragate.rag.corpus import (
     LABELLED_FILE,
@@ -149,7 +151,11 @@ def run(args: argparse.Namespace) -> int:
         ) if value is not None
     }
     rag = replace_settings(config.rag, overrides)
-    report = index_all(rag)
+    try:
+        report = index_all(rag)
+    except OSError as exc:  # a store folder or database that cannot be written
+        print(f"loragate rag: {exc}", file=sys.stderr)
+        return ExitCode.GATE_ERROR
     if args.json:
         print(json.dumps(asdict(report), indent=2))
     else:
