@@ -207,6 +207,19 @@ def parse_duration(text: str) -> float | None:
     return sum(float(number) * _DURATION_SECONDS[unit.lower()] for number, unit in parts)
 
 
+def time_budget_argument(text: str) -> float | str:
+    """argparse type of ``--time-budget``: seconds, or 'none' for no limit."""
+    import argparse
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds is not None and seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a time budget must be positive")
+    return "none" if seconds is None else seconds
+
+
 class ModelfileSettings(_Strict):
     system: str | None = Field(None, description="SYSTEM line; none: data_args.system_prompt")
     temperature: float = Field(0.7, ge=0, description="PARAMETER temperature")
@@ -241,8 +254,8 @@ class BackendSettings(_Strict):
     n_ctx: int = Field(4096, ge=128, description="context length of an in-process model")
     concurrency: int | None = Field(
         None, ge=1, description="answers generated together: sequences in one llama.cpp batch "
-        "or requests in flight to a server; none: per backend kind (gguf 8, openai 8, "
-        "ollama 4, hf 1); 1: each answer when its item runs")
+        "or requests in flight to a server; none: the backend kind's default (listed by "
+        "pytest --help under --concurrency); 1: each answer when its item runs")
     timeout_s: float = Field(120.0, gt=0, description="per-request timeout")
     retries: int = Field(2, ge=0, description="retries of a timed-out or busy request")
     max_tokens: int = Field(768, ge=1, description="answer length cap of gate generation")
@@ -264,7 +277,20 @@ class HarnessSettings(_Strict):
     validator: str | None = Field(
         None, description="'module:function' taking (text, record); required unless built in")
     prompts: Path | None = Field(
-        None, description="JSONL prompt records; default <gates.prompts_dir>/<name>.jsonl")
+        None, description="the prompt records: a .jsonl file, a .csv file (a header row "
+        "names the fields) or a folder written by datasets' save_to_disk; default "
+        "<gates.prompts_dir>/<name>.jsonl")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="record field -> source column, e.g. {\"id\": "
+        "\"qid\", \"prompt\": \"question\"}; other columns keep their names (a row "
+        "without an id gets <file stem>-<row>)")
+    template: str | None = Field(
+        None, description="Jinja2 template of the user message of a record without "
+        "'messages' (default '{{ prompt }}'); it sees the record's fields and "
+        "gates.template_vars")
+    system: str | None = Field(
+        None, description="Jinja2 template of a system message put before the user's, for "
+        "records without 'messages'")
     calibration: Path | None = Field(
         None, description="JSONL of labelled answers ('answer' + 'passed', or 'label' for a "
         "classifier) the judge is measured on; its figures go into the verdict")
@@ -279,6 +305,12 @@ class GatesSettings(_Strict):
                                   description="the mean harness score (0..100) to clear")
     prompts_dir: Path = Field(Path("data/prompts"),
                               description="where <name>.jsonl prompt files are looked up")
+    template_vars: dict[str, str] = Field(
+        default_factory=dict, description="variables every harness's templates see (also as "
+        "vars.NAME): shared context such as a database schema")
+    template_files: dict[str, Path] = Field(
+        default_factory=dict, description="template variables read from files (UTF-8), "
+        "relative to the config: {\"schema\": \"schema.sql\"}")
     validator_timeout_s: float = Field(
         60.0, gt=0, description="seconds a validator may take on one answer; past it the "
         "sample is an error (the gate cannot decide), never a pass or a fail")
@@ -319,8 +351,6 @@ class CanarySettings(_Strict):
     file: Path | None = Field(None, description="the canary JSONL file; none: no canaries")
     baseline: str | None = Field(
         None, description="the baseline model spec when --baseline is not given")
-    alpha: float = Field(0.05, gt=0, lt=1,
-                         description="significance level of the reported McNemar test")
     require_all: bool = Field(
         True, description="Block unless the model passes every canary (the plan's \"All 20 "
         "canary tasks passed\"); off: only a regression against the baseline blocks.")
@@ -341,7 +371,9 @@ class SmokeSettings(_Strict):
         500.0, gt=0, description="p95 total time of a RAG history query, ms")
     total_ms_tool: float = Field(
         2250.0, gt=0, description="p95 total time of a tool-aware prompt, ms")
-    repeats: int = Field(5, ge=1, description="requests per latency figure")
+    repeats: int = Field(5, ge=1, description="rounds over the smoke prompts per latency "
+                         "figure; the first call of a series is reported apart as the cold "
+                         "one, the percentiles are over the rest (warm)")
     load_requests: int = Field(20, ge=1, description="requests of the bounded load test")
     load_concurrency: int = Field(4, ge=1, description="requests in flight in the load test")
     load_time_limit_s: float = Field(120.0, gt=0, description="the load test's time limit")
@@ -513,9 +545,11 @@ def _resolve_model(model: BaseModel, root: Path) -> None:
         elif isinstance(value, BaseModel):
             _resolve_model(value, root)
         elif isinstance(value, dict):
-            for item in value.values():
+            for key, item in value.items():
                 if isinstance(item, BaseModel):
                     _resolve_model(item, root)
+                elif isinstance(item, Path):
+                    value[key] = _resolve(root, item)
 
 
 def _check_data_paths_exist(config: LoragateConfig, path: Path) -> None:

@@ -273,3 +273,65 @@ def test_every_response_field_has_a_stored_type_check() -> None:
 
     names = {f.name for f in dataclasses.fields(Response)}
     assert names == set(_FIELD_TYPES) | {"finish_reason"}
+
+
+# -- answers generated ahead, decoding paths, a cache that cannot store -----------------------
+
+
+def test_an_answer_generated_ahead_reaches_its_item_as_generated(cache: ResponseCache) -> None:
+    backend = ScriptedBackend()
+    cached = CachedBackend(backend, cache)
+    key = cached.key(MESSAGES)
+    cached.store_generated(key, backend.generate(MESSAGES))
+    first = cached.generate(MESSAGES)
+    assert not first.cached and backend.calls == 1  # this run's answer, this run's timings
+    assert cached.generate(MESSAGES).cached  # a later ask reuses the stored one
+    assert cache.stats().hits == 1
+
+
+def test_answers_generated_ahead_are_held_with_the_cache_disabled(tmp_path: Path) -> None:
+    backend = ScriptedBackend()
+    cached = CachedBackend(backend, ResponseCache(tmp_path / "off.sqlite", enabled=False))
+    [ahead] = cached.generate_batch([MESSAGES])
+    assert cached.generate(MESSAGES) == ahead and backend.calls == 1
+    assert not cached.generate(MESSAGES).cached and backend.calls == 2  # nothing stored
+    assert not (tmp_path / "off.sqlite").exists()
+
+
+def test_batched_and_one_at_a_time_answers_are_cached_apart(cache: ResponseCache) -> None:
+    backend = ScriptedBackend()
+    batched = CachedBackend(backend, cache, decoding="batched")
+    single = CachedBackend(backend, cache, decoding="one-at-a-time")
+    assert batched.key(MESSAGES) != single.key(MESSAGES)
+    assert CachedBackend(backend, cache).key(MESSAGES) == cache_key(
+        backend.kind, backend.digest, normalize_prompt(MESSAGES), GenerationOptions())
+    batched.generate(MESSAGES)
+    assert not single.generate(MESSAGES).cached and backend.calls == 2
+
+
+class _FullDisk:
+    """A connection whose writes fail as SQLite's do on a full disk."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, *args):
+        if sql.lstrip().upper().startswith("INSERT"):
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._conn.execute(sql, *args)
+
+    def __getattr__(self, name: str):
+        return getattr(self._conn, name)
+
+
+def test_a_cache_that_cannot_store_keeps_every_answer(cache: ResponseCache) -> None:
+    """A full disk once turned 37 of 48 answers into errors; now the answer is kept, one
+    warning names the cause, and nothing more is tried."""
+    backend = ScriptedBackend()
+    cached = CachedBackend(backend, cache)
+    cache._conn = _FullDisk(cache._conn)
+    with pytest.warns(UserWarning, match="cannot store answers .*disk is full") as caught:
+        answers = [cached.generate([{"role": "user", "content": f"word {i}"}])
+                   for i in range(5)]
+    assert all(a.ok and a.text for a in answers)
+    assert len(caught) == 1 and cache.write_failure == "database or disk is full"

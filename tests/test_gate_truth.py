@@ -78,6 +78,20 @@ def test_prompts_go_as_written_without_a_system_prompt(pytester, ollama_model):
     assert sent and all(prompt[0].role == "user" for prompt in sent)
 
 
+def test_each_sample_records_the_messages_as_the_model_got_them(pytester, ollama_model):
+    project = user_project(pytester, validator="return True")
+    config = json.loads((project / "loragate.json").read_text())
+    config["data_args"] = {"system_prompt": "You answer in one word."}
+    (project / "loragate.json").write_text(json.dumps(config))
+    assert pytester.runpytest("--model", "ollama:echo").ret == 0
+    document = json.loads((project / "reports" / "verdict.json").read_text())
+    sample = next(s for s in document["samples"] if s["sample_id"] == "p1")
+    assert sample["messages"] == [{"role": "system", "content": "You answer in one word."},
+                                  {"role": "user", "content": "say word1"}]
+    page = (project / "reports" / "report.html").read_text()
+    assert "You answer in one word." in page and "as the model got them" in page
+
+
 @pytest.mark.parametrize("bad", ["'false'", "1", "None"])
 def test_a_validator_result_that_is_not_a_bool_is_an_error_not_a_pass(bad):
     with pytest.raises(TypeError, match="passed"):

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from loragate.gating.verdict import GateRule, SampleOutcome, compute_verdict
+from loragate.gating.outcomes import SampleOutcome
+from loragate.gating.verdict import GateRule, compute_verdict
 from tests.ollama_double import OllamaDouble, ScriptedBackend
 
 HARNESS = "echo_check"
@@ -186,11 +187,13 @@ def test_user_f1_harness_uses_the_records_labels(pytester, ollama_model):
     ({"validator": "my_checks:missing"}, "my_checks has no function 'missing'"),
     ({"validator": "my_checks:one_arg"}, "must take (text, record)"),
     ({"gate": None}, "gates.harnesses.echo_check.gate: required"),
+    ({"validator": "exits_at_import:f"}, "'exits_at_import' does not import: SystemExit: 3"),
 ])
 def test_unusable_harness_config_is_a_usage_error_naming_the_field(pytester, harness, message):
     project = user_project(pytester, harness=harness)
     with open(project / "my_checks.py", "a") as handle:
         handle.write("\ndef one_arg(text):\n    return True\n")
+    (project / "exits_at_import.py").write_text("import sys\nsys.exit(3)\n")
     result = pytester.runpytest("--model", "ollama:echo")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"*{message}*"])
@@ -389,7 +392,7 @@ def test_a_bad_record_in_a_test_files_prompt_set_is_a_usage_error_too(pytester, 
     project = user_project(pytester, prompts=['{"id": "a", "messages": []}'])
     (project / "test_own.py").write_text(textwrap.dedent(f"""
         import pytest
-        from loragate.gating.fixtures import score_sample
+        from loragate.gating.scoring import score_sample
 
         pytestmark = [pytest.mark.ship_gate, pytest.mark.harness("{HARNESS}")]
 
@@ -419,10 +422,32 @@ def test_answers_generated_ahead_give_the_verdict_of_one_at_a_time(pytester, mon
     assert one_at_a_time.ret == ahead.ret == 1
     assert slow.max_active == 4  # four requests in flight at the server
     assert document["metrics"]["ahead"]["answers_generated"] == 8
-    assert document["metrics"]["cache"]["hits"] == 8  # each item read its answer
+    # Generated in this run, ahead of their items: generations, not cache hits.
+    assert document["metrics"]["cache"]["hits"] == 0
+    assert document["metrics"]["cache"]["misses"] == 8
+    assert not any(s["cached"] for s in document["samples"])
     pick = ("sample_id", "passed", "answer")
     assert [{k: s[k] for k in pick} for s in document["samples"]] == [
         {k: s[k] for k in pick} for s in serial["samples"]]
+
+
+def test_answers_are_generated_ahead_without_the_cache_too(pytester, monkeypatch):
+    """--no-cache stores and reads nothing; batching stays on (it once silently went off, so a
+    'cold' run measured the slow path)."""
+    slow = ScriptedBackend(delay_s=0.2)
+    with OllamaDouble({"echo": slow}) as host:
+        monkeypatch.setenv("OLLAMA_HOST", host)
+        project = user_project(pytester, n_prompts=8)
+        result = pytester.runpytest("--model", "ollama:echo", "--concurrency", "4",
+                                    "--no-cache")
+        again = pytester.runpytest("--model", "ollama:echo", "--concurrency", "4",
+                                   "--no-cache")
+    assert result.ret == again.ret == 0
+    assert slow.max_active == 4 and slow.calls == 16  # nothing reused between the runs
+    document = verdict_of(project)
+    assert document["metrics"]["ahead"]["answers_generated"] == 8
+    assert document["metrics"]["cache"]["hits"] == 0
+    assert not (project / ".loragate" / "responses.sqlite").exists()
 
 
 def test_under_xdist_each_worker_generates_its_own_items_ahead(pytester, monkeypatch):
@@ -442,7 +467,7 @@ def test_under_xdist_each_worker_generates_its_own_items_ahead(pytester, monkeyp
     ahead = document["metrics"]["ahead"]
     assert ahead["answers_generated"] == 12 and ahead["items"] == 12
     assert ahead["concurrency"] == 4 and ahead["tokens_per_s"] > 0
-    assert document["metrics"]["cache"]["hits"] == 12  # each item read its answer
+    assert document["metrics"]["cache"]["hits"] == 0  # generated in this run, not reused
     pick = ("sample_id", "passed", "answer")
     assert sorted(({k: s[k] for k in pick} for s in document["samples"]),
                   key=lambda s: s["sample_id"]) == sorted(

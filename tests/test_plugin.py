@@ -286,7 +286,7 @@ def test_metrics_and_html_reports(pytester):
                       "--self-contained-html", f"--verdict-html={own}", f"--junitxml={junit}")
     assert result.ret == 0
     assert doc["metrics"]["latency"] == {"ttft_p50_ms": 12.5}
-    assert doc["metrics"]["cache"] == {"misses": 3, "hit_ratio": 0.0}
+    assert doc["metrics"]["cache"] == {"hits": 0, "misses": 3, "hit_ratio": 0.0}
     assert doc["model"]["digest"] == "sha256:abc"
     page = html.read_text()
     assert "loragate-gates" in page

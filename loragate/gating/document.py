@@ -16,14 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from loragate.gating.verdict import (
-    SCHEMA,
-    CanarySummary,
-    CheckOutcome,
-    GateRule,
-    HarnessSummary,
-    SampleOutcome,
-)
+from loragate.gating.outcomes import CanarySummary, CheckOutcome, HarnessSummary, SampleOutcome
+from loragate.gating.verdict import SCHEMA, GateRule
 from loragate.judges import Calibration
 from loragate.textfiles import InputFileError, parse_json, read_text
 
@@ -158,7 +152,9 @@ class VerdictDocument(BaseModel):
         default_factory=list,
         description="every sample: `nodeid`, `harness`, `sample_id`, `passed`, `reason`, "
         "`expected`, `predicted`, `error`, `skipped`, and the evidence: `answer` (capped at "
-        "`reports.max_answer_chars`), `messages_digest`, `finish_reason`, token counts, "
+        "`reports.max_answer_chars`), `messages` (what the model got, its system prompt "
+        "included, each content capped the same way), `messages_digest`, `finish_reason`, "
+        "token counts, "
         "`ttft_s`, `total_s`, `seed`, `repeat`, `cached` (the answer came from the response "
         "cache: its timings were measured when it was generated, not in this run)")
     judges: dict[str, Calibration] = Field(

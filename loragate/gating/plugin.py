@@ -29,15 +29,15 @@ import pytest
 
 from loragate import __version__
 from loragate.artifacts import tree_digest
-from loragate.gating.fixtures import (
-    CANARY_KEY,
-    COUNT_KEY,
-    METRIC_KEY,
-    SAMPLE_KEY,
-    HarnessItem,
-    make_canary_items,
-    make_harness_items,
+from loragate.gating.items import HarnessItem, make_canary_items, make_harness_items
+from loragate.gating.outcomes import (
+    CANARY_KINDS,
+    CanaryOutcome,
+    CheckOutcome,
+    SampleOutcome,
+    samples_from_json,
 )
+from loragate.gating.recorders import CANARY_KEY, COUNT_KEY, METRIC_KEY, SAMPLE_KEY
 from loragate.gating.session import (
     INI_CONFIG,
     STASH_KEY,
@@ -46,22 +46,17 @@ from loragate.gating.session import (
     check_spec,
     spec_for,
 )
+from loragate.gating.statistics import max_failures_allowed
 from loragate.gating.verdict import (
-    CANARY_KINDS,
     EXIT_GATE_ERROR,
     EXIT_NOTHING_TO_GATE,
     EXIT_STATUS,
     SCHEMA,
-    CanaryOutcome,
-    CheckOutcome,
-    SampleOutcome,
     compute_verdict,
     inputs_hash,
-    max_failures_allowed,
-    samples_from_json,
 )
 
-pytest_plugins = ("loragate.gating.fixtures",)
+pytest_plugins = ("loragate.gating.fixtures", "loragate.gating.items")
 
 PLUGIN_NAME = "loragate-verdict"
 # The markers, declared here and nowhere else.
@@ -94,10 +89,11 @@ def positive_int(text: str) -> int:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    from loragate.backends.spec import concurrency_defaults, spec_help
+
     group = parser.getgroup("loragate", "loragate deployment verdict")
     group.addoption("--model", default=None, metavar="SPEC",
-                    help="model under test: gguf:PATH | ollama:NAME | openai:URL#MODEL | "
-                         "hf:PATH[+ADAPTER]")
+                    help=spec_help())
     group.addoption("--baseline", default=None, metavar="SPEC",
                     help="baseline model for the canaries (same spec forms as --model)")
     group.addoption("--samples", type=positive_int, default=None, metavar="N",
@@ -108,8 +104,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--concurrency", type=positive_int, default=None, metavar="N",
                     help="answers generated ahead together: N sequences in one llama.cpp "
                          "batch, or N requests in flight to a server (default: "
-                         "backend.concurrency, else per backend kind: gguf 8, openai 8, "
-                         "ollama 4, hf 1); 1 generates each answer when its item runs")
+                         "backend.concurrency, else per backend kind: "
+                         f"{concurrency_defaults()}); 1 generates each answer when its item "
+                         "runs")
     group.addoption("--repeats", type=positive_int, default=1, metavar="K",
                     help="sample every gate prompt K times, with seeds seed .. seed+K-1 "
                          "(default: 1); the verdict lists the flaky prompts")
@@ -277,14 +274,19 @@ class VerdictPlugin:
         self._plan_ahead(session)
 
     def _plan_ahead(self, session: pytest.Session) -> None:
-        """Generate answers ahead in windows, unless it cannot help: one at a time asked, or no
-        cache to hold them. Under xdist each worker plans its own (see gating.ahead)."""
+        """Generate answers ahead in windows, unless one at a time is asked. Under xdist each
+        worker plans its own (see gating.ahead)."""
         from loragate.gating.ahead import concurrency_for, plan
 
         model = self.state.backends.get("model")
-        if model is None or self.config.getoption("no_cache"):
+        if model is None:
             return
         concurrency = concurrency_for(self.config, model)
+        for backend in self.state.backends.values():
+            # Batched in-process decoding is not token-for-token the one-at-a-time answer:
+            # each is cached under its own key, and this run reuses only its own kind.
+            if getattr(getattr(backend, "inner", None), "batches_in_process", False):
+                backend.decoding = "batched" if concurrency > 1 else "one-at-a-time"
         if concurrency > 1:
             self.ahead = plan(session.items, concurrency)
 
@@ -540,7 +542,8 @@ def build_document(config: pytest.Config, state: GateSession) -> dict[str, Any]:
     model = state.metrics.get("model", {})
     cache = state.metrics.get("cache")
     if cache:
-        hits, misses = cache.get("hits", 0), cache.get("misses", 0)
+        # Both counts always: a run that reused nothing says hits 0, not nothing.
+        hits, misses = cache.setdefault("hits", 0), cache.setdefault("misses", 0)
         cache["hit_ratio"] = round(hits / (hits + misses), 4) if hits + misses else None
     return {
         "schema": SCHEMA,

@@ -15,15 +15,17 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from loragate.exit_codes import ExitCode
-from loragate.gating.verdict import (
-    EXIT_STATUS,
+from loragate.gating.outcomes import (
     CanaryOutcome,
     canaries_from_json,
     checks_from_json,
+    samples_from_json,
+)
+from loragate.gating.verdict import (
+    EXIT_STATUS,
     compute_verdict,
     recorded_canary_settings,
     rules_from_json,
-    samples_from_json,
 )
 
 _CUT = re.compile(r"\n\[… cut: \d+ more characters\]\Z")
@@ -51,12 +53,12 @@ def _whole(answer: str | None) -> str | None:
 
 
 def _records_by_id(settings: Any, harness: str) -> dict[str, dict[str, Any]]:
-    from loragate.gating.prompts import read_prompt_records
+    from loragate.gating.prompts import harness_source, read_prompt_source
 
-    path = settings.gates.prompt_file(harness)
-    if not path.is_file():
+    source = harness_source(settings, harness)
+    if not source.path.exists():
         return {}
-    return {str(r.get("id")): r for r in read_prompt_records(path)}
+    return {str(r.get("id")): r for r in read_prompt_source(source)}
 
 
 def _validators(settings: Any, names: set[str]) -> dict[str, Any]:

@@ -17,10 +17,22 @@ from typing import Any
 import pytest
 
 from loragate.config import ConfigError, LoragateConfig, load_config, resolve_paths
-from loragate.gating.verdict import CanaryOutcome, CheckOutcome, GateRule, SampleOutcome
+from loragate.gating.outcomes import CanaryOutcome, CheckOutcome, SampleOutcome
+from loragate.gating.prompts import (
+    PromptFileError,
+    PromptSource,
+    harness_source,
+    template_variables,
+)
+from loragate.gating.verdict import GateRule
 from loragate.harnesses.base import HarnessResult
 
 STASH_KEY = pytest.StashKey["GateSession"]()
+
+
+def session_of(config: pytest.Config) -> GateSession:
+    """The gate session of a pytest run (kept in its stash by the plugin)."""
+    return config.stash[STASH_KEY]
 ACTIVATING_OPTIONS = ("model", "baseline", "loragate_config", "verdict_json", "verdict_html")
 INI_CONFIG = "loragate_config"
 
@@ -32,9 +44,13 @@ class GateHarness:
     name: str
     rule: GateRule
     validate: Callable[[str, Mapping[str, Any]], HarnessResult]
-    prompts: Path
+    source: PromptSource
     samples: int
     builtin: bool
+
+    @property
+    def prompts(self) -> Path:
+        return self.source.path
 
 
 @dataclass
@@ -158,6 +174,10 @@ def resolve_harnesses(settings: LoragateConfig) -> dict[str, GateHarness]:
     )
 
     gates = settings.gates
+    try:
+        variables = template_variables(settings)
+    except PromptFileError as exc:
+        raise pytest.UsageError(f"loragate config: {exc}") from None
     resolved: dict[str, GateHarness] = {}
     for name, harness in gates.harnesses.items():
         builtin = BUILTINS.get(name)
@@ -178,7 +198,7 @@ def resolve_harnesses(settings: LoragateConfig) -> dict[str, GateHarness]:
             rule=GateRule(gate=harness.gate, threshold=harness.threshold,  # type: ignore[arg-type]
                           metric=harness.metric),  # type: ignore[arg-type]
             validate=validate,
-            prompts=gates.prompt_file(name),
+            source=harness_source(settings, name, variables),
             samples=harness.samples,
             builtin=harness.validator is None,
         )
@@ -215,7 +235,7 @@ def check_spec(text: str, option: str) -> None:
 
 
 def open_backend_for(state: GateSession, role: str) -> Any:
-    """Open ``role``'s backend (wrapped in the response cache unless ``--no-cache``).
+    """Open ``role``'s backend, wrapped in the response cache (disabled by ``--no-cache``).
 
     A spec or file the backend cannot load is a usage error; a server that cannot be reached
     raises :class:`GateCannotRun`.
@@ -237,10 +257,10 @@ def open_backend_for(state: GateSession, role: str) -> Any:
         raise pytest.UsageError(f"--{role} {spec}: {exc}") from None
     except BackendError as exc:
         raise GateCannotRun(f"--{role} {spec}: {exc}") from None
-    if state.config.getoption("no_cache"):
-        return backend
     from loragate.backends.cache import CachedBackend
 
+    # Under --no-cache the cache is disabled (nothing read or stored) but the wrapper stays:
+    # it holds the answers generated ahead for their items, so batching works either way.
     return CachedBackend(backend, response_cache(state))
 
 
@@ -253,7 +273,7 @@ def response_cache(state: GateSession) -> Any:
     if cache is None:
         path = state.settings.backend.cache_path
         try:
-            cache = ResponseCache(path)
+            cache = ResponseCache(path, enabled=not state.config.getoption("no_cache"))
         except (sqlite3.Error, OSError) as exc:
             raise GateCannotRun(f"response cache {path}: {exc}") from None
         state.backends["_cache"] = cache
