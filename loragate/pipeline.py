@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loragate.artifacts import InputsStamp, json_digest, model_folder_fingerprint, reusable
-from loragate.config import DEFAULT_CONFIG, LoragateConfig, load_config
+from loragate.config import DEFAULT_CONFIG, LoragateConfig, load_config, time_budget_argument
 from loragate.exit_codes import ExitCode
 from loragate.gating.report import (
     render_compare_html,
@@ -146,9 +146,10 @@ def read_verdict(path: Path) -> dict[str, Any] | None:
 
 
 def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
+    from loragate.backends.spec import spec_help
+
     parser.add_argument("--model", required=True, metavar="SPEC",
-                        help="model under test: gguf:PATH | ollama:NAME | openai:URL#MODEL | "
-                             "hf:PATH[+ADAPTER]")
+                        help=spec_help())
     parser.add_argument("--baseline", default=None, metavar="SPEC",
                         help="baseline for the canaries (without it the canaries are skipped)")
     parser.add_argument("--verdict-json", type=Path, default=None,
@@ -185,6 +186,33 @@ def run_gate(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# loragate train: the training stage's command, with the replay set built from the base GGUF
+# here, where the stages meet (training itself never imports packaging).
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    from loragate.training import cli as training_cli
+
+    training_cli.add_arguments(parser)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from loragate.training import cli as training_cli
+
+    return training_cli.run(args, build_replay=build_replay)
+
+
+def build_replay(config: LoragateConfig, *, force: bool = False) -> None:
+    """The replay set, answered by the base GGUF (built first when missing); reused when
+    the base and the prompts are unchanged."""
+    base_gguf = base_gguf_stage(config, force=force, timing=StageTiming("base-gguf", 0.0))
+    timing = StageTiming("replay", 0.0)
+    replay_stage(config, base_gguf, force=force, timing=timing)
+    print(f"loragate: replay set {'reused' if timing.reused else 'built'} {timing.detail}",
+          file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------
 # loragate pipeline
 
 
@@ -195,7 +223,8 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
                         help="do not gate the untuned base model")
     parser.add_argument("--no-cache", action="store_true",
                         help="generate every answer again (ignore the response cache)")
-    parser.add_argument("--time-budget", type=_duration, default=None, metavar="DURATION",
+    parser.add_argument("--time-budget", type=time_budget_argument, default=None,
+                        metavar="DURATION",
                         help="stop training at DURATION (e.g. 45m, 2h; 'none': no limit) with "
                              "a checkpoint, then package and gate the partly trained adapter; "
                              "the next run resumes it (default: training.time_budget)")
@@ -307,12 +336,6 @@ def run_pipeline(args: argparse.Namespace) -> int:
 def _verdict_word(path: Path) -> str:
     document = read_verdict(path)
     return f"({document['verdict']})" if document else "(no verdict written)"
-
-
-def _duration(text: str) -> float | str:
-    from loragate.training.cli import duration
-
-    return duration(text)
 
 
 def replay_stage(config: LoragateConfig, base_gguf: Path, *, force: bool,
