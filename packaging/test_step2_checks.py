@@ -140,3 +140,14 @@ def test_ollama_import(packaged: PackageResult, loragate_settings) -> None:
     outcome = ollama_create(name, packaged.modelfile)
     if not outcome.created:
         pytest.skip(outcome.message)
+    # Imported means the server now serves it, with the Modelfile's system prompt (Ollama
+    # writes the model's SYSTEM line back into the modelfile it shows).
+    import os
+
+    import ollama
+
+    shown = ollama.Client(host=os.environ.get("OLLAMA_HOST")).show(name)
+    expected = read_modelfile(packaged.modelfile).system
+    assert shown.modelfile, f"Ollama shows no modelfile for {name}"
+    assert expected is None or expected.strip() in shown.modelfile, (
+        f"Ollama serves {name} without its Modelfile's system prompt")

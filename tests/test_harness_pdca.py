@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import string
 from dataclasses import replace
 from datetime import datetime
@@ -307,9 +309,20 @@ def test_template_title_needs_description():
     assert any(r.startswith("title:") for r in pdca_template.validate(text).reasons)
 
 
-def test_builders_are_deterministic():
-    assert examples.render_pdca() == examples.render_pdca()
-    assert examples.render_plain_pdca() == examples.render_plain_pdca()
+def test_builders_give_the_same_text_in_any_process():
+    """The data is generated once and committed: a builder that iterated a set or a dict of
+    unordered keys would write other text under another hash seed."""
+    import subprocess
+    import sys
+
+    script = ("from loragate.data import examples; import hashlib; "
+              "print(hashlib.sha256((examples.render_pdca() + examples.render_plain_pdca())"
+              ".encode()).hexdigest())")
+    digests = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              check=True, env={**os.environ, "PYTHONHASHSEED": seed}
+                              ).stdout.strip() for seed in ("1", "2")}
+    here = hashlib.sha256((examples.render_pdca() + examples.render_plain_pdca()).encode())
+    assert digests == {here.hexdigest()}
 
 
 @pytest.mark.parametrize("version", sorted(pdca_template.RULES))

@@ -20,7 +20,11 @@ def test_committed_corpus_is_what_the_generator_writes(tmp_path: Path) -> None:
         assert committed.read_text(encoding="utf-8") == path.read_text(encoding="utf-8"), (
             f"{committed} differs from the generator: run python -m loragate.rag.corpus"
         )
-    assert corpus.corpus_files() == corpus.corpus_files()
+    # Nothing committed that the generator no longer writes (a stale file would be indexed).
+    generated = {path.name for path in written}
+    assert set(corpus.corpus_files()) == generated
+    stale = {path.name for path in CORPUS_DIR.glob("*.jsonl")} - generated
+    assert not stale, f"committed corpus files the generator does not write: {sorted(stale)}"
 
 
 def test_tool_examples_cover_every_ecosystem_with_unique_keys_and_ids() -> None:
