@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from loragate.backends.base import GenerationOptions
-from loragate.gating.fixtures import with_system_prompt
+from loragate.canaries import keyword_in
+from loragate.gating.scoring import with_system_prompt
 from loragate.harnesses.tools import call_reasons, find_calls
 from loragate.smoke import LatencySeries, check_target
 
@@ -33,16 +34,22 @@ def smoke_records(kind: str) -> list[dict]:
 def test_trained_knowledge_without_rag(served_model, loragate_settings, verdict_metrics):
     targets = loragate_settings.smoke
     series = LatencySeries()
-    missing = []
-    for record in smoke_records("knowledge"):
-        for _ in range(targets.repeats):
+    answers: dict[str, str] = {}
+    # Round after round over the questions: each call shares with the one before only the
+    # system prompt, as a deployed server's requests do (one question asked twice in a row
+    # would be served from its own cached prompt: a best case, not a deployment).
+    for _ in range(targets.repeats):
+        for record in smoke_records("knowledge"):
             messages = with_system_prompt(record["messages"],
                                           loragate_settings.data_args.system_prompt)
             response = served_model.generate(messages, OPTIONS)
             assert response.ok, f"{record['id']}: {response.error}"
             series.add(response.ttft_s, response.total_s)
-        if not any(k in response.text.lower() for k in record["keywords"]):
-            missing.append(f"{record['id']}: none of {record['keywords']}")
+            answers[record["id"]] = response.text
+    missing = [f"{record['id']}: none of {record['keywords']}"
+               for record in smoke_records("knowledge")
+               # Whole words, the canaries' rule: "init" is not found inside "initial".
+               if not any(keyword_in(k, answers[record["id"]]) for k in record["keywords"])]
     series.record(verdict_metrics, "knowledge")
     assert not missing, f"knowledge keywords missing: {missing}"
     check_target("knowledge p95 time to first token", series.ttft_p95_ms,
@@ -91,23 +98,26 @@ def test_tool_query_with_rag_injection_yields_a_valid_call(served_model, deploye
         budget_tokens=loragate_settings.rag.context_budget_tokens,
         n_examples=loragate_settings.rag.n_examples)
     series = LatencySeries()
-    problems = []
-    for record in smoke_records("tool"):
-        request = record["messages"][-1]["content"]
-        start = time.perf_counter()
-        built = builder.build(request)
-        retrieval_s = time.perf_counter() - start
-        assert built.needs_tool, f"{record['id']}: the builder did not see a tool request"
-        response = served_model.generate(built.messages, OPTIONS)
-        assert response.ok, response.error
-        series.add(retrieval_s + response.ttft_s, retrieval_s + response.total_s)
-        calls = [found.call for found in find_calls(response.text) if found.call is not None]
-        valid = [c for c in calls if not call_reasons(c)]
-        if not valid or valid[0].tool != record["expect_tool"]:
-            problems.append(f"{record['id']}: expected a valid {record['expect_tool']} call, "
-                            f"got {[c.tool for c in calls]}: {response.text[:200]!r}")
+    problems: dict[str, str] = {}
+    for _ in range(targets.repeats):  # rounds over the requests, as for knowledge
+        for record in smoke_records("tool"):
+            request = record["messages"][-1]["content"]
+            start = time.perf_counter()
+            built = builder.build(request)
+            retrieval_s = time.perf_counter() - start
+            assert built.needs_tool, f"{record['id']}: the builder did not see a tool request"
+            response = served_model.generate(built.messages, OPTIONS)
+            assert response.ok, response.error
+            series.add(retrieval_s + response.ttft_s, retrieval_s + response.total_s)
+            calls = [found.call for found in find_calls(response.text)
+                     if found.call is not None]
+            valid = [c for c in calls if not call_reasons(c)]
+            if not valid or valid[0].tool != record["expect_tool"]:
+                problems[record["id"]] = (
+                    f"{record['id']}: expected a valid {record['expect_tool']} call, got "
+                    f"{[c.tool for c in calls]}: {response.text[:200]!r}")
     series.record(verdict_metrics, "tool")
-    assert not problems, "; ".join(problems)
+    assert not problems, "; ".join(problems.values())
     check_target("tool query p95 total time (retrieval included)", series.total_p95_ms,
                  targets.total_ms_tool, verdict_metrics)
 

@@ -7,13 +7,26 @@ from hypothesis import strategies as st
 from loragate.smoke import LatencySeries, check_target, target_message
 
 
-def test_percentiles_in_milliseconds():
+def test_percentiles_in_milliseconds_over_the_warm_calls():
     series = LatencySeries()
+    series.add(5.0, 9.0)  # the cold first call: kept apart
     for i in range(1, 101):
         series.add(i / 1000, 2 * i / 1000)
     assert series.ttft_p50_ms == pytest.approx(50.5)
     assert series.total_p95_ms == pytest.approx(190.1)
-    assert series.as_dict()["n"] == 100
+    figures = series.as_dict()
+    assert figures["n"] == 100
+    assert (figures["cold_ttft_ms"], figures["cold_total_ms"]) == (5000.0, 9000.0)
+
+
+def test_a_slow_cold_call_does_not_pass_for_the_warm_p95():
+    """Before, a series of 12 with one cold 2.4 s call had a 'p95' of ~1.9 s."""
+    series = LatencySeries()
+    series.add(2.4, 3.0)
+    for _ in range(11):
+        series.add(0.05, 0.5)
+    assert series.ttft_p95_ms == pytest.approx(50.0)
+    assert series.as_dict()["cold_ttft_ms"] == 2400.0
 
 
 def test_missing_ttft_falls_back_to_total():
