@@ -32,19 +32,30 @@ def read_prompt_records(path: Path, *, what: str = "prompt file",
         lines = list(jsonl_lines(path, what))
     except InputFileError as exc:
         raise PromptFileError(str(exc)) from None
+
+    def checked() -> Iterator[tuple[str, str, dict[str, Any]]]:
+        for line in lines:
+            if line.error is not None:
+                raise PromptFileError(f"{line.where}: {line.error}")
+            check_record(line.value, line.where)
+            if check is not None:
+                check(line.value, line.where)
+            yield line.where, f"on line {line.number}", line.value
+
+    return _unique_ids(checked())
+
+
+def _unique_ids(checked: Iterator[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The records of ``(where, first, record)`` in order; a repeated id is a
+    :class:`PromptFileError` at its second place, naming the first (``first``: "on line 3",
+    "at q.csv:3")."""
     records: list[dict[str, Any]] = []
-    seen: dict[str, int] = {}
-    for line in lines:
-        where, number, record = line.where, line.number, line.value
-        if line.error is not None:
-            raise PromptFileError(f"{where}: {line.error}")
-        check_record(record, where)
-        if check is not None:
-            check(record, where)
+    seen: dict[str, str] = {}
+    for where, first, record in checked:
         if record["id"] in seen:
             raise PromptFileError(f"{where}: duplicate id {record['id']!r} "
-                                  f"(first on line {seen[record['id']]})")
-        seen[record["id"]] = number
+                                  f"(first {seen[record['id']]})")
+        seen[record["id"]] = first
         records.append(record)
     return records
 
@@ -138,22 +149,19 @@ def read_prompt_source(source: PromptSource, *, what: str = "prompt file"
             and source.system is None:
         return read_prompt_records(path, what=what)
     user, system = _compile(source)
-    records: list[dict[str, Any]] = []
-    seen: dict[str, str] = {}
-    for where, number, row in _rows(path, what):
-        record = _renamed(row, source.columns, where)
-        record.setdefault("id", f"{path.stem}-{number}")
-        if not isinstance(record["id"], str):
-            record["id"] = str(record["id"])
-        if "messages" not in record:
-            record["messages"] = _render(record, source, user, system, where)
-        check_record(record, where)
-        if record["id"] in seen:
-            raise PromptFileError(f"{where}: duplicate id {record['id']!r} "
-                                  f"(first at {seen[record['id']]})")
-        seen[record["id"]] = where
-        records.append(record)
-    return records
+
+    def checked() -> Iterator[tuple[str, str, dict[str, Any]]]:
+        for where, number, row in _rows(path, what):
+            record = _renamed(row, source.columns, where)
+            record.setdefault("id", f"{path.stem}-{number}")
+            if not isinstance(record["id"], str):
+                record["id"] = str(record["id"])
+            if "messages" not in record:
+                record["messages"] = _render(record, source, user, system, where)
+            check_record(record, where)
+            yield where, f"at {where}", record
+
+    return _unique_ids(checked())
 
 
 def _compile(source: PromptSource) -> tuple[Any, Any]:
