@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 GATE_SUITES = ("gates", "canaries")
 BASE_STAMP = "base.inputs.json"
-GATE_MARKERS = "ship_gate or quality_gate or canary"
+GATE_SELECTION = "ship_gate or quality_gate or canary"
 
 
 @dataclass
@@ -180,7 +180,7 @@ def run_gate(args: argparse.Namespace) -> int:
     # The project's own layout: its gate suites where it has them, else the plugin's items.
     suites = [name for name in GATE_SUITES if (config.root / name).is_dir()]
     command = pytest_command(config, model=args.model, baseline=args.baseline,
-                             suites=suites, markers=GATE_MARKERS,
+                             suites=suites, markers=GATE_SELECTION,
                              verdict_json=verdict_json, verdict_html=verdict_html, extra=extra)
     return run_pytest(command, config)
 
@@ -300,7 +300,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
         command = pytest_command(
             config, model=tuned_spec, baseline=base_spec,
             suites=("training", "packaging", *GATE_SUITES, "smoke"),
-            markers=f"stage or smoke or {GATE_MARKERS}",
+            markers=f"stage or smoke or {GATE_SELECTION}",
             verdict_json=tuned_json, verdict_html=reports / "report.html", extra=extra)
         tuned_status = run_pytest(command, config)
         timing.detail = _verdict_word(tuned_json)
@@ -310,7 +310,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
             # can match each one and count its flips.
             command = pytest_command(
                 config, model=base_spec, baseline=base_spec,
-                suites=(*GATE_SUITES, "smoke"), markers=f"smoke or {GATE_MARKERS}",
+                suites=(*GATE_SUITES, "smoke"), markers=f"smoke or {GATE_SELECTION}",
                 verdict_json=reports / "verdict-base.json",
                 verdict_html=reports / "report-base.html", extra=extra)
             run_pytest(command, config)

@@ -175,7 +175,8 @@ def test_user_f1_harness_uses_the_records_labels(pytester, ollama_model):
                  "            return HarnessResult(passed=label == record['expected'], "
                  "predicted=label)")
     project = user_project(pytester, prompts=prompts, validator=validator,
-                           harness={"metric": "f1", "threshold": 0.9})
+                           harness={"metric": "f1", "threshold": 0.9,
+                                    "labels": ["spam", "ham"]})
     assert pytester.runpytest("--model", "ollama:echo").ret == 0
     summary = verdict_of(project)["harnesses"][HARNESS]
     assert summary["f1"] == 1.0 and summary["precision"] == 1.0

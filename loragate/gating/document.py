@@ -17,7 +17,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from loragate.gating.outcomes import CanarySummary, CheckOutcome, HarnessSummary, SampleOutcome
-from loragate.gating.verdict import SCHEMA, GateRule
+from loragate.gating.verdict import SCHEMA
+from loragate.harnesses.registry import GateRule
 from loragate.judges import Calibration
 from loragate.textfiles import InputFileError, parse_json, read_text
 
@@ -72,7 +73,8 @@ class VerdictDocument(BaseModel):
         "`repeats`, `cache` (response cache used)")
     thresholds: dict[str, GateRule] = Field(
         description="per harness: `gate` (`ship` or `quality`), `threshold`, `metric` "
-        "(`pass_rate` or `f1`)")
+        "(`pass_rate` or `f1`), `positive` (an f1 rule's positive class, the harness's first "
+        "label; null otherwise)")
     data_hash: str = Field(
         description="sha256 over the prompt sets and the canary files (each file's path "
         "inside its folder, then its bytes' digest)")
@@ -91,7 +93,7 @@ class VerdictDocument(BaseModel):
         "no judged sample: \"not evaluated\"), `best_score` (the score with errors counted as "
         "passes), `skipped` (not run after the gate was decided by `--fail-fast-gates`; they "
         "count as not passed), `pass_rate`, `wilson_low`/`wilson_high` (Wilson 95% interval), "
-        "`precision`/`recall`/`f1`/`f1_low` (classifier harnesses; refusal is the positive "
+        "`precision`/`recall`/`f1`/`f1_low` (classifier harnesses, of the rule's `positive` "
         "class; `f1_low` is the 2.5% bootstrap percentile), `score` (pass rate or F1, × 100), "
         "`gate_passed`, `decided_early`, `reason`; and the power and repeats fields below")
     overall: Overall = Field(description="`score` (mean of the harness scores), `target`, "

@@ -175,8 +175,6 @@ def make_canary_items(session: pytest.Session, state: GateSession, kind: str
 
 def make_harness_items(session: pytest.Session, state: GateSession, harness: str
                        ) -> list[HarnessItem]:
-    gate = state.harnesses[harness]
-    marker = pytest.mark.ship_gate if gate.rule.gate == "ship" else pytest.mark.quality_gate
     repeats = state.config.getoption("repeats")
     items = []
     for record in harness_records(state, harness):
@@ -185,7 +183,6 @@ def make_harness_items(session: pytest.Session, state: GateSession, harness: str
             name = f"{harness}[{record['id']}{suffix}]"
             item = HarnessItem.from_parent(session, name=name, nodeid=name, harness=harness,
                                            record=record, repeat=repeat)
-            item.add_marker(marker)
             item.add_marker(pytest.mark.harness(harness))
             items.append(item)
     return items

@@ -42,6 +42,7 @@ from loragate.gating.session import (
     INI_CONFIG,
     STASH_KEY,
     GateCannotRun,
+    GateHarness,
     GateSession,
     check_spec,
     spec_for,
@@ -201,6 +202,22 @@ def _harness_of(item: pytest.Item) -> str | None:
     return marker.args[0] if marker and marker.args else None
 
 
+def mark_gate(item: pytest.Item, harness: GateHarness | None) -> None:
+    """Mark a gate item ``ship_gate`` or ``quality_gate`` as its harness's spec says: the gate
+    is declared once (the registry or the config), never again in a test file, so
+    ``-m ship_gate`` selects what the verdict treats as a ship gate."""
+    if harness is None:
+        return
+    wanted = f"{harness.rule.gate}_gate"
+    written = {m.name for m in item.iter_markers() if m.name in GATE_MARKERS} - {wanted}
+    if written:
+        raise pytest.UsageError(
+            f"{item.nodeid}: marked {', '.join(sorted(written))}, but harness "
+            f"{harness.name!r} is a {harness.rule.gate} gate in the config; the gate comes from "
+            "the harness's spec: remove the marker")
+    item.add_marker(wanted)
+
+
 def _needs(item: pytest.Item, fixtures: frozenset[str]) -> bool:
     return bool(fixtures & set(getattr(item, "fixturenames", ())))
 
@@ -241,6 +258,8 @@ class VerdictPlugin:
         for item in items:
             harness = _harness_of(item)
             if harness is not None:
+                if state.active:
+                    mark_gate(item, state.harnesses.get(harness))
                 state.planned[harness] = state.planned.get(harness, 0) + 1
                 # Keywords are serialised with reports across xdist; marker arguments are not.
                 item.keywords[f"harness:{harness}"] = True

@@ -66,13 +66,12 @@ def _validators(settings: Any, names: set[str]) -> dict[str, Any]:
 
     found = {}
     for name in sorted(names):
-        configured = settings.gates.harnesses.get(name)
-        reference = (configured.validator if configured and configured.validator
-                     else BUILTINS[name].validator if name in BUILTINS else None)
-        if reference is None:
+        spec = (settings.gates.spec(name) if name in settings.gates.harnesses
+                else BUILTINS.get(name))
+        if spec is None:
             raise KeyError(f"harness '{name}' of the verdict is neither built in nor in the "
                            "config; give the project's config with --config")
-        function = load_validator(reference, root=settings.root)
+        function = load_validator(spec.validator, root=settings.root)
         found[name] = lambda text, record, f=function: run_validator(f, text, record)
     return found
 

@@ -21,11 +21,10 @@ from loragate.gating.outcomes import CanaryOutcome, CheckOutcome, SampleOutcome
 from loragate.gating.prompts import (
     PromptFileError,
     PromptSource,
-    harness_source,
     template_variables,
 )
-from loragate.gating.verdict import GateRule
 from loragate.harnesses.base import HarnessResult
+from loragate.harnesses.registry import GateRule, Harness
 
 STASH_KEY = pytest.StashKey["GateSession"]()
 
@@ -39,14 +38,24 @@ INI_CONFIG = "loragate_config"
 
 @dataclass(frozen=True)
 class GateHarness:
-    """A configured harness, ready to score: its rule, its validator and its prompt file."""
+    """A harness's spec made ready to score: its validator imported (with the time limit)
+    and its prompt source bound to the session's template variables."""
 
-    name: str
-    rule: GateRule
+    spec: Harness
     validate: Callable[[str, Mapping[str, Any]], HarnessResult]
     source: PromptSource
-    samples: int
-    builtin: bool
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def rule(self) -> GateRule:
+        return self.spec.rule
+
+    @property
+    def samples(self) -> int:
+        return self.spec.samples
 
     @property
     def prompts(self) -> Path:
@@ -166,12 +175,7 @@ def resolve_harnesses(settings: LoragateConfig) -> dict[str, GateHarness]:
     A validator that does not import or has the wrong signature is a usage error naming the
     config field.
     """
-    from loragate.harnesses.registry import (
-        BUILTINS,
-        HarnessError,
-        load_validator,
-        run_with_time_limit,
-    )
+    from loragate.harnesses.registry import HarnessError, load_validator, run_with_time_limit
 
     gates = settings.gates
     try:
@@ -179,11 +183,9 @@ def resolve_harnesses(settings: LoragateConfig) -> dict[str, GateHarness]:
     except PromptFileError as exc:
         raise pytest.UsageError(f"loragate config: {exc}") from None
     resolved: dict[str, GateHarness] = {}
-    for name, harness in gates.harnesses.items():
-        builtin = BUILTINS.get(name)
-        reference = harness.validator or builtin.validator  # type: ignore[union-attr]
+    for name, spec in gates.specs().items():
         try:
-            function = load_validator(reference, root=settings.root)
+            function = load_validator(spec.validator, root=settings.root)
         except HarnessError as exc:
             where = f" in {settings.source_path}" if settings.source_path else ""
             raise pytest.UsageError(
@@ -193,15 +195,8 @@ def resolve_harnesses(settings: LoragateConfig) -> dict[str, GateHarness]:
         def validate(text: str, record: Mapping[str, Any], _function=function) -> HarnessResult:
             return run_with_time_limit(_function, text, record, gates.validator_timeout_s)
 
-        resolved[name] = GateHarness(
-            name=name,
-            rule=GateRule(gate=harness.gate, threshold=harness.threshold,  # type: ignore[arg-type]
-                          metric=harness.metric),  # type: ignore[arg-type]
-            validate=validate,
-            source=harness_source(settings, name, variables),
-            samples=harness.samples,
-            builtin=harness.validator is None,
-        )
+        resolved[name] = GateHarness(spec=spec, validate=validate,
+                                     source=PromptSource.of(spec, variables))
     return resolved
 
 

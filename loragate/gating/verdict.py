@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import asdict, replace
+from typing import Any
 
 from loragate.exit_codes import ExitCode
 from loragate.gating.outcomes import (
@@ -32,7 +32,6 @@ from loragate.gating.outcomes import (
 )
 from loragate.gating.statistics import (
     EPS,
-    POSITIVE_LABEL,
     GateConfidence,
     classifier_scores,
     clustered_interval,
@@ -43,6 +42,7 @@ from loragate.gating.statistics import (
     summarise_probes,
     wilson_interval,
 )
+from loragate.harnesses.registry import GateRule
 
 SCHEMA = "loragate.verdict/1"
 # The exit status of a gate session is its verdict (docs/verdict.md). 6 is none of pytest's
@@ -53,13 +53,6 @@ EXIT_USAGE = int(ExitCode.USAGE)
 EXIT_NOTHING_TO_GATE = int(ExitCode.NOTHING_TO_GATE)
 EXIT_GATE_ERROR = int(ExitCode.GATE_ERROR)
 EXIT_STATUS = {"cleared": EXIT_CLEARED, "blocked": EXIT_BLOCKED, "error": EXIT_GATE_ERROR}
-
-
-@dataclass(frozen=True)
-class GateRule:
-    gate: Literal["ship", "quality"]
-    threshold: float
-    metric: Literal["pass_rate", "f1"] = "pass_rate"
 
 
 def summarise_harness(
@@ -130,19 +123,19 @@ def _summarise_classifier(summary: HarnessSummary, samples: list[SampleOutcome],
         return summary
     expected = [s.expected for s in labelled]
     # Worst case: an error is the wrong label; best case: the right one.
-    positive = positive_label(expected)
+    positive = positive_label(expected, rule.positive)
     worst = [s.predicted if not s.error and s.predicted else _other(s.expected, positive)
              for s in labelled]
     best = [s.predicted if not s.error and s.predicted else s.expected for s in labelled]
-    p, r, f = classifier_scores(expected, worst)
+    p, r, f = classifier_scores(expected, worst, positive)
     prompts = [prompt_key(s) for s in labelled] if repeated else None
     summary.precision, summary.recall, summary.f1 = p, r, f
-    summary.f1_low = f1_lower_bound(expected, worst, prompts=prompts)
+    summary.f1_low = f1_lower_bound(expected, worst, positive, prompts=prompts)
     summary.interval_low, summary.interval_high = summary.f1_low, None
     summary.interval_method = "bootstrap over " + ("prompts" if repeated else "samples")
-    best_f = classifier_scores(expected, best)[2]
+    best_f = classifier_scores(expected, best, positive)[2]
     value = f if confidence == "point" else summary.f1_low
-    best_value = best_f if confidence == "point" else f1_lower_bound(expected, best,
+    best_value = best_f if confidence == "point" else f1_lower_bound(expected, best, positive,
                                                                      prompts=prompts)
     summary.score = 100 * f
     summary.best_score = 100 * best_f
@@ -168,10 +161,10 @@ def _decide(summary: HarnessSummary, value: float, best_value: float, metric: st
         summary.reason += f"; {summary.power}"
 
 
-def _other(label: str | None, positive: str = POSITIVE_LABEL) -> str:
+def _other(label: str | None, positive: str) -> str:
     """A label other than ``label``: the wrong answer an error counts as."""
     if label == positive:
-        return "comply" if positive == POSITIVE_LABEL else f"not {positive}"
+        return f"not {positive}"
     return positive
 
 
@@ -345,7 +338,7 @@ def reverdict(document: dict[str, Any], *, thresholds: dict[str, float] | None =
     for name, value in (thresholds or {}).items():
         if name not in rules:
             raise KeyError(f"no harness '{name}' in this verdict; known: {sorted(rules)}")
-        rules[name] = GateRule(rules[name].gate, value, rules[name].metric)
+        rules[name] = replace(rules[name], threshold=value)
     target = document["overall"]["target"] if overall_target is None else overall_target
     conf = confidence or document.get("gate_confidence", "point")
     require_all, forgetting_blocks = recorded_canary_settings(document, require_all,
