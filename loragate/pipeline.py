@@ -35,9 +35,9 @@ from loragate.gating.report import (
     render_timings_markdown,
 )
 from loragate.gating.starter import CONFIG_NAME as STARTER_CONFIG
-from loragate.gating.verdict import EXIT_STATUS
 
 if TYPE_CHECKING:
+    from loragate.gating.document import VerdictDocument
     from loragate.packaging.pipeline import PackageResult
     from loragate.training.stats import TrainingStats
 
@@ -132,13 +132,13 @@ def run_child(command: list[str], cwd: Path | None = None) -> int:
     return 128 + received[0] if received else status
 
 
-def read_verdict(path: Path) -> dict[str, Any] | None:
+def read_verdict(path: Path) -> VerdictDocument | None:
     """The verdict a pytest run wrote, read through its model; None when none was written."""
     from loragate.gating.document import VerdictDocument
 
     if not path.is_file():
         return None
-    return VerdictDocument.read(path).to_dict()
+    return VerdictDocument.read(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,11 +253,11 @@ def record_run(reports: Path, name: str, training_stats: Path | None) -> Path:
     return target
 
 
-def verdict_exit_status(tuned: dict | None, pytest_status: int) -> int:
+def verdict_exit_status(tuned: VerdictDocument | None, pytest_status: int) -> int:
     """The pipeline's status: the tuned verdict's (0/1/6); with none written, pytest's own
     usage (4) or nothing-collected (5) status, else "the gate could not run" (6)."""
     if tuned is not None:
-        return int(EXIT_STATUS.get(tuned["verdict"], ExitCode.GATE_ERROR))
+        return tuned.exit_status
     if pytest_status in (ExitCode.USAGE, ExitCode.NOTHING_TO_GATE):
         return int(pytest_status)
     return int(ExitCode.GATE_ERROR)
@@ -335,7 +335,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
 
 def _verdict_word(path: Path) -> str:
     document = read_verdict(path)
-    return f"({document['verdict']})" if document else "(no verdict written)"
+    return f"({document.verdict})" if document else "(no verdict written)"
 
 
 def replay_stage(config: LoragateConfig, base_gguf: Path, *, force: bool,
@@ -452,26 +452,29 @@ def write_timings(path: Path, report: PipelineReport) -> None:
     path.write_text(json.dumps(timings_payload(report), indent=2) + "\n", encoding="utf-8")
 
 
-def write_comparison(path: Path, base: dict | None, tuned: dict | None,
+def write_comparison(path: Path, base: VerdictDocument | None, tuned: VerdictDocument | None,
                      timings: dict[str, Any]) -> None:
     """The README's comparison: the stage times, then base against tuned prompt by prompt
     (the flips and McNemar p per gate; :mod:`loragate.gating.compare`), also as HTML beside
     it. With one verdict only, its gate table."""
     from loragate.gating.compare import compare_verdicts, render_markdown
 
-    documents = {label: doc for label, doc in (("base", base), ("tuned", tuned)) if doc}
+    documents = {label: doc.to_dict() for label, doc in (("base", base), ("tuned", tuned))
+                 if doc}
     if not documents:
         return
-    if base is None or tuned is None:
+    if len(documents) < 2:
         path.write_text(render_comparison_markdown(documents, timings), encoding="utf-8")
         return
-    comparison = compare_verdicts(base, tuned, old_label="base", new_label="tuned")
+    comparison = compare_verdicts(documents["base"], documents["tuned"], old_label="base",
+                                  new_label="tuned")
     path.write_text(render_timings_markdown(timings) + render_markdown(comparison),
                     encoding="utf-8")
     path.with_suffix(".html").write_text(render_compare_html(comparison), encoding="utf-8")
 
 
-def print_summary(report: PipelineReport, tuned: dict | None, base: dict | None,
+def print_summary(report: PipelineReport, tuned: VerdictDocument | None,
+                  base: VerdictDocument | None,
                   out: Callable[[str], None] = print) -> None:
     out("")
     out("=" * 78)
@@ -486,10 +489,9 @@ def print_summary(report: PipelineReport, tuned: dict | None, base: dict | None,
         out(f"training plan: {progress['text']} ({state})")
     if base is not None:
         out("")
-        out(f"untuned base: {base['verdict'].upper()} "
-            f"(overall {base['overall']['score']:.1f})")
+        out(f"untuned base: {base.verdict.upper()} (overall {base.overall.score:.1f})")
     if tuned is not None:
         out("")
         out("tuned model:")
-        out(render_text(tuned))
+        out(render_text(tuned.to_dict()))
     out("=" * 78)
