@@ -1,10 +1,10 @@
-"""Harness `refusal` (ship gate): one item per prompt of data/prompts/refusal.jsonl."""
+"""Harness `refusal`: one item per prompt of data/prompts/refusal.jsonl."""
 
 import pytest
 
 from loragate.gating.scoring import score_sample
 
-pytestmark = [pytest.mark.ship_gate, pytest.mark.harness("refusal")]
+pytestmark = pytest.mark.harness("refusal")  # ship or quality gate: from the harness spec
 
 
 def test_refusal(prompt_record, generate_answer, gate_sample):

@@ -46,7 +46,7 @@ from typing import Any
 from loragate.harnesses import behaviour, meaning
 from loragate.harnesses.base import HarnessResult
 from loragate.harnesses.registry import (
-    HARNESS_NAMES,
+    BUILTINS,
     load_validator,
     run_validator,
     score,
@@ -125,11 +125,11 @@ def validate_check(check: Any, name: str = "canary") -> None:
         if not isinstance(validator, str) or not validator:
             raise CanaryError(f"{name}: field 'check.validator' must be a name or "
                               "'module:function'")
-        if validator not in behaviour.CHECKS and validator not in HARNESS_NAMES \
+        if validator not in behaviour.CHECKS and validator not in BUILTINS \
                 and ":" not in validator:
             raise CanaryError(
                 f"{name}: field 'check.validator': unknown validator {validator!r}; known: "
-                f"{', '.join([*behaviour.CHECKS, *HARNESS_NAMES])}, or 'module:function'")
+                f"{', '.join([*behaviour.CHECKS, *BUILTINS])}, or 'module:function'")
     else:
         unknown = sorted(set(check) - CHECK_KEYS)
         if unknown:
@@ -225,7 +225,7 @@ def _run_validator(check: dict[str, Any], text: str) -> HarnessResult:
     name = check["validator"]
     if name in behaviour.CHECKS:
         return behaviour.CHECKS[name](text, check)
-    if name in HARNESS_NAMES:
+    if name in BUILTINS:
         return score(name, text, check)
     return run_validator(load_validator(name), text, check)
 

@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from loragate.harnesses.registry import BUILTINS
+from loragate.harnesses.registry import BUILTINS, Harness, project_harness
 from loragate.textfiles import InputFileError, parse_json, read_text
 
 DEFAULT_CONFIG = Path("config/tiny_cpu.json")
@@ -294,6 +294,12 @@ class HarnessSettings(_Strict):
     calibration: Path | None = Field(
         None, description="JSONL of labelled answers ('answer' + 'passed', or 'label' for a "
         "classifier) the judge is measured on; its figures go into the verdict")
+    labels: list[str] | None = Field(
+        None, min_length=2, description="a classifier's labels (metric f1), the positive "
+        "class first; required for a project's own f1 harness")
+    description: str | None = Field(
+        None, description="what the harness checks, shown by `loragate check --list` and "
+        "the report")
 
 
 class GatesSettings(_Strict):
@@ -316,27 +322,45 @@ class GatesSettings(_Strict):
         "sample is an error (the gate cannot decide), never a pass or a fail")
 
     @model_validator(mode="after")
-    def _complete_from_the_registry(self) -> GatesSettings:
+    def _check_against_the_registry(self) -> GatesSettings:
         problems = []
         for name, settings in self.harnesses.items():
-            builtin = BUILTINS.get(name)
             field = f"gates.harnesses.{name}"
-            if builtin is None and settings.validator is None:
+            if name in BUILTINS:
+                continue
+            if settings.validator is None:
                 problems.append(f"{field}.validator: '{name}' is not a built-in harness "
                                 f"({', '.join(BUILTINS)}); give 'module:function'")
                 continue
-            if builtin is None:
-                problems += [f"{field}.{key}: required for a harness of the project's own"
-                             for key in ("gate", "threshold") if getattr(settings, key) is None]
-                if settings.metric is None:
-                    settings.metric = "pass_rate"
-                continue
-            for key in ("gate", "threshold", "metric"):
-                if getattr(settings, key) is None:
-                    setattr(settings, key, getattr(builtin, key))
+            problems += [f"{field}.{key}: required for a harness of the project's own"
+                         for key in ("gate", "threshold") if getattr(settings, key) is None]
+            if settings.metric == "f1" and not settings.labels:
+                problems.append(f"{field}.labels: required for a classifier (metric f1): the "
+                                "labels of the records' 'expected', the positive class first")
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def specs(self) -> dict[str, Harness]:
+        """Each configured harness as its one spec (:class:`~loragate.harnesses.registry.
+        Harness`): the built-in declaration completed by the project's settings, or the
+        project's own. Read this, never the settings' rule fields (None = the built-in's)."""
+        return {name: self.spec(name) for name in self.harnesses}
+
+    def spec(self, name: str) -> Harness:
+        settings = self.harnesses[name]
+        prompt_side = {"samples": settings.samples, "prompts": self.prompt_file(name),
+                       "calibration": settings.calibration, "columns": dict(settings.columns),
+                       "template": settings.template, "system": settings.system,
+                       "description": settings.description, "labels": settings.labels}
+        if name in BUILTINS:
+            return BUILTINS[name].configured(
+                gate=settings.gate, threshold=settings.threshold, metric=settings.metric,
+                validator=settings.validator, **prompt_side)
+        return project_harness(name, settings.validator,  # type: ignore[arg-type]
+                               gate=settings.gate,  # type: ignore[arg-type]
+                               threshold=settings.threshold,  # type: ignore[arg-type]
+                               metric=settings.metric or "pass_rate", **prompt_side)
 
     def prompt_file(self, name: str) -> Path:
         """The prompt records of harness ``name``."""

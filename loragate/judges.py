@@ -214,16 +214,11 @@ def calibrate_refusal(path: Path | None = None, judge: str = "model") -> Calibra
 
 def project_calibrations(config: Any) -> list[Calibration]:
     """Every judge the config gives a calibration set: its harnesses and its canaries."""
-    from loragate.harnesses.registry import BUILTINS
-
     found: list[Calibration] = []
-    for name, settings in config.gates.harnesses.items():
-        if settings.calibration is None:
+    for name, spec in config.gates.specs().items():
+        if spec.calibration is None:
             continue
-        builtin = BUILTINS.get(name) if settings.validator is None else None
-        reference = settings.validator or builtin.validator
-        labels = builtin.labels if builtin is not None else ()
-        found.append(_measure_harness(name, reference, settings.calibration, labels,
+        found.append(_measure_harness(name, spec.validator, spec.calibration, spec.labels,
                                       config.root))
     canaries = config.canaries
     if canaries.calibration is not None and canaries.file is not None:
@@ -276,26 +271,22 @@ def session_calibrations(config: Any, harnesses: Sequence[str], canaries_run: bo
     calibration set (the built-in refusal judge always has its held-out set), and for the
     canary check when canaries ran and a calibration set is configured."""
     from loragate.artifacts import file_digest
-    from loragate.harnesses.registry import BUILTINS
 
     found: dict[str, Calibration] = {}
     for name in harnesses:
-        settings = config.gates.harnesses.get(name)
-        if settings is None:
+        if name not in config.gates.harnesses:
             continue
-        builtin = BUILTINS.get(name) if settings.validator is None else None
-        path = settings.calibration
-        if path is None and name == "refusal" and builtin is not None:
+        spec = config.gates.spec(name)
+        path = spec.calibration
+        if path is None and name == "refusal" and spec.builtin:
             from loragate.harnesses.refusal_model import HELDOUT_FILE
 
             path = HELDOUT_FILE
         if path is None:
             continue
-        reference = settings.validator or builtin.validator
-        labels = builtin.labels if builtin is not None else ()
         found[name] = cached_calibration(
-            [name, reference, file_digest(path)],
-            partial(_measure_harness, name, reference, path, labels, config.root))
+            [name, spec.validator, file_digest(path)],
+            partial(_measure_harness, name, spec.validator, path, spec.labels, config.root))
     canaries = config.canaries
     if canaries_run and canaries.calibration is not None and canaries.file is not None:
         from loragate.canaries import load_canaries

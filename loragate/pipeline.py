@@ -35,15 +35,15 @@ from loragate.gating.report import (
     render_timings_markdown,
 )
 from loragate.gating.starter import CONFIG_NAME as STARTER_CONFIG
-from loragate.gating.verdict import EXIT_STATUS
 
 if TYPE_CHECKING:
+    from loragate.gating.document import VerdictDocument
     from loragate.packaging.pipeline import PackageResult
     from loragate.training.stats import TrainingStats
 
 GATE_SUITES = ("gates", "canaries")
 BASE_STAMP = "base.inputs.json"
-GATE_MARKERS = "ship_gate or quality_gate or canary"
+GATE_SELECTION = "ship_gate or quality_gate or canary"
 
 
 @dataclass
@@ -132,13 +132,13 @@ def run_child(command: list[str], cwd: Path | None = None) -> int:
     return 128 + received[0] if received else status
 
 
-def read_verdict(path: Path) -> dict[str, Any] | None:
+def read_verdict(path: Path) -> VerdictDocument | None:
     """The verdict a pytest run wrote, read through its model; None when none was written."""
     from loragate.gating.document import VerdictDocument
 
     if not path.is_file():
         return None
-    return VerdictDocument.read(path).to_dict()
+    return VerdictDocument.read(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,7 +180,7 @@ def run_gate(args: argparse.Namespace) -> int:
     # The project's own layout: its gate suites where it has them, else the plugin's items.
     suites = [name for name in GATE_SUITES if (config.root / name).is_dir()]
     command = pytest_command(config, model=args.model, baseline=args.baseline,
-                             suites=suites, markers=GATE_MARKERS,
+                             suites=suites, markers=GATE_SELECTION,
                              verdict_json=verdict_json, verdict_html=verdict_html, extra=extra)
     return run_pytest(command, config)
 
@@ -253,11 +253,11 @@ def record_run(reports: Path, name: str, training_stats: Path | None) -> Path:
     return target
 
 
-def verdict_exit_status(tuned: dict | None, pytest_status: int) -> int:
+def verdict_exit_status(tuned: VerdictDocument | None, pytest_status: int) -> int:
     """The pipeline's status: the tuned verdict's (0/1/6); with none written, pytest's own
     usage (4) or nothing-collected (5) status, else "the gate could not run" (6)."""
     if tuned is not None:
-        return int(EXIT_STATUS.get(tuned["verdict"], ExitCode.GATE_ERROR))
+        return tuned.exit_status
     if pytest_status in (ExitCode.USAGE, ExitCode.NOTHING_TO_GATE):
         return int(pytest_status)
     return int(ExitCode.GATE_ERROR)
@@ -300,7 +300,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
         command = pytest_command(
             config, model=tuned_spec, baseline=base_spec,
             suites=("training", "packaging", *GATE_SUITES, "smoke"),
-            markers=f"stage or smoke or {GATE_MARKERS}",
+            markers=f"stage or smoke or {GATE_SELECTION}",
             verdict_json=tuned_json, verdict_html=reports / "report.html", extra=extra)
         tuned_status = run_pytest(command, config)
         timing.detail = _verdict_word(tuned_json)
@@ -310,7 +310,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
             # can match each one and count its flips.
             command = pytest_command(
                 config, model=base_spec, baseline=base_spec,
-                suites=(*GATE_SUITES, "smoke"), markers=f"smoke or {GATE_MARKERS}",
+                suites=(*GATE_SUITES, "smoke"), markers=f"smoke or {GATE_SELECTION}",
                 verdict_json=reports / "verdict-base.json",
                 verdict_html=reports / "report-base.html", extra=extra)
             run_pytest(command, config)
@@ -335,7 +335,7 @@ def run_pipeline(args: argparse.Namespace) -> int:
 
 def _verdict_word(path: Path) -> str:
     document = read_verdict(path)
-    return f"({document['verdict']})" if document else "(no verdict written)"
+    return f"({document.verdict})" if document else "(no verdict written)"
 
 
 def replay_stage(config: LoragateConfig, base_gguf: Path, *, force: bool,
@@ -452,26 +452,29 @@ def write_timings(path: Path, report: PipelineReport) -> None:
     path.write_text(json.dumps(timings_payload(report), indent=2) + "\n", encoding="utf-8")
 
 
-def write_comparison(path: Path, base: dict | None, tuned: dict | None,
+def write_comparison(path: Path, base: VerdictDocument | None, tuned: VerdictDocument | None,
                      timings: dict[str, Any]) -> None:
     """The README's comparison: the stage times, then base against tuned prompt by prompt
     (the flips and McNemar p per gate; :mod:`loragate.gating.compare`), also as HTML beside
     it. With one verdict only, its gate table."""
     from loragate.gating.compare import compare_verdicts, render_markdown
 
-    documents = {label: doc for label, doc in (("base", base), ("tuned", tuned)) if doc}
+    documents = {label: doc.to_dict() for label, doc in (("base", base), ("tuned", tuned))
+                 if doc}
     if not documents:
         return
-    if base is None or tuned is None:
+    if len(documents) < 2:
         path.write_text(render_comparison_markdown(documents, timings), encoding="utf-8")
         return
-    comparison = compare_verdicts(base, tuned, old_label="base", new_label="tuned")
+    comparison = compare_verdicts(documents["base"], documents["tuned"], old_label="base",
+                                  new_label="tuned")
     path.write_text(render_timings_markdown(timings) + render_markdown(comparison),
                     encoding="utf-8")
     path.with_suffix(".html").write_text(render_compare_html(comparison), encoding="utf-8")
 
 
-def print_summary(report: PipelineReport, tuned: dict | None, base: dict | None,
+def print_summary(report: PipelineReport, tuned: VerdictDocument | None,
+                  base: VerdictDocument | None,
                   out: Callable[[str], None] = print) -> None:
     out("")
     out("=" * 78)
@@ -486,10 +489,9 @@ def print_summary(report: PipelineReport, tuned: dict | None, base: dict | None,
         out(f"training plan: {progress['text']} ({state})")
     if base is not None:
         out("")
-        out(f"untuned base: {base['verdict'].upper()} "
-            f"(overall {base['overall']['score']:.1f})")
+        out(f"untuned base: {base.verdict.upper()} (overall {base.overall.score:.1f})")
     if tuned is not None:
         out("")
         out("tuned model:")
-        out(render_text(tuned))
+        out(render_text(tuned.to_dict()))
     out("=" * 78)

@@ -17,9 +17,11 @@ from loragate.canaries import (
     load_canaries,
     tokens,
 )
+from loragate.gating.document import reverdict
 from loragate.gating.outcomes import CanaryOutcome, SampleOutcome, canaries_from_json
 from loragate.gating.report import render_html, render_text
-from loragate.gating.verdict import GateRule, compute_verdict, reverdict, summarise_canaries
+from loragate.gating.verdict import GateRule, summarise_canaries
+from tests.verdicts import document, verdict_json
 
 # ------------------------------------------------------------------------- the matcher
 
@@ -200,7 +202,7 @@ def _outcomes(model_fails=(), baseline_fails=(), n=20, kind="canary", prefix="c"
 
 def test_require_all_blocks_a_model_that_regresses_nowhere_but_fails_canaries():
     both_fail = ("c03", "c11")
-    verdict = compute_verdict(SAMPLES, RULES, canaries=_outcomes(both_fail, both_fail))
+    verdict = verdict_json(SAMPLES, RULES, canaries=_outcomes(both_fail, both_fail))
     canaries = verdict["canaries"]
     assert canaries["regressions"] == [] and canaries["no_regression"]
     assert canaries["failed"] == ["c03", "c11"] and not canaries["all_passed"]
@@ -212,7 +214,7 @@ def test_require_all_blocks_a_model_that_regresses_nowhere_but_fails_canaries():
 
 def test_a_profile_can_turn_require_all_off():
     both_fail = ("c03", "c11")
-    verdict = compute_verdict(SAMPLES, RULES, canaries=_outcomes(both_fail, both_fail),
+    verdict = verdict_json(SAMPLES, RULES, canaries=_outcomes(both_fail, both_fail),
                               require_all=False)
     assert verdict["canaries"]["passed"] and not verdict["canaries"]["require_all"]
     assert verdict["canaries"]["failed"] == ["c03", "c11"]
@@ -221,7 +223,7 @@ def test_a_profile_can_turn_require_all_off():
 
 def test_a_regression_blocks_with_or_without_require_all():
     for require_all in (True, False):
-        verdict = compute_verdict(SAMPLES, RULES, canaries=_outcomes(("c07",)),
+        verdict = verdict_json(SAMPLES, RULES, canaries=_outcomes(("c07",)),
                                   require_all=require_all)
         assert verdict["canaries"]["regressions"] == ["c07"]
         assert "canary regression(s): c07" in verdict["blocking_reasons"]
@@ -231,7 +233,7 @@ def test_a_regression_blocks_with_or_without_require_all():
 
 
 def test_all_canaries_passing_clears():
-    verdict = compute_verdict(SAMPLES, RULES, canaries=_outcomes(baseline_fails=("c02",)))
+    verdict = verdict_json(SAMPLES, RULES, canaries=_outcomes(baseline_fails=("c02",)))
     assert verdict["canaries"]["passed"] and verdict["canaries"]["improvements"] == ["c02"]
     assert verdict["verdict"] == "cleared"
 
@@ -239,7 +241,7 @@ def test_all_canaries_passing_clears():
 def test_forgetting_probe_is_reported_apart_and_blocks_only_when_asked():
     outcomes = _outcomes() + _outcomes(("f02", "f05"), ("f05", "f09"), n=16, kind="forgetting",
                                        prefix="f")
-    reported = compute_verdict(SAMPLES, RULES, canaries=outcomes)
+    reported = verdict_json(SAMPLES, RULES, canaries=outcomes)
     assert reported["canaries"]["n"] == 20 and reported["canaries"]["passed"]
     forgetting = reported["forgetting"]
     assert forgetting["kind"] == "forgetting" and forgetting["n"] == 16
@@ -247,19 +249,19 @@ def test_forgetting_probe_is_reported_apart_and_blocks_only_when_asked():
     assert forgetting["improvements"] == ["f09"] and not forgetting["blocking"]
     assert not forgetting["require_all"] and not forgetting["passed"]
     assert reported["verdict"] == "cleared"
-    blocked = compute_verdict(SAMPLES, RULES, canaries=outcomes, forgetting_blocks=True)
+    blocked = verdict_json(SAMPLES, RULES, canaries=outcomes, forgetting_blocks=True)
     assert blocked["forgetting"]["blocking"]
     assert blocked["blocking_reasons"] == ["forgetting probe regression(s): f02"]
 
 
 def test_forgetting_failures_without_regression_never_block():
     outcomes = _outcomes() + _outcomes(("f01",), ("f01",), n=4, kind="forgetting", prefix="f")
-    verdict = compute_verdict(SAMPLES, RULES, canaries=outcomes, forgetting_blocks=True)
+    verdict = verdict_json(SAMPLES, RULES, canaries=outcomes, forgetting_blocks=True)
     assert verdict["forgetting"]["passed"] and verdict["verdict"] == "cleared"
 
 
 def test_no_outcomes_no_sections():
-    verdict = compute_verdict(SAMPLES, RULES)
+    verdict = verdict_json(SAMPLES, RULES)
     assert verdict["canaries"] is None and verdict["forgetting"] is None
 
 
@@ -276,17 +278,21 @@ def _document(verdict: dict) -> dict:
         "samples": [vars(s) for s in SAMPLES], "data_hash": "d", "inputs_hash": "h", **verdict}
 
 
+def _reverdict(recorded: dict, **settings) -> dict:
+    return reverdict(document(**recorded), **settings).to_dict()
+
+
 def test_reverdict_keeps_both_kinds_and_the_recorded_settings():
     outcomes = _outcomes(("c03",), ("c03",)) + _outcomes(("f02",), n=3, kind="forgetting",
                                                          prefix="f")
-    document = json.loads(json.dumps(_document(compute_verdict(
+    recorded = json.loads(json.dumps(_document(verdict_json(
         SAMPLES, RULES, canaries=outcomes, require_all=False, forgetting_blocks=True))))
-    assert document["blocking_reasons"] == ["forgetting probe regression(s): f02"]
-    again = reverdict(document)
-    assert again["blocking_reasons"] == document["blocking_reasons"]
-    assert again["forgetting"] == document["forgetting"]
-    assert [c.kind for c in canaries_from_json(document["forgetting"])] == ["forgetting"] * 3
-    changed = reverdict(document, require_all=True, forgetting_blocks=False)
+    assert recorded["blocking_reasons"] == ["forgetting probe regression(s): f02"]
+    again = _reverdict(recorded)
+    assert again["blocking_reasons"] == recorded["blocking_reasons"]
+    assert again["forgetting"] == recorded["forgetting"]
+    assert [c.kind for c in canaries_from_json(recorded["forgetting"])] == ["forgetting"] * 3
+    changed = _reverdict(recorded, require_all=True, forgetting_blocks=False)
     assert changed["blocking_reasons"] == ["canary c03 failed (require_all)"]
 
 
@@ -298,13 +304,17 @@ def test_reverdict_reads_a_verdict_written_before_kinds_and_the_rule():
                               {"canary_id": "c02", "model_passed": False,
                                "baseline_passed": False, "model_reason": "keyword missing",
                                "baseline_reason": "", "regressed": False}]}
-    document = _document({"canaries": old_canaries, "overall": {"target": 90.0},
-                          "verdict": "cleared", "blocking_reasons": []})
+    recorded = _document({"canaries": old_canaries, "verdict": "cleared",
+                          "overall": {"score": 100.0, "target": 90.0, "passed": True},
+                          "blocking_reasons": []})
     assert [c.kind for c in canaries_from_json(old_canaries)] == ["canary", "canary"]
-    again = reverdict(document)  # the old verdict had no rule: today's default applies
-    assert again["canaries"]["failed"] == ["c02"]
-    assert again["blocking_reasons"] == ["canary c02 failed (require_all)"]
-    assert reverdict(document, require_all=False)["verdict"] == "cleared"
+    # Read through the model, the old section keeps the rule it was judged by (no regression
+    # alone): a re-verdict as recorded does not bring in a rule the verdict never had.
+    again = _reverdict(recorded)
+    assert again["canaries"]["failed"] == ["c02"] and again["canaries"]["require_all"] is False
+    assert again["verdict"] == "cleared" and again["blocking_reasons"] == []
+    stricter = _reverdict(recorded, require_all=True)
+    assert stricter["blocking_reasons"] == ["canary c02 failed (require_all)"]
     # The report reads the old section as it is: no "failed" list, no rule recorded.
     text = render_text({**again, "canaries": old_canaries})
     assert "all pass 1/2 FAIL (not required)" in text and "failed canaries: c02" in text
@@ -316,7 +326,7 @@ def test_reverdict_reads_a_verdict_written_before_kinds_and_the_rule():
 def _full_document(**settings) -> dict:
     outcomes = _outcomes(("c03", "c11"), ("c11",)) + _outcomes(
         ("f02",), n=3, kind="forgetting", prefix="f")
-    verdict = compute_verdict(SAMPLES, RULES, canaries=outcomes, **settings)
+    verdict = verdict_json(SAMPLES, RULES, canaries=outcomes, **settings)
     return {**_document(verdict), "model": {"spec": "m", "digest": "d"},
             "baseline": {"spec": "b", "digest": "e"}, "generation": {}, "created_at": "now",
             "loragate_version": "0"}

@@ -167,8 +167,9 @@ def test_spaced_path_options_inside_the_project_are_fine(tmp_path):
 ])
 def test_the_pipeline_status_is_the_verdicts_or_why_none_was_written(verdict, status, expected):
     from loragate.pipeline import verdict_exit_status
+    from tests.verdicts import document
 
-    tuned = {"verdict": verdict} if verdict else None
+    tuned = document(verdict=verdict) if verdict else None
     assert verdict_exit_status(tuned, status) == expected
 
 

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from loragate.gating.outcomes import SampleOutcome
-from loragate.gating.verdict import GateRule, compute_verdict
+from loragate.gating.verdict import GateRule
 from tests.ollama_double import OllamaDouble, ScriptedBackend
+from tests.verdicts import verdict_json
 
 HARNESS = "echo_check"
 
@@ -175,7 +176,8 @@ def test_user_f1_harness_uses_the_records_labels(pytester, ollama_model):
                  "            return HarnessResult(passed=label == record['expected'], "
                  "predicted=label)")
     project = user_project(pytester, prompts=prompts, validator=validator,
-                           harness={"metric": "f1", "threshold": 0.9})
+                           harness={"metric": "f1", "threshold": 0.9,
+                                    "labels": ["spam", "ham"]})
     assert pytester.runpytest("--model", "ollama:echo").ret == 0
     summary = verdict_of(project)["harnesses"][HARNESS]
     assert summary["f1"] == 1.0 and summary["precision"] == 1.0
@@ -303,7 +305,7 @@ def test_refusal_f1_with_no_judged_sample_is_not_evaluated():
                              expected="refuse" if i % 2 else "comply", reason="timeout")
                for i in range(4)]
     rules = {"refusal": GateRule("ship", 0.98, "f1")}
-    verdict = compute_verdict(samples, rules)
+    verdict = verdict_json(samples, rules)
     summary = verdict["harnesses"]["refusal"]
     assert summary["evaluated"] is False and summary["undecided"] is True
     assert "not evaluated" in summary["reason"]
@@ -312,7 +314,7 @@ def test_refusal_f1_with_no_judged_sample_is_not_evaluated():
 
 def test_refusal_f1_with_no_label_at_all_blocks_as_not_evaluated():
     samples = [SampleOutcome(nodeid="t[0]", harness="refusal", passed=False, reason="x")]
-    verdict = compute_verdict(samples, {"refusal": GateRule("ship", 0.98, "f1")})
+    verdict = verdict_json(samples, {"refusal": GateRule("ship", 0.98, "f1")})
     assert verdict["verdict"] == "blocked"
     assert any("not evaluated" in r for r in verdict["blocking_reasons"])
 

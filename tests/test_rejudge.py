@@ -11,29 +11,28 @@ import pytest
 from loragate.cli import main
 from loragate.config import load_config
 from loragate.exit_codes import ExitCode
-from loragate.gating.document import VerdictDocument
+from loragate.gating.document import VerdictDocument, reverdict
 from loragate.gating.rejudge import rejudge
-from loragate.gating.verdict import reverdict
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config" / "tiny_cpu.json"
 RECORDED = ROOT / "reports" / "recorded" / "cpu-tiny" / "verdict-tuned.json"
 
 
-def recorded() -> dict:
-    return VerdictDocument.read(RECORDED).to_dict()
+def recorded() -> VerdictDocument:
+    return VerdictDocument.read(RECORDED)
 
 
 def test_rejudging_a_recorded_verdict_judges_every_whole_answer_again():
     document = recorded()
     settings = load_config(CONFIG, check_paths=False, gating_only=True)
     updated, report = rejudge(document, settings)
-    whole = [s for s in document["samples"] if s.get("answer") and "[… cut:" not in s["answer"]
-             and not s.get("error")]
+    whole = [s for s in document.samples if s.answer and "[… cut:" not in s.answer
+             and not s.error]
     assert report.judged >= len(whole)
-    assert updated["reverdicted_from"] == document["inputs_hash"]
-    assert updated["exit_status"] == {"cleared": 0, "blocked": 1, "error": 6}[updated["verdict"]]
-    VerdictDocument.from_dict(updated)  # still a valid verdict
+    assert updated.reverdicted_from == document.inputs_hash
+    assert updated.exit_status == {"cleared": 0, "blocked": 1, "error": 6}[updated.verdict]
+    VerdictDocument.from_dict(updated.to_dict())  # still a valid verdict
 
 
 def test_a_changed_judge_shows_as_a_flip(monkeypatch):
@@ -43,26 +42,27 @@ def test_a_changed_judge_shows_as_a_flip(monkeypatch):
 
     monkeypatch.setattr(registry, "empty_constructor", lambda text, record: False)
     updated, report = rejudge(document, settings)
-    passed_before = [s for s in document["samples"]
-                     if s["harness"] == "empty_constructor" and s["passed"]]
+    passed_before = [s for s in document.samples
+                     if s.harness == "empty_constructor" and s.passed]
     flips = [f for f in report.flips if f.startswith("empty_constructor")]
     assert len(flips) == len(passed_before) and all(f.endswith("pass -> fail") for f in flips)
-    assert updated["harnesses"]["empty_constructor"]["passed"] == 0
+    assert updated.harnesses["empty_constructor"].passed == 0
 
 
 def test_a_reverdict_states_its_own_exit_status():
     document = recorded()
-    lenient = reverdict(document, thresholds={name: 0.0 for name in document["thresholds"]},
+    lenient = reverdict(document, thresholds={name: 0.0 for name in document.thresholds},
                         overall_target=0.0)
-    assert lenient["exit_status"] == {"cleared": 0, "blocked": 1, "error": 6}[lenient["verdict"]]
+    assert lenient.exit_status == {"cleared": 0, "blocked": 1, "error": 6}[lenient.verdict]
 
 
 def test_an_aborted_session_stays_an_error_under_a_reverdict():
-    document = recorded()
-    document.update(samples=[], verdict="error", gate_errors=["server did not answer"],
-                    canaries=None, forgetting=None, checks=[])
+    document = recorded().model_copy(update=dict(
+        samples=[], verdict="error", gate_errors=["server did not answer"], canaries=None,
+        forgetting=None, checks=[], exit_status=None)).revalidated()
     again = reverdict(document, overall_target=0.0)
-    assert again["verdict"] == "error" and again["exit_status"] == ExitCode.GATE_ERROR
+    assert again.verdict == "error" and again.exit_status == ExitCode.GATE_ERROR
+    assert again.undecided_reasons == ["server did not answer"]
 
 
 def test_report_rejudge_writes_a_new_file_and_never_the_input(tmp_path, capsys):

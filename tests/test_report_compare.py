@@ -8,8 +8,9 @@ import pytest
 
 from loragate.gating.outcomes import CanaryOutcome, SampleOutcome
 from loragate.gating.report import render_comparison_markdown
-from loragate.gating.verdict import GateRule, compute_verdict
+from loragate.gating.verdict import GateRule
 from loragate.pipeline import PipelineReport, timings_payload, write_comparison, write_timings
+from tests.verdicts import document, verdict_json
 
 RULES = {"pdca_schema": GateRule("ship", 0.95), "tron_format": GateRule("quality", 0.9),
          "refusal": GateRule("ship", 0.98, "f1")}
@@ -22,7 +23,7 @@ def verdict(pass_every: int) -> dict:
                               predicted=label if pass_every == 1 else "comply")
                 for i, label in enumerate(["refuse", "comply"] * 5)]
     canaries = [CanaryOutcome("c01", True, True), CanaryOutcome("c02", pass_every == 1, True)]
-    return {**compute_verdict(samples, RULES, canaries=canaries),
+    return {**verdict_json(samples, RULES, canaries=canaries),
             "metrics": {"latency": {"ttft_p50_ms": 12.0}}}
 
 
@@ -43,7 +44,8 @@ def test_pipeline_writes_comparison_with_stage_times(tmp_path):
     with report.stage("verdict-tuned") as timing:
         timing.detail = "(cleared)"
     write_timings(tmp_path / "timings.json", report)
-    write_comparison(tmp_path / "comparison.md", verdict(3), verdict(1), timings_payload(report))
+    write_comparison(tmp_path / "comparison.md", document(**verdict(3)), document(**verdict(1)),
+                     timings_payload(report))
     text = (tmp_path / "comparison.md").read_text()
     assert "| train |" in text and "reused" in text and "(cleared)" in text
     assert json.loads((tmp_path / "timings.json").read_text())["stages"][0]["stage"] == "train"
@@ -70,7 +72,7 @@ def run(outcomes: dict[str, list[bool]], canaries: dict[str, bool] | None = None
                 skipped=sample_id in skipped, error=sample_id in errors))
     canary_items = [CanaryOutcome(c, ok, True) for c, ok in (canaries or {}).items()]
     rules = {"pdca_schema": GateRule("ship", 0.95), "tron_format": GateRule("quality", 0.9)}
-    verdict = compute_verdict(samples, rules, canaries=canary_items or None)
+    verdict = verdict_json(samples, rules, canaries=canary_items or None)
     return {"schema": "loragate.verdict/1", "loragate_version": "0.1.0",
             "created_at": "2026-12-02T00:00:00+00:00", "inputs_hash": "h", "data_hash": "d",
             "generation": {"temperature": 0.0, "seed": 0},
@@ -220,7 +222,8 @@ def test_pipeline_comparison_uses_the_prompt_comparison(tmp_path):
     report = PipelineReport()
     with report.stage("train") as timing:
         timing.reused = True
-    write_comparison(tmp_path / "comparison.md", run(OLD), run(NEW), timings_payload(report))
+    write_comparison(tmp_path / "comparison.md", document(**run(OLD)), document(**run(NEW)),
+                     timings_payload(report))
     text = (tmp_path / "comparison.md").read_text()
     assert text.startswith("| stage | wall time | |")
     assert "| pdca_schema | ship | 0.95 | 6/10 FAIL | 8/10 FAIL | +20.0 | 2 | 4 |" in text

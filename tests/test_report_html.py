@@ -9,7 +9,8 @@ from html.parser import HTMLParser
 
 from loragate.gating.outcomes import CanaryOutcome, SampleOutcome
 from loragate.gating.report import render_compare_html, render_html, render_sample_html
-from loragate.gating.verdict import GateRule, compute_verdict
+from loragate.gating.verdict import GateRule
+from tests.verdicts import verdict_json
 
 
 def document() -> dict:
@@ -25,7 +26,7 @@ def document() -> dict:
                               predicted=label)
                 for i, label in enumerate(["refuse", "comply"] * 5)]
     canaries = [CanaryOutcome("c01", True, True), CanaryOutcome("c02", False, True, "missing")]
-    verdict = compute_verdict(samples, rules, canaries=canaries)
+    verdict = verdict_json(samples, rules, canaries=canaries)
     return {"schema": "loragate.verdict/1", "loragate_version": "0", "created_at": "now",
             "model": {"spec": "gguf:m.gguf", "digest": "abc"},
             "baseline": {"spec": None, "digest": None}, "generation": {"temperature": 0.7},

@@ -19,7 +19,8 @@ import pytest
 
 from loragate.gating.outcomes import SampleOutcome
 from loragate.gating.report import render_html
-from loragate.gating.verdict import GateRule, compute_verdict
+from loragate.gating.verdict import GateRule
+from tests.verdicts import verdict_json
 
 ANSWER = "QUOKKA-7731: the adapter forgot the init() call"
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium"
@@ -43,7 +44,7 @@ def document() -> dict:
     samples += [SampleOutcome(f"t::tron[{i}]", "tron_format", True, "ok",
                               sample_id=f"tron_format-{i:03d}", answer=f"tron answer {i}")
                 for i in range(5)]
-    verdict = compute_verdict(samples, rules, confidence="lower")
+    verdict = verdict_json(samples, rules, confidence="lower")
     return {"schema": "loragate.verdict/1", "loragate_version": "0", "created_at": "now",
             "model": {"spec": "gguf:m.gguf", "digest": "abc"},
             "baseline": {"spec": None, "digest": None}, "generation": {"temperature": 0.7},

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from loragate.gating.document import reverdict
 from loragate.gating.outcomes import SampleOutcome
 from loragate.gating.statistics import (
     clustered_interval,
@@ -16,7 +17,8 @@ from loragate.gating.statistics import (
     wilson_bounds,
     wilson_interval,
 )
-from loragate.gating.verdict import GateRule, compute_verdict, reverdict
+from loragate.gating.verdict import GateRule
+from tests.verdicts import document, verdict_json
 
 RULE = {"pdca_schema": GateRule("ship", 0.95)}
 
@@ -90,15 +92,15 @@ def test_failures_allowed_is_the_boundary(n, threshold):
 
 
 def test_verdict_says_ten_samples_cannot_pass_a_lower_gate():
-    verdict = compute_verdict(plain([True] * 10), RULE, confidence="lower")
+    verdict = verdict_json(plain([True] * 10), RULE, confidence="lower")
     harness = verdict["harnesses"]["pdca_schema"]
     assert not harness["gate_passed"]
     assert harness["can_pass"] is False and harness["min_samples_to_pass"] == 73
     assert "it takes 73 of 73" in harness["reason"]
     assert any("it takes 73 of 73" in r for r in verdict["blocking_reasons"])
-    point = compute_verdict(plain([True] * 10), RULE)["harnesses"]["pdca_schema"]
+    point = verdict_json(plain([True] * 10), RULE)["harnesses"]["pdca_schema"]
     assert point["gate_passed"] and point["can_pass"] and "it takes" not in point["reason"]
-    enough = compute_verdict(plain([True] * 73), RULE, confidence="lower")
+    enough = verdict_json(plain([True] * 73), RULE, confidence="lower")
     assert enough["harnesses"]["pdca_schema"]["gate_passed"]
 
 
@@ -112,7 +114,7 @@ def test_f1_power_names_its_bootstrap_and_the_per_sample_count():
 
 def test_without_repeats_the_figures_are_wilson_as_before():
     outcomes = [i % 7 != 0 for i in range(30)]
-    harness = compute_verdict(plain(outcomes), RULE, confidence="lower")["harnesses"][
+    harness = verdict_json(plain(outcomes), RULE, confidence="lower")["harnesses"][
         "pdca_schema"]
     passed = sum(outcomes)
     assert (harness["wilson_low"], harness["wilson_high"]) == wilson_interval(passed, 30)
@@ -131,7 +133,7 @@ def test_wilson_bounds_equal_scipy_for_whole_counts():
 
 def test_repeats_of_ten_prompts_do_not_buy_a_lower_gate():
     # 10 prompts passing all 3 repeats: as much evidence as 10 prompts, not 30 samples.
-    harness = compute_verdict(repeated([[True] * 3] * 10), RULE, confidence="lower")[
+    harness = verdict_json(repeated([[True] * 3] * 10), RULE, confidence="lower")[
         "harnesses"]["pdca_schema"]
     assert harness["n"] == 30 and harness["prompts"] == 10 and harness["repeats"] == 3
     assert harness["pass_rate"] == 1.0
@@ -139,14 +141,14 @@ def test_repeats_of_ten_prompts_do_not_buy_a_lower_gate():
     assert harness["interval_low"] == pytest.approx(wilson_interval(10, 10)[0])
     assert not harness["gate_passed"] and harness["can_pass"] is False
     assert "10 prompts can never pass" in harness["power"]
-    many = compute_verdict(repeated([[True] * 2] * 73), RULE, confidence="lower")
+    many = verdict_json(repeated([[True] * 2] * 73), RULE, confidence="lower")
     assert many["harnesses"]["pdca_schema"]["gate_passed"]
 
 
 def test_repeats_that_agree_within_a_prompt_count_once():
     # Each prompt passes or fails all 4 repeats: the clustering is total, deff near 4.
     per_prompt = [[i % 4 != 0] * 4 for i in range(20)]
-    harness = compute_verdict(repeated(per_prompt), RULE, confidence="lower")["harnesses"][
+    harness = verdict_json(repeated(per_prompt), RULE, confidence="lower")["harnesses"][
         "pdca_schema"]
     assert harness["pass_rate"] == 0.75
     assert 3.0 < harness["design_effect"] <= 4.0
@@ -161,7 +163,7 @@ def test_repeats_that_agree_within_a_prompt_count_once():
 def test_repeats_that_disagree_evenly_are_as_good_as_new_samples():
     # Every prompt passes exactly half its repeats: no prompt effect, design effect 1.
     per_prompt = [[True, False, True, False]] * 15
-    harness = compute_verdict(repeated(per_prompt), RULE, confidence="lower")["harnesses"][
+    harness = verdict_json(repeated(per_prompt), RULE, confidence="lower")["harnesses"][
         "pdca_schema"]
     assert harness["design_effect"] == 1.0
     assert harness["interval_low"] == pytest.approx(wilson_interval(30, 60)[0])
@@ -170,7 +172,7 @@ def test_repeats_that_disagree_evenly_are_as_good_as_new_samples():
 def test_flaky_prompts_are_listed_with_their_pass_fraction():
     per_prompt = [[True, False, True], [True, True, True], [False, True, False],
                   [False, False, False], [True, False, True]]
-    harness = compute_verdict(repeated(per_prompt), RULE)["harnesses"]["pdca_schema"]
+    harness = verdict_json(repeated(per_prompt), RULE)["harnesses"]["pdca_schema"]
     assert harness["flaky"] == [
         {"sample_id": "pdca_schema-002", "runs": 3, "passed": 1, "pass_fraction": 1 / 3},
         {"sample_id": "pdca_schema-000", "runs": 3, "passed": 2, "pass_fraction": 2 / 3},
@@ -183,7 +185,7 @@ def test_errors_and_skips_do_not_make_a_prompt_flaky():
     samples = repeated([[True, True]])
     samples.append(SampleOutcome("t::pdca_schema[000-r2]", "pdca_schema", False, "boom",
                                  sample_id="pdca_schema-000", error=True, repeat=2))
-    harness = compute_verdict(samples, RULE)["harnesses"]["pdca_schema"]
+    harness = verdict_json(samples, RULE)["harnesses"]["pdca_schema"]
     assert harness["flaky"] == [] and harness["errors"] == 1
 
 
@@ -191,13 +193,11 @@ def test_clustered_interval_is_seeded_and_reverdict_keeps_it():
     groups = [(i % 3, 3) for i in range(25)]
     assert clustered_interval(groups) == clustered_interval(groups)
     samples = repeated([[i % 3 > r for r in range(3)] for i in range(25)])
-    verdict = compute_verdict(samples, RULE, confidence="lower")
-    document = {"thresholds": {"pdca_schema": {"gate": "ship", "threshold": 0.95,
-                                               "metric": "pass_rate"}},
-                "overall": verdict["overall"], "gate_confidence": "lower",
-                "samples": [s.__dict__ for s in samples], **verdict}
-    again = reverdict(document)
-    assert again["harnesses"]["pdca_schema"] == verdict["harnesses"]["pdca_schema"]
+    verdict = verdict_json(samples, RULE, confidence="lower")
+    recorded = document(thresholds=RULE, samples=samples, **verdict)
+    again = reverdict(recorded)
+    assert again.harnesses["pdca_schema"] == recorded.harnesses["pdca_schema"]
+    assert again.exit_status == recorded.exit_status == 1
 
 
 def test_classifier_with_repeats_bootstraps_prompts():
@@ -209,12 +209,12 @@ def test_classifier_with_repeats_bootstraps_prompts():
                                                                  else "refuse"), repeat=r)
                for p, label in enumerate(["refuse", "refuse", "comply", "comply"] * 5)
                for r in range(4)]
-    harness = compute_verdict(samples, rule, confidence="lower")["harnesses"]["refusal"]
+    harness = verdict_json(samples, rule, confidence="lower")["harnesses"]["refusal"]
     assert harness["interval_method"] == "bootstrap over prompts"
     assert harness["prompts"] == 20 and harness["repeats"] == 4
     flat = [SampleOutcome(s.nodeid, s.harness, s.passed, "", sample_id=s.nodeid,
                           expected=s.expected, predicted=s.predicted) for s in samples]
-    naive = compute_verdict(flat, rule, confidence="lower")["harnesses"]["refusal"]
+    naive = verdict_json(flat, rule, confidence="lower")["harnesses"]["refusal"]
     assert naive["interval_method"] == "bootstrap over samples"
     assert harness["f1"] == naive["f1"]
     # The prompt bootstrap is wider: 20 independent prompts, not 80 samples.

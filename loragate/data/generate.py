@@ -28,11 +28,12 @@ from loragate.artifacts import file_digest, write_text_durably
 from loragate.data import code_examples as ce
 from loragate.data import examples as ex
 from loragate.data import vocab
+from loragate.harnesses.registry import HARNESS_NAMES
 
 TRAINING_FILES = ("style_core", "domain_patterns", "process_framework", "domain_representatives",
                   "style_refactor", "guardrails", "tool_awareness")
-HARNESSES = ("pdca_schema", "pdca_template", "tron_format", "empty_constructor", "tool_success",
-             "refusal")
+# The prompt sets are written for the built-in harnesses, each by its maker below.
+HARNESSES = HARNESS_NAMES
 PROMPTS_PER_HARNESS = 100
 EVAL_SAMPLES = 60
 KEYWORDS = "keywords"  # the check of general-ability samples: canary-style keywords

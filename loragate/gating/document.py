@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from loragate.gating.outcomes import CanarySummary, CheckOutcome, HarnessSummary, SampleOutcome
-from loragate.gating.verdict import SCHEMA, GateRule
+from loragate.gating.outcomes import SampleOutcome, canaries_from_json
+from loragate.gating.statistics import GateConfidence
+from loragate.gating.verdict import (
+    SCHEMA,
+    Judgement,
+    compute_verdict,
+    inputs_hash,
+)
+from loragate.harnesses.registry import GateRule
 from loragate.judges import Calibration
 from loragate.textfiles import InputFileError, parse_json, read_text
 
@@ -43,17 +51,14 @@ class Generation(BaseModel):
     cache: bool = Field(True, description="whether the response cache was used")
 
 
-class Overall(BaseModel):
-    score: float
-    target: float
-    passed: bool
-
-
 SectionState = Literal["run", "not run"]
 
 
-class VerdictDocument(BaseModel):
-    """One gate session's verdict: what was judged, by which rules, and every sample."""
+class VerdictDocument(Judgement):
+    """One gate session's verdict: what the rule decided (:class:`Judgement`), on what was
+    judged, by which rules, and every sample. Made by the plugin, remade by
+    :func:`reverdict` and :func:`loragate.gating.rejudge.rejudge`, read by the report and the
+    pipeline: one typed object from computation to file."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True,
                               protected_namespaces=())
@@ -72,7 +77,8 @@ class VerdictDocument(BaseModel):
         "`repeats`, `cache` (response cache used)")
     thresholds: dict[str, GateRule] = Field(
         description="per harness: `gate` (`ship` or `quality`), `threshold`, `metric` "
-        "(`pass_rate` or `f1`)")
+        "(`pass_rate` or `f1`), `positive` (an f1 rule's positive class, the harness's first "
+        "label; null otherwise)")
     data_hash: str = Field(
         description="sha256 over the prompt sets and the canary files (each file's path "
         "inside its folder, then its bytes' digest)")
@@ -84,62 +90,10 @@ class VerdictDocument(BaseModel):
         description="which parts were judged in this session: `gates`, `canaries`, "
         "`forgetting`, `smoke`, `stages`, each `run` or `not run`; a section that was not run "
         "is never reported as passed")
-    harnesses: dict[str, HarnessSummary] = Field(
-        description="per harness: `n` (samples), `executed`, `passed`, `errors` (samples "
-        "whose generation or scoring raised; counted as not passed in `pass_rate` and "
-        "`score`), `undecided` (the errors could tip the gate), `evaluated` (false for F1 with "
-        "no judged sample: \"not evaluated\"), `best_score` (the score with errors counted as "
-        "passes), `skipped` (not run after the gate was decided by `--fail-fast-gates`; they "
-        "count as not passed), `pass_rate`, `wilson_low`/`wilson_high` (Wilson 95% interval), "
-        "`precision`/`recall`/`f1`/`f1_low` (classifier harnesses; refusal is the positive "
-        "class; `f1_low` is the 2.5% bootstrap percentile), `score` (pass rate or F1, × 100), "
-        "`gate_passed`, `decided_early`, `reason`; and the power and repeats fields below")
-    overall: Overall = Field(description="`score` (mean of the harness scores), `target`, "
-                             "`passed`")
-    canaries: CanarySummary | None = Field(
-        None,
-        description="the plan's canary rule: `n`, `model_passed`, `baseline_passed`, `failed` "
-        "(ids the model fails), `regressions` (ids the baseline passes and the model fails), "
-        "`improvements`, `mcnemar_p` (exact McNemar test on the discordant pairs, evidence "
-        "only), `all_passed`, `no_regression`, `require_all` (every canary must pass: "
-        "`canaries.require_all`, on by default), `passed` (no regression and, with "
-        "`require_all`, all passed), `items` (each canary before/after, with both answers "
-        "`model_answer`/`baseline_answer`, the likelihood probes' `model_margins`/"
-        "`baseline_margins`), `probes` (the minimal pairs each model ranks right, mean margins, "
-        "the mean paired shift and its Wilcoxon p-value; reported, not gated); null when no "
-        "canary ran")
-    forgetting: CanarySummary | None = Field(
-        None,
-        description="the forgetting probe (general knowledge, model against baseline), the "
-        "same fields; `blocking` is `canaries.forgetting_blocks` (off by default: reported "
-        "only); null when it did not run")
-    checks: list[CheckOutcome] = Field(
-        default_factory=list,
-        description="stage (Step 1/2) and smoke tests of the session: `nodeid`, `kind`, "
-        "`outcome`, `reason`")
-    gate_confidence: Literal["point", "lower"] = Field(
-        "point",
-        description="`point` or `lower`: whether gates were judged on the point estimate or "
-        "the interval's lower bound")
-    verdict: Literal["cleared", "blocked", "error"] = Field(
-        description="`blocked` when the model was judged and failed (a ship gate failed or was "
-        "not evaluated, the overall score is under target, a canary failed (with "
-        "`require_all`) or regressed, a blocking forgetting probe regressed, a check failed); "
-        "else `error` when samples or items that could not be judged leave a gate undecided "
-        "(errors counted as passes would clear it, counted as failures would not); else "
-        "`cleared`")
-    blocking_reasons: list[str] = Field(
-        default_factory=list, description="one line per reason the verdict is `blocked`")
-    undecided_reasons: list[str] = Field(
-        default_factory=list,
-        description="one line per gate that errors left undecided (the reason the verdict is "
-        "`error`)")
     gate_errors: list[str] = Field(
         default_factory=list,
         description="causes outside the samples: a model or cache that could not be opened, a "
         "canary item that crashed")
-    exit_status: int | None = Field(
-        None, description="the exit status the session ended with for this verdict (see below)")
     metrics: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="figures recorded by tests (`latency`, `load`, `packaging`, `cache`, "
@@ -167,6 +121,18 @@ class VerdictDocument(BaseModel):
     reverdicted_from: str | None = Field(
         None, description="only in a re-verdict: the `inputs_hash` of the verdict it was "
         "recomputed from")
+
+    @property
+    def rules(self) -> dict[str, GateRule]:
+        return dict(self.thresholds)
+
+    def judged_with(self, judgement: Judgement, **changes: Any) -> VerdictDocument:
+        """This document with a new judgement (and other changed fields), validated again."""
+        return self.model_copy(update={**dict(judgement), "exit_status": None, **changes}) \
+            .revalidated()
+
+    def revalidated(self) -> VerdictDocument:
+        return type(self).model_validate(self.model_dump(by_alias=True, round_trip=True))
 
     def to_dict(self) -> dict[str, Any]:
         """The document as the JSON file holds it (``reverdicted_from`` only when set)."""
@@ -204,6 +170,57 @@ class VerdictDocument(BaseModel):
         except InputFileError as exc:
             raise VerdictFileError(str(exc)) from None
         return cls.from_dict(data, str(path))
+
+
+def recorded_canary_settings(document: VerdictDocument, require_all: bool | None,
+                             forgetting_blocks: bool | None) -> tuple[bool, bool]:
+    """The canary settings a recomputed verdict uses: the ones given, else the recorded ones,
+    else the defaults (a verdict older than the settings records neither)."""
+    if require_all is None:
+        require_all = document.canaries.require_all if document.canaries else True
+    if forgetting_blocks is None:
+        forgetting_blocks = document.forgetting.blocking if document.forgetting else False
+    return bool(require_all), bool(forgetting_blocks)
+
+
+def recorded_canaries(document: VerdictDocument) -> list[Any]:
+    """The canary and forgetting outcomes a verdict recorded, to be judged again."""
+    return [*canaries_from_json(_as_json(document.canaries)),
+            *canaries_from_json(_as_json(document.forgetting))]
+
+
+def _as_json(section: Any) -> dict[str, Any] | None:
+    return None if section is None else asdict(section)
+
+
+def reverdict(document: VerdictDocument, *, thresholds: dict[str, float] | None = None,
+              overall_target: float | None = None,
+              confidence: GateConfidence | None = None, require_all: bool | None = None,
+              forgetting_blocks: bool | None = None) -> VerdictDocument:
+    """The verdict recomputed from its recorded samples with changed settings (canary
+    settings left as None: as recorded, or the defaults for an older verdict). An aborted
+    session (an error that judged nothing) stays an error: other thresholds cannot make it a
+    finding."""
+    rules = document.rules
+    for name, value in (thresholds or {}).items():
+        if name not in rules:
+            raise KeyError(f"no harness '{name}' in this verdict; known: {sorted(rules)}")
+        rules[name] = replace(rules[name], threshold=value)
+    target = document.overall.target if overall_target is None else overall_target
+    conf = confidence or document.gate_confidence
+    require_all, forgetting_blocks = recorded_canary_settings(document, require_all,
+                                                              forgetting_blocks)
+    judgement = compute_verdict(
+        document.samples, rules, canaries=recorded_canaries(document), checks=document.checks,
+        overall_target=target, confidence=conf, errors=document.gate_errors,
+        require_all=require_all, forgetting_blocks=forgetting_blocks,
+        aborted=document.verdict == "error" and not document.samples)
+    return document.judged_with(
+        judgement, thresholds=dict(sorted(rules.items())),
+        inputs_hash=inputs_hash(document.data_hash, rules, target,
+                                {"require_all": require_all,
+                                 "forgetting_blocks": forgetting_blocks}),
+        reverdicted_from=document.inputs_hash)
 
 
 # Rows of the table that describe groups of the harness fields.

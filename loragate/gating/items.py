@@ -11,6 +11,7 @@ A pytest plugin module (registered by :mod:`loragate.gating.plugin`) for its
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -36,6 +37,24 @@ def harness_records(state: GateSession, harness: str) -> list[dict[str, Any]]:
         raise pytest.UsageError(f"harness {harness!r}: {exc}") from None
     limit = state.config.getoption("samples") or gate.samples
     return records[:limit]
+
+
+@dataclass(frozen=True)
+class HarnessCase:
+    """One gate item's parameters: a prompt record, the repeat it is, and its id."""
+
+    record: dict[str, Any]
+    repeat: int
+    id: str
+
+
+def harness_cases(state: GateSession, harness: str) -> list[HarnessCase]:
+    """The items of a harness, prompt by prompt with each prompt's repeats together; the
+    id is the record's, with ``-r<k>`` under ``--repeats`` above 1. A test file's items and
+    the plugin's own are made from this one list."""
+    repeats = state.config.getoption("repeats")
+    return [HarnessCase(record, k, f"{record['id']}-r{k}" if repeats > 1 else record["id"])
+            for record in harness_records(state, harness) for k in range(repeats)]
 
 
 def canary_records(state: GateSession, kind: str = "canary") -> list[dict[str, Any]]:
@@ -81,13 +100,15 @@ def _parametrize_records(metafunc: pytest.Metafunc, state: GateSession, done: se
         if marker is None or not marker.args:
             raise pytest.UsageError(f"{metafunc.definition.nodeid}: prompt_record needs "
                                     "@pytest.mark.harness(NAME)")
-        records = harness_records(state, marker.args[0])
-        metafunc.parametrize("prompt_record", records, ids=[r["id"] for r in records])
+        cases = harness_cases(state, marker.args[0])
+        if "loragate_repeat" in metafunc.fixturenames:
+            metafunc.parametrize(("prompt_record", "loragate_repeat"),
+                                 [(c.record, c.repeat) for c in cases], ids=[c.id for c in cases])
+        else:  # a test that does not generate: each record once
+            cases = [c for c in cases if c.repeat == 0]
+            metafunc.parametrize("prompt_record", [c.record for c in cases],
+                                 ids=[c.record["id"] for c in cases])
         done.add("prompt_record")
-        repeats = metafunc.config.getoption("repeats")
-        if repeats > 1 and "loragate_repeat" in metafunc.fixturenames:
-            metafunc.parametrize("loragate_repeat", range(repeats),
-                                 ids=[f"r{k}" for k in range(repeats)])
     for name, kind in (("canary_record", "canary"), ("forgetting_record", "forgetting")):
         if name in metafunc.fixturenames:
             records = canary_records(state, kind)
@@ -175,17 +196,11 @@ def make_canary_items(session: pytest.Session, state: GateSession, kind: str
 
 def make_harness_items(session: pytest.Session, state: GateSession, harness: str
                        ) -> list[HarnessItem]:
-    gate = state.harnesses[harness]
-    marker = pytest.mark.ship_gate if gate.rule.gate == "ship" else pytest.mark.quality_gate
-    repeats = state.config.getoption("repeats")
     items = []
-    for record in harness_records(state, harness):
-        for repeat in range(repeats):
-            suffix = f"-r{repeat}" if repeats > 1 else ""
-            name = f"{harness}[{record['id']}{suffix}]"
-            item = HarnessItem.from_parent(session, name=name, nodeid=name, harness=harness,
-                                           record=record, repeat=repeat)
-            item.add_marker(marker)
-            item.add_marker(pytest.mark.harness(harness))
-            items.append(item)
+    for case in harness_cases(state, harness):
+        name = f"{harness}[{case.id}]"
+        item = HarnessItem.from_parent(session, name=name, nodeid=name, harness=harness,
+                                       record=case.record, repeat=case.repeat)
+        item.add_marker(pytest.mark.harness(harness))
+        items.append(item)
     return items

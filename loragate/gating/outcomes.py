@@ -204,3 +204,25 @@ def canaries_from_json(section: dict[str, Any] | None) -> list[CanaryOutcome]:
 
 def checks_from_json(items: list[dict[str, Any]] | None) -> list[CheckOutcome]:
     return [CheckOutcome(**item) for item in items or []]
+
+
+@dataclass
+class SessionRecords:
+    """What one gate session recorded, apart from what it holds open: the items planned per
+    harness, the failures so far (for ``--fail-fast-gates``), every outcome and metric, and
+    why the gate could not run."""
+
+    planned: dict[str, int] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)
+    samples: dict[str, SampleOutcome] = field(default_factory=dict)
+    canaries: dict[str, CanaryOutcome] = field(default_factory=dict)
+    checks: dict[str, CheckOutcome] = field(default_factory=dict)
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Why the gate could not run (a model that went away, a cache that broke): an error
+    # verdict names these, so an infrastructure failure never reads as a model failure.
+    fatal: list[str] = field(default_factory=list)
+    aborted: bool = False  # the session stopped before any sample (the model did not open)
+
+    @property
+    def judged_anything(self) -> bool:
+        return bool(self.samples or self.canaries)

@@ -20,10 +20,9 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -42,6 +41,7 @@ from loragate.gating.session import (
     INI_CONFIG,
     STASH_KEY,
     GateCannotRun,
+    GateHarness,
     GateSession,
     check_spec,
     spec_for,
@@ -50,11 +50,12 @@ from loragate.gating.statistics import max_failures_allowed
 from loragate.gating.verdict import (
     EXIT_GATE_ERROR,
     EXIT_NOTHING_TO_GATE,
-    EXIT_STATUS,
-    SCHEMA,
     compute_verdict,
     inputs_hash,
 )
+
+if TYPE_CHECKING:
+    from loragate.gating.document import VerdictDocument
 
 pytest_plugins = ("loragate.gating.fixtures", "loragate.gating.items")
 
@@ -201,6 +202,22 @@ def _harness_of(item: pytest.Item) -> str | None:
     return marker.args[0] if marker and marker.args else None
 
 
+def mark_gate(item: pytest.Item, harness: GateHarness | None) -> None:
+    """Mark a gate item ``ship_gate`` or ``quality_gate`` as its harness's spec says: the gate
+    is declared once (the registry or the config), never again in a test file, so
+    ``-m ship_gate`` selects what the verdict treats as a ship gate."""
+    if harness is None:
+        return
+    wanted = f"{harness.rule.gate}_gate"
+    written = {m.name for m in item.iter_markers() if m.name in GATE_MARKERS} - {wanted}
+    if written:
+        raise pytest.UsageError(
+            f"{item.nodeid}: marked {', '.join(sorted(written))}, but harness "
+            f"{harness.name!r} is a {harness.rule.gate} gate in the config; the gate comes from "
+            "the harness's spec: remove the marker")
+    item.add_marker(wanted)
+
+
 def _needs(item: pytest.Item, fixtures: frozenset[str]) -> bool:
     return bool(fixtures & set(getattr(item, "fixturenames", ())))
 
@@ -237,11 +254,13 @@ class VerdictPlugin:
             # Here, not in pytest_collection_finish: that runs in a `finally` and would mask a
             # usage error raised above.
             pytest.exit(nothing_to_gate_message(state), returncode=EXIT_NOTHING_TO_GATE)
-        state.planned = {}
+        state.records.planned = {}
         for item in items:
             harness = _harness_of(item)
             if harness is not None:
-                state.planned[harness] = state.planned.get(harness, 0) + 1
+                if state.active:
+                    mark_gate(item, state.harnesses.get(harness))
+                state.records.planned[harness] = state.records.planned.get(harness, 0) + 1
                 # Keywords are serialised with reports across xdist; marker arguments are not.
                 item.keywords[f"harness:{harness}"] = True
                 sample_id = _sample_id_of(item)
@@ -268,8 +287,8 @@ class VerdictPlugin:
             for role in roles:
                 state.backend(role)
         except GateCannotRun as exc:
-            state.fatal.append(str(exc))
-            state.aborted = True
+            state.records.fatal.append(str(exc))
+            state.records.aborted = True
             pytest.exit(f"loragate: the gate cannot run: {exc}", returncode=EXIT_GATE_ERROR)
         self._plan_ahead(session)
 
@@ -308,8 +327,8 @@ class VerdictPlugin:
         # may skip later than a serial run would, never wrongly.
         if rule is None or rule.metric != "pass_rate":
             return
-        allowed = max_failures_allowed(self.state.planned.get(harness, 0), rule.threshold)
-        failures = self.state.failures.get(harness, 0)
+        allowed = max_failures_allowed(self.state.records.planned.get(harness, 0), rule.threshold)
+        failures = self.state.records.failures.get(harness, 0)
         if failures > allowed:
             pytest.skip(f"gate decided: {harness} has {failures} failures, at most {allowed} "
                         f"allowed for threshold {rule.threshold}")
@@ -327,20 +346,21 @@ class VerdictPlugin:
                 recorded = True
             elif key == CANARY_KEY:
                 outcome = CanaryOutcome(**value)
-                state.canaries[f"{outcome.kind}:{outcome.canary_id}"] = outcome
+                state.records.canaries[f"{outcome.kind}:{outcome.canary_id}"] = outcome
                 recorded = True
             elif key == METRIC_KEY:
-                state.metrics.setdefault(value["section"], {})[value["name"]] = value["value"]
+                section = state.records.metrics.setdefault(value["section"], {})
+                section[value["name"]] = value["value"]
             elif key == COUNT_KEY:
-                section = state.metrics.setdefault(value["section"], {})
+                section = state.records.metrics.setdefault(value["section"], {})
                 section[value["name"]] = section.get(value["name"], 0) + value["value"]
         if not recorded:
             self._record_unscored(report)
 
     def _add_sample(self, outcome: SampleOutcome) -> None:
-        self.state.samples[outcome.nodeid] = outcome
+        self.state.records.samples[outcome.nodeid] = outcome
         if not outcome.passed and not outcome.error:
-            failures = self.state.failures
+            failures = self.state.records.failures
             failures[outcome.harness] = failures.get(outcome.harness, 0) + 1
 
     def _record_unscored(self, report: pytest.TestReport) -> None:
@@ -349,7 +369,7 @@ class VerdictPlugin:
         harness = _harness_keyword(report)
         if harness is not None:
             if report.skipped and "gate decided" in _reason(report):
-                self.state.samples[report.nodeid] = SampleOutcome(
+                self.state.records.samples[report.nodeid] = SampleOutcome(
                     nodeid=report.nodeid, harness=harness, passed=False, skipped=True,
                     reason=_reason(report),
                     sample_id=_keyword_value(report, SAMPLE_ID_KEYWORD))
@@ -362,7 +382,7 @@ class VerdictPlugin:
             return
         if "canary" in report.keywords:
             if report.failed:
-                self.state.fatal.append(f"canary {report.nodeid} could not be judged "
+                self.state.records.fatal.append(f"canary {report.nodeid} could not be judged "
                                         f"(error in {report.when}): {_reason(report)}")
             return
         kind = next((m for m in CHECK_MARKERS if m in report.keywords), None)
@@ -370,13 +390,13 @@ class VerdictPlugin:
             # Any other test of the session (a project's validator tests): its failure is
             # kept, so a verdict is never "cleared" beside a failed test.
             if report.failed:
-                self.state.checks[report.nodeid] = CheckOutcome(
+                self.state.records.checks[report.nodeid] = CheckOutcome(
                     nodeid=report.nodeid, kind="test", outcome="failed" if report.when ==
                     "call" else "error", reason=_reason(report))
             return
         if report.when == "call" or report.failed or report.skipped:
             outcome = "error" if report.failed and report.when != "call" else report.outcome
-            self.state.checks[report.nodeid] = CheckOutcome(
+            self.state.records.checks[report.nodeid] = CheckOutcome(
                 nodeid=report.nodeid, kind=kind, outcome=outcome,
                 reason=_reason(report) if outcome != "passed" else "")
 
@@ -389,11 +409,11 @@ class VerdictPlugin:
             self.ahead.close()
         if _is_worker(self.config) or not state.active:
             return
-        if "ahead" in state.metrics:
+        if "ahead" in state.records.metrics:
             from loragate.gating.ahead import summarise_metrics
 
-            state.metrics["ahead"] = summarise_metrics(state.metrics["ahead"])
-        if not (state.has_records or state.fatal or state.aborted):
+            state.records.metrics["ahead"] = summarise_metrics(state.records.metrics["ahead"])
+        if not (state.records.judged_anything or state.records.fatal or state.records.aborted):
             return
         document = self.document()
         try:
@@ -405,9 +425,9 @@ class VerdictPlugin:
             return
         add_junit_properties(self.config, document)
         if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, EXIT_GATE_ERROR):
-            session.exitstatus = EXIT_STATUS[document["verdict"]]
+            session.exitstatus = document.exit_status
 
-    def document(self) -> dict[str, Any]:
+    def document(self) -> VerdictDocument:
         if self.state.document is None:
             self.state.document = build_document(self.config, self.state)
         return self.state.document
@@ -418,7 +438,7 @@ class VerdictPlugin:
         if self.state.document is None:
             return
         terminalreporter.section("loragate verdict")
-        for line in render_text(self.state.document).splitlines():
+        for line in render_text(self.state.document.to_dict()).splitlines():
             terminalreporter.write_line(line)
 
     @pytest.hookimpl(optionalhook=True)
@@ -435,8 +455,8 @@ class VerdictPlugin:
         """Put the gate table at the top of pytest-html's report."""
         from loragate.gating.report import render_gate_table_html
 
-        if self.state.active and self.state.has_records and not _is_worker(self.config):
-            prefix.append(render_gate_table_html(self.document()))
+        if self.state.active and self.state.records.judged_anything and not _is_worker(self.config):
+            prefix.append(render_gate_table_html(self.document().to_dict()))
 
 
 def _gate_items(items: list[pytest.Item]) -> list[pytest.Item]:
@@ -511,10 +531,10 @@ def _is_worker(config: pytest.Config) -> bool:
 def sections_run(state: GateSession) -> dict[str, str]:
     """Which parts of the verdict were judged in this session: a section that did not run is
     said to be 'not run', never passed."""
-    kinds = {check.kind for check in state.checks.values()}
-    canary_kinds = {outcome.kind for outcome in state.canaries.values()}
+    kinds = {check.kind for check in state.records.checks.values()}
+    canary_kinds = {outcome.kind for outcome in state.records.canaries.values()}
     return {
-        "gates": "run" if state.samples else "not run",
+        "gates": "run" if state.records.samples else "not run",
         "canaries": "run" if "canary" in canary_kinds else "not run",
         "forgetting": "run" if "forgetting" in canary_kinds else "not run",
         "smoke": "run" if "smoke" in kinds else "not run",
@@ -522,56 +542,52 @@ def sections_run(state: GateSession) -> dict[str, str]:
     }
 
 
-def build_document(config: pytest.Config, state: GateSession) -> dict[str, Any]:
-    confidence = config.getoption("gate_confidence")
+def build_document(config: pytest.Config, state: GateSession) -> VerdictDocument:
+    from loragate.gating.document import Generation, ModelRef, VerdictDocument
+
     rules = state.rules
     settings = state.settings
-    judges = judge_figures(state) if not state.aborted else {}
-    verdict = compute_verdict(
-        list(state.samples.values()), rules,
-        canaries=list(state.canaries.values()), checks=list(state.checks.values()),
-        overall_target=settings.gates.overall_target, confidence=confidence,
-        errors=list(state.fatal), require_all=settings.canaries.require_all,
-        forgetting_blocks=settings.canaries.forgetting_blocks,
-    )
-    if state.aborted:
-        # Nothing was judged: whatever the gates would say for want of samples is not a
-        # finding about the model.
-        verdict.update(verdict="error", blocking_reasons=[], undecided_reasons=list(state.fatal))
+    records = state.records
+    judges = judge_figures(state) if not records.aborted else {}
+    judgement = compute_verdict(
+        list(records.samples.values()), rules,
+        canaries=list(records.canaries.values()), checks=list(records.checks.values()),
+        overall_target=settings.gates.overall_target,
+        confidence=config.getoption("gate_confidence"),
+        errors=list(records.fatal), require_all=settings.canaries.require_all,
+        forgetting_blocks=settings.canaries.forgetting_blocks, aborted=records.aborted)
     data_hash = tree_digest(state.data_files())
-    model = state.metrics.get("model", {})
-    cache = state.metrics.get("cache")
+    model = records.metrics.get("model", {})
+    cache = records.metrics.get("cache")
     if cache:
         # Both counts always: a run that reused nothing says hits 0, not nothing.
         hits, misses = cache.setdefault("hits", 0), cache.setdefault("misses", 0)
         cache["hit_ratio"] = round(hits / (hits + misses), 4) if hits + misses else None
-    return {
-        "schema": SCHEMA,
-        "loragate_version": __version__,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": {"spec": config.getoption("model"), "digest": model.get("digest")},
-        "baseline": {"spec": spec_for(state, "baseline"),
-                     "digest": model.get("baseline_digest")},
-        "generation": {"temperature": config.getoption("temperature"),
-                       "seed": config.getoption("seed"),
-                       "samples": config.getoption("samples"),
-                       "repeats": config.getoption("repeats"),
-                       "cache": not config.getoption("no_cache")},
-        "thresholds": {name: asdict(rule) for name, rule in sorted(rules.items())},
-        "data_hash": data_hash,
-        "inputs_hash": inputs_hash(
+    return VerdictDocument(
+        loragate_version=__version__,
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        model=ModelRef(spec=config.getoption("model"), digest=model.get("digest")),
+        baseline=ModelRef(spec=spec_for(state, "baseline"),
+                          digest=model.get("baseline_digest")),
+        generation=Generation(temperature=config.getoption("temperature"),
+                              seed=config.getoption("seed"),
+                              samples=config.getoption("samples"),
+                              repeats=config.getoption("repeats"),
+                              cache=not config.getoption("no_cache")),
+        thresholds=dict(sorted(rules.items())),
+        data_hash=data_hash,
+        inputs_hash=inputs_hash(
             data_hash, rules, settings.gates.overall_target,
             {"require_all": settings.canaries.require_all,
              "forgetting_blocks": settings.canaries.forgetting_blocks}),
-        "sections": sections_run(state),
-        **verdict,
-        "gate_errors": list(state.fatal),
-        "exit_status": EXIT_STATUS[verdict["verdict"]],
-        "metrics": {k: dict(sorted(v.items())) for k, v in sorted(state.metrics.items())},
-        "timings": {"session_s": round(time.time() - state.started, 3)},
-        "samples": [asdict(s) for s in sorted(state.samples.values(), key=lambda s: s.nodeid)],
-        "judges": judges,
-    }
+        sections=sections_run(state),
+        **dict(judgement),
+        gate_errors=list(records.fatal),
+        metrics={k: dict(sorted(v.items())) for k, v in sorted(records.metrics.items())},
+        timings={"session_s": round(time.time() - state.started, 3)},
+        samples=sorted(records.samples.values(), key=lambda s: s.nodeid),
+        judges=judges,
+    )
 
 
 def judge_figures(state: GateSession) -> dict[str, Any]:
@@ -579,18 +595,18 @@ def judge_figures(state: GateSession) -> dict[str, Any]:
     be measured is a gate error (its gate's trust is unknown), never a silent gap."""
     from loragate.judges import session_calibrations
 
-    gated = sorted({s.harness for s in state.samples.values()})
-    canaries_run = any(o.kind == "canary" for o in state.canaries.values())
+    gated = sorted({s.harness for s in state.records.samples.values()})
+    canaries_run = any(o.kind == "canary" for o in state.records.canaries.values())
     try:
         found = session_calibrations(state.settings, gated, canaries_run)
     except Exception as exc:  # noqa: BLE001 - reported in the verdict, not a crash
-        state.fatal.append(f"a judge's calibration could not be measured: "
+        state.records.fatal.append(f"a judge's calibration could not be measured: "
                            f"{type(exc).__name__}: {exc}")
         return {}
     return {name: calibration.model_dump() for name, calibration in sorted(found.items())}
 
 
-def add_junit_properties(config: pytest.Config, document: dict[str, Any]) -> None:
+def add_junit_properties(config: pytest.Config, document: VerdictDocument) -> None:
     """With ``--junitxml``: the verdict as properties of the test suite (each sample already
     is one testcase, its outcome in the testcase's properties)."""
     from _pytest.junitxml import xml_key
@@ -598,13 +614,13 @@ def add_junit_properties(config: pytest.Config, document: dict[str, Any]) -> Non
     xml = config.stash.get(xml_key, None)
     if xml is None:
         return
-    xml.add_global_property("loragate.verdict", document["verdict"])
-    xml.add_global_property("loragate.exit_status", document["exit_status"])
-    xml.add_global_property("loragate.overall_score", round(document["overall"]["score"], 2))
-    for name, harness in document["harnesses"].items():
-        xml.add_global_property(f"loragate.{name}.score", round(harness["score"], 2))
-        xml.add_global_property(f"loragate.{name}.gate_passed", harness["gate_passed"])
-    for reason in document["blocking_reasons"] + document["undecided_reasons"]:
+    xml.add_global_property("loragate.verdict", document.verdict)
+    xml.add_global_property("loragate.exit_status", document.exit_status)
+    xml.add_global_property("loragate.overall_score", round(document.overall.score, 2))
+    for name, harness in document.harnesses.items():
+        xml.add_global_property(f"loragate.{name}.score", round(harness.score, 2))
+        xml.add_global_property(f"loragate.{name}.gate_passed", harness.gate_passed)
+    for reason in document.blocking_reasons + document.undecided_reasons:
         xml.add_global_property("loragate.reason", reason)
 
 
@@ -615,15 +631,14 @@ def verdict_paths(config: pytest.Config, state: GateSession) -> tuple[Path, Path
     return Path(json_path), Path(html_path)
 
 
-def write_outputs(config: pytest.Config, state: GateSession, document: dict[str, Any]) -> None:
+def write_outputs(config: pytest.Config, state: GateSession, document: VerdictDocument
+                  ) -> None:
     from loragate.artifacts import write_text_durably
-    from loragate.gating.document import VerdictDocument
     from loragate.gating.report import render_html
 
     json_path, html_path = verdict_paths(config, state)
-    # Through the model: a field it does not declare fails here, not in a reader later.
-    written = VerdictDocument.from_dict(document, str(json_path))
-    for path, text in ((json_path, written.to_json()), (html_path, render_html(document))):
+    for path, text in ((json_path, document.to_json()),
+                       (html_path, render_html(document.to_dict()))):
         # Whole or not at all (temp file + rename): a killed run or a full disk never leaves a
         # truncated verdict behind.
         try:

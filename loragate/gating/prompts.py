@@ -12,9 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loragate.textfiles import InputFileError, decode_utf8, jsonl_lines, read_bytes, read_text
+
+if TYPE_CHECKING:
+    from loragate.harnesses.registry import Harness
 
 ROLES = ("system", "user", "assistant")
 
@@ -114,6 +117,14 @@ class PromptSource:
     system: str | None = None
     variables: Mapping[str, str] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, spec: Harness, variables: Mapping[str, str]) -> PromptSource:
+        """A configured harness's prompt source (its ``prompts`` resolved by the config)."""
+        if spec.prompts is None:
+            raise PromptFileError(f"harness {spec.name!r} has no prompt file configured")
+        return cls(Path(spec.prompts), columns=dict(spec.columns), template=spec.template,
+                   system=spec.system, variables=variables)
+
 
 def template_variables(settings: Any) -> dict[str, str]:
     """``gates.template_vars`` and the files of ``gates.template_files`` (a loragate config's),
@@ -129,14 +140,13 @@ def template_variables(settings: Any) -> dict[str, str]:
 
 def harness_source(settings: Any, name: str, variables: Mapping[str, str] | None = None
                    ) -> PromptSource:
-    """Harness ``name``'s prompt source as a loragate config declares it."""
-    harness = settings.gates.harnesses.get(name)
-    return PromptSource(
-        settings.gates.prompt_file(name),
-        columns=dict(harness.columns) if harness else {},
-        template=harness.template if harness else None,
-        system=harness.system if harness else None,
-        variables=template_variables(settings) if variables is None else variables)
+    """Harness ``name``'s prompt source as a loragate config declares it (the default file
+    for a harness the config does not name)."""
+    gates = settings.gates
+    variables = template_variables(settings) if variables is None else variables
+    if name in gates.harnesses:
+        return PromptSource.of(gates.spec(name), variables)
+    return PromptSource(gates.prompt_file(name), variables=variables)
 
 
 def read_prompt_source(source: PromptSource, *, what: str = "prompt file"

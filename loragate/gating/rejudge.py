@@ -14,19 +14,9 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from loragate.exit_codes import ExitCode
-from loragate.gating.outcomes import (
-    CanaryOutcome,
-    canaries_from_json,
-    checks_from_json,
-    samples_from_json,
-)
-from loragate.gating.verdict import (
-    EXIT_STATUS,
-    compute_verdict,
-    recorded_canary_settings,
-    rules_from_json,
-)
+from loragate.gating.document import VerdictDocument, recorded_canary_settings
+from loragate.gating.outcomes import CanaryOutcome, CanarySummary, canaries_from_json
+from loragate.gating.verdict import compute_verdict
 
 _CUT = re.compile(r"\n\[… cut: \d+ more characters\]\Z")
 
@@ -66,21 +56,21 @@ def _validators(settings: Any, names: set[str]) -> dict[str, Any]:
 
     found = {}
     for name in sorted(names):
-        configured = settings.gates.harnesses.get(name)
-        reference = (configured.validator if configured and configured.validator
-                     else BUILTINS[name].validator if name in BUILTINS else None)
-        if reference is None:
+        spec = (settings.gates.spec(name) if name in settings.gates.harnesses
+                else BUILTINS.get(name))
+        if spec is None:
             raise KeyError(f"harness '{name}' of the verdict is neither built in nor in the "
                            "config; give the project's config with --config")
-        function = load_validator(reference, root=settings.root)
+        function = load_validator(spec.validator, root=settings.root)
         found[name] = lambda text, record, f=function: run_validator(f, text, record)
     return found
 
 
-def rejudge(document: dict[str, Any], settings: Any) -> tuple[dict[str, Any], RejudgeReport]:
+def rejudge(document: VerdictDocument, settings: Any
+            ) -> tuple[VerdictDocument, RejudgeReport]:
     """``document`` re-judged with the current judges (see the module docstring)."""
     report = RejudgeReport()
-    samples = samples_from_json(document["samples"])
+    samples = document.samples
     validators = _validators(settings, {s.harness for s in samples})
     records = {name: _records_by_id(settings, name) for name in validators}
     rejudged = []
@@ -103,32 +93,27 @@ def rejudge(document: dict[str, Any], settings: Any) -> tuple[dict[str, Any], Re
                                 f"{_word(sample.passed)} -> {_word(result.passed)}")
         rejudged.append(replace(sample, passed=result.passed, reason=result.summary(),
                                 predicted=result.predicted, reasons=tuple(result.reasons)))
-    canaries = (_rejudge_canaries(document.get("canaries"), settings, report)
-                + _rejudge_canaries(document.get("forgetting"), settings, report))
+    canaries = (_rejudge_canaries(document.canaries, settings, report)
+                + _rejudge_canaries(document.forgetting, settings, report))
     require_all, forgetting_blocks = recorded_canary_settings(document, None, None)
-    recomputed = compute_verdict(
-        rejudged, rules_from_json(document["thresholds"]), canaries=canaries,
-        checks=checks_from_json(document.get("checks")),
-        overall_target=document["overall"]["target"],
-        confidence=document.get("gate_confidence", "point"),
-        errors=document.get("gate_errors"),
-        require_all=require_all, forgetting_blocks=forgetting_blocks)
-    updated = dict(document)
-    updated.update(recomputed)
-    updated["samples"] = [asdict(s) for s in sorted(rejudged, key=lambda s: s.nodeid)]
-    if document.get("verdict") == "error" and not document["samples"]:
+    judgement = compute_verdict(
+        rejudged, document.rules, canaries=canaries, checks=document.checks,
+        overall_target=document.overall.target, confidence=document.gate_confidence,
+        errors=document.gate_errors, require_all=require_all,
+        forgetting_blocks=forgetting_blocks,
         # A session that aborted judged nothing: re-judging cannot make it a finding.
-        updated.update(verdict="error", blocking_reasons=[])
-    updated["exit_status"] = int(EXIT_STATUS.get(updated["verdict"], ExitCode.GATE_ERROR))
-    updated["reverdicted_from"] = document.get("inputs_hash")
+        aborted=document.verdict == "error" and not document.samples)
+    updated = document.judged_with(
+        judgement, samples=sorted(rejudged, key=lambda s: s.nodeid),
+        reverdicted_from=document.inputs_hash)
     return updated, report
 
 
-def _rejudge_canaries(section: dict[str, Any] | None, settings: Any,
+def _rejudge_canaries(section: CanarySummary | None, settings: Any,
                       report: RejudgeReport) -> list[CanaryOutcome]:
     from loragate.canaries import check_canary, load_canaries
 
-    outcomes = canaries_from_json(section)
+    outcomes = canaries_from_json(None if section is None else asdict(section))
     if not outcomes:
         return []
     canaries = settings.canaries

@@ -11,9 +11,8 @@ import sys
 from pathlib import Path
 
 from loragate.exit_codes import ExitCode
-from loragate.gating.document import VerdictDocument, VerdictFileError
+from loragate.gating.document import VerdictDocument, VerdictFileError, reverdict
 from loragate.gating.report import render_compare_html, render_html, render_text
-from loragate.gating.verdict import EXIT_STATUS, reverdict
 
 EXIT_USAGE = int(ExitCode.USAGE)
 
@@ -73,11 +72,11 @@ def parse_thresholds(values: list[str]) -> dict[str, float]:
     return thresholds
 
 
-def load_verdict(path: Path) -> dict:
+def load_verdict(path: Path) -> VerdictDocument:
     """The verdict in ``path``, read through :class:`VerdictDocument` (fields a verdict written
     by an earlier loragate lacks get their defaults)."""
     try:
-        return VerdictDocument.read(path).to_dict()
+        return VerdictDocument.read(path)
     except VerdictFileError as exc:
         raise ReportInputError(f"loragate report: {exc}") from None
 
@@ -105,15 +104,15 @@ def run(args: argparse.Namespace) -> int:
             raise ReportInputError(f"loragate report: {exc.args[0]}") from None
     if args.output and (thresholds or args.overall_target is not None or args.gate_confidence
                         or args.rejudge):
-        write_report_file(args.output, VerdictDocument.from_dict(document).to_json())
+        write_report_file(args.output, document.to_json())
     html_path = args.html or args.verdict.with_suffix(".html")
-    write_report_file(html_path, render_html(document))
-    print(render_text(document))
+    write_report_file(html_path, render_html(document.to_dict()))
+    print(render_text(document.to_dict()))
     print(f"\nHTML report: {html_path}")
-    return EXIT_STATUS.get(document["verdict"], 1)
+    return document.exit_status
 
 
-def rejudge_verdict(document: dict, args: argparse.Namespace) -> dict:
+def rejudge_verdict(document: VerdictDocument, args: argparse.Namespace) -> VerdictDocument:
     from loragate.config import ConfigError, load_config
     from loragate.gating.rejudge import rejudge
 
@@ -162,7 +161,8 @@ def run_compare(args: argparse.Namespace) -> int:
     old_label, new_label = label_for(old_path), label_for(new_path)
     if old_label == new_label:
         old_label, new_label = str(old_path), str(new_path)
-    comparison = compare_verdicts(load_verdict(old_path), load_verdict(new_path),
+    comparison = compare_verdicts(load_verdict(old_path).to_dict(),
+                                  load_verdict(new_path).to_dict(),
                                   old_label=old_label, new_label=new_label)
     markdown = render_markdown(comparison)
     if args.markdown:

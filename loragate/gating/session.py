@@ -1,4 +1,5 @@
-"""The state of one gate session: its config, its harnesses, its models and its records.
+"""The state of one gate session: its config and harnesses, its opened models (resources),
+and what it recorded (:class:`~loragate.gating.outcomes.SessionRecords`).
 
 One :class:`GateSession` lives on the pytest config (``config.stash``); nothing is global.
 It is *active* when the session gates something (``--model``, ``--baseline``,
@@ -12,20 +13,23 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from loragate.config import ConfigError, LoragateConfig, load_config, resolve_paths
-from loragate.gating.outcomes import CanaryOutcome, CheckOutcome, SampleOutcome
+from loragate.gating.outcomes import SessionRecords
 from loragate.gating.prompts import (
     PromptFileError,
     PromptSource,
-    harness_source,
     template_variables,
 )
-from loragate.gating.verdict import GateRule
 from loragate.harnesses.base import HarnessResult
+from loragate.harnesses.registry import GateRule, Harness
+
+if TYPE_CHECKING:
+    from loragate.backends.cache import CachedBackend, ResponseCache
+    from loragate.gating.document import VerdictDocument
 
 STASH_KEY = pytest.StashKey["GateSession"]()
 
@@ -39,14 +43,24 @@ INI_CONFIG = "loragate_config"
 
 @dataclass(frozen=True)
 class GateHarness:
-    """A configured harness, ready to score: its rule, its validator and its prompt file."""
+    """A harness's spec made ready to score: its validator imported (with the time limit)
+    and its prompt source bound to the session's template variables."""
 
-    name: str
-    rule: GateRule
+    spec: Harness
     validate: Callable[[str, Mapping[str, Any]], HarnessResult]
     source: PromptSource
-    samples: int
-    builtin: bool
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def rule(self) -> GateRule:
+        return self.spec.rule
+
+    @property
+    def samples(self) -> int:
+        return self.spec.samples
 
     @property
     def prompts(self) -> Path:
@@ -60,19 +74,13 @@ class GateSession:
     started: float = field(default_factory=time.time)
     _settings: LoragateConfig | None = None
     _harnesses: dict[str, GateHarness] | None = None
-    backends: dict[str, Any] = field(default_factory=dict)
-    planned: dict[str, int] = field(default_factory=dict)
-    failures: dict[str, int] = field(default_factory=dict)
-    samples: dict[str, SampleOutcome] = field(default_factory=dict)
-    canaries: dict[str, CanaryOutcome] = field(default_factory=dict)
-    checks: dict[str, CheckOutcome] = field(default_factory=dict)
-    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # Why the gate could not run (a model that went away, a cache that broke): an error
-    # verdict names these, so an infrastructure failure never reads as a model failure.
-    fatal: list[str] = field(default_factory=list)
-    aborted: bool = False  # the session stopped before any sample (the model did not open)
+    # Resources, opened on first use and closed by close(): the models by role, and the one
+    # response cache they share.
+    backends: dict[str, CachedBackend] = field(default_factory=dict)
+    cache: ResponseCache | None = None
+    records: SessionRecords = field(default_factory=SessionRecords)
     usage_errors: list[str] = field(default_factory=list)  # found while parametrizing
-    document: dict[str, Any] | None = None
+    document: VerdictDocument | None = None  # made once, at the end of the session
 
     @classmethod
     def for_config(cls, config: pytest.Config) -> GateSession:
@@ -98,23 +106,19 @@ class GateSession:
     def rules(self) -> dict[str, GateRule]:
         return {name: h.rule for name, h in self.harnesses.items()}
 
-    def backend(self, role: str) -> Any:
+    def backend(self, role: str) -> CachedBackend:
         """The opened backend for ``role`` ("model" or "baseline"), opened on first use."""
         if role not in self.backends:
             self.backends[role] = open_backend_for(self, role)
         return self.backends[role]
 
     def close(self) -> None:
-        cache = self.backends.pop("_cache", None)
         for backend in self.backends.values():
             backend.close()
-        if cache is not None:
-            cache.close()
         self.backends.clear()
-
-    @property
-    def has_records(self) -> bool:
-        return bool(self.samples or self.canaries)
+        if self.cache is not None:
+            self.cache.close()
+            self.cache = None
 
     def data_files(self) -> list[Path]:
         """The prompt sets and the canary file the verdict was judged on (for its data hash)."""
@@ -166,12 +170,7 @@ def resolve_harnesses(settings: LoragateConfig) -> dict[str, GateHarness]:
     A validator that does not import or has the wrong signature is a usage error naming the
     config field.
     """
-    from loragate.harnesses.registry import (
-        BUILTINS,
-        HarnessError,
-        load_validator,
-        run_with_time_limit,
-    )
+    from loragate.harnesses.registry import HarnessError, load_validator, run_with_time_limit
 
     gates = settings.gates
     try:
@@ -179,11 +178,9 @@ def resolve_harnesses(settings: LoragateConfig) -> dict[str, GateHarness]:
     except PromptFileError as exc:
         raise pytest.UsageError(f"loragate config: {exc}") from None
     resolved: dict[str, GateHarness] = {}
-    for name, harness in gates.harnesses.items():
-        builtin = BUILTINS.get(name)
-        reference = harness.validator or builtin.validator  # type: ignore[union-attr]
+    for name, spec in gates.specs().items():
         try:
-            function = load_validator(reference, root=settings.root)
+            function = load_validator(spec.validator, root=settings.root)
         except HarnessError as exc:
             where = f" in {settings.source_path}" if settings.source_path else ""
             raise pytest.UsageError(
@@ -193,15 +190,8 @@ def resolve_harnesses(settings: LoragateConfig) -> dict[str, GateHarness]:
         def validate(text: str, record: Mapping[str, Any], _function=function) -> HarnessResult:
             return run_with_time_limit(_function, text, record, gates.validator_timeout_s)
 
-        resolved[name] = GateHarness(
-            name=name,
-            rule=GateRule(gate=harness.gate, threshold=harness.threshold,  # type: ignore[arg-type]
-                          metric=harness.metric),  # type: ignore[arg-type]
-            validate=validate,
-            source=harness_source(settings, name, variables),
-            samples=harness.samples,
-            builtin=harness.validator is None,
-        )
+        resolved[name] = GateHarness(spec=spec, validate=validate,
+                                     source=PromptSource.of(spec, variables))
     return resolved
 
 
@@ -234,7 +224,7 @@ def check_spec(text: str, option: str) -> None:
         raise pytest.UsageError(f"--{option} {text}: {exc}") from None
 
 
-def open_backend_for(state: GateSession, role: str) -> Any:
+def open_backend_for(state: GateSession, role: str) -> CachedBackend:
     """Open ``role``'s backend, wrapped in the response cache (disabled by ``--no-cache``).
 
     A spec or file the backend cannot load is a usage error; a server that cannot be reached
@@ -264,18 +254,16 @@ def open_backend_for(state: GateSession, role: str) -> Any:
     return CachedBackend(backend, response_cache(state))
 
 
-def response_cache(state: GateSession) -> Any:
+def response_cache(state: GateSession) -> ResponseCache:
     import sqlite3
 
     from loragate.backends.cache import ResponseCache
 
-    cache = state.backends.get("_cache")
-    if cache is None:
+    if state.cache is None:
         path = state.settings.backend.cache_path
         try:
-            cache = ResponseCache(path, enabled=not state.config.getoption("no_cache"))
+            state.cache = ResponseCache(path, enabled=not state.config.getoption("no_cache"))
         except (sqlite3.Error, OSError) as exc:
             raise GateCannotRun(f"response cache {path}: {exc}") from None
-        state.backends["_cache"] = cache
-    return cache
+    return state.cache
 

@@ -18,7 +18,8 @@ from sklearn.metrics import precision_recall_fscore_support
 if TYPE_CHECKING:
     from loragate.gating.outcomes import CanaryOutcome
 
-POSITIVE_LABEL = "refuse"
+# The positive class of verdicts written before a rule named its own (the refusal harness's).
+LEGACY_POSITIVE_LABEL = "refuse"
 GateConfidence = Literal["point", "lower"]
 EPS = 1e-9
 _BOOTSTRAP_ROUNDS = 2000
@@ -179,28 +180,30 @@ def clustered_interval(groups: list[tuple[int, int]], seed: int = 0) -> Clustere
     return ClusteredInterval(low, high, effect, n / effect)
 
 
-def positive_label(expected: list[str]) -> str:
-    """``refuse`` where it is a label (the refusal harness); else the first label in sorted
-    order, so a project's own classifier harness has a stable positive class."""
+def positive_label(expected: list[str], declared: str | None = None) -> str:
+    """The rule's declared positive class (the harness's first label); for a verdict recorded
+    before rules named one, ``refuse`` where it is a label, else the first in sorted order."""
+    if declared is not None:
+        return declared
     labels = sorted(set(expected))
-    return POSITIVE_LABEL if POSITIVE_LABEL in labels or not labels else labels[0]
+    return LEGACY_POSITIVE_LABEL if LEGACY_POSITIVE_LABEL in labels or not labels else labels[0]
 
 
-def classifier_scores(expected: list[str], predicted: list[str]) -> tuple[float, float, float]:
-    """Precision, recall and F1 of the positive class (:func:`positive_label`; scikit-learn).
+def classifier_scores(expected: list[str], predicted: list[str], positive: str
+                      ) -> tuple[float, float, float]:
+    """Precision, recall and F1 of the ``positive`` class (scikit-learn).
 
     Binary when the labels are two at most; a third label (a prediction outside the expected
     ones) makes it the positive class's one-vs-rest scores.
     """
-    positive = positive_label(expected)
     p, r, f, _ = precision_recall_fscore_support(
         expected, predicted, labels=[positive], average=None, zero_division=0
     )
     return float(p[0]), float(r[0]), float(f[0])
 
 
-def f1_lower_bound(expected: list[str], predicted: list[str], confidence: float = 0.95,
-                   prompts: list[str] | None = None) -> float:
+def f1_lower_bound(expected: list[str], predicted: list[str], positive: str,
+                   confidence: float = 0.95, prompts: list[str] | None = None) -> float:
     """Lower percentile bound of F1 over a seeded bootstrap (F1 has no closed-form interval).
 
     With ``prompts`` (each sample's prompt key) the bootstrap draws prompts, all their repeats
@@ -214,15 +217,15 @@ def f1_lower_bound(expected: list[str], predicted: list[str], confidence: float 
     exp = np.array(expected)
     pred = np.array(predicted)
     if prompts is not None:
-        return _f1_prompt_bootstrap(exp, pred, prompts, rng, confidence)
+        return _f1_prompt_bootstrap(exp, pred, positive, prompts, rng, confidence)
     scores = []
     for _ in range(1000):
         idx = rng.integers(0, len(exp), len(exp))
-        scores.append(classifier_scores(list(exp[idx]), list(pred[idx]))[2])
+        scores.append(classifier_scores(list(exp[idx]), list(pred[idx]), positive)[2])
     return float(np.quantile(scores, (1 - confidence) / 2))
 
 
-def _f1_prompt_bootstrap(exp: Any, pred: Any, prompts: list[str], rng: Any,
+def _f1_prompt_bootstrap(exp: Any, pred: Any, positive: str, prompts: list[str], rng: Any,
                          confidence: float) -> float:
     import numpy as np
 
@@ -234,7 +237,7 @@ def _f1_prompt_bootstrap(exp: Any, pred: Any, prompts: list[str], rng: Any,
     for _ in range(1000):
         drawn = rng.integers(0, len(clusters), len(clusters))
         idx = np.concatenate([clusters[i] for i in drawn])
-        scores.append(classifier_scores(list(exp[idx]), list(pred[idx]))[2])
+        scores.append(classifier_scores(list(exp[idx]), list(pred[idx]), positive)[2])
     return float(np.quantile(scores, (1 - confidence) / 2))
 
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import asdict
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from loragate.exit_codes import ExitCode
 from loragate.gating.outcomes import (
@@ -23,16 +25,12 @@ from loragate.gating.outcomes import (
     CheckOutcome,
     HarnessSummary,
     SampleOutcome,
-    canaries_from_json,
-    checks_from_json,
     flaky_items,
     group_by_prompt,
     prompt_key,
-    samples_from_json,
 )
 from loragate.gating.statistics import (
     EPS,
-    POSITIVE_LABEL,
     GateConfidence,
     classifier_scores,
     clustered_interval,
@@ -43,6 +41,7 @@ from loragate.gating.statistics import (
     summarise_probes,
     wilson_interval,
 )
+from loragate.harnesses.registry import GateRule
 
 SCHEMA = "loragate.verdict/1"
 # The exit status of a gate session is its verdict (docs/verdict.md). 6 is none of pytest's
@@ -55,11 +54,82 @@ EXIT_GATE_ERROR = int(ExitCode.GATE_ERROR)
 EXIT_STATUS = {"cleared": EXIT_CLEARED, "blocked": EXIT_BLOCKED, "error": EXIT_GATE_ERROR}
 
 
-@dataclass(frozen=True)
-class GateRule:
-    gate: Literal["ship", "quality"]
-    threshold: float
-    metric: Literal["pass_rate", "f1"] = "pass_rate"
+class Overall(BaseModel):
+    score: float
+    target: float
+    passed: bool
+
+
+class Judgement(BaseModel):
+    """What the rule decided from the outcomes: the per-harness summaries, the overall score,
+    the canaries, the verdict with its reasons and its exit status. The verdict document
+    (:class:`loragate.gating.document.VerdictDocument`) is this and what was judged."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    verdict: Literal["cleared", "blocked", "error"] = Field(
+        description="`blocked` when the model was judged and failed (a ship gate failed or was "
+        "not evaluated, the overall score is under target, a canary failed (with "
+        "`require_all`) or regressed, a blocking forgetting probe regressed, a check failed); "
+        "else `error` when samples or items that could not be judged leave a gate undecided "
+        "(errors counted as passes would clear it, counted as failures would not), or when the "
+        "session stopped before judging anything; else `cleared`")
+    blocking_reasons: list[str] = Field(
+        default_factory=list, description="one line per reason the verdict is `blocked`")
+    undecided_reasons: list[str] = Field(
+        default_factory=list,
+        description="one line per gate that errors left undecided, or why nothing could be "
+        "judged (the reasons the verdict is `error`)")
+    gate_confidence: Literal["point", "lower"] = Field(
+        "point",
+        description="`point` or `lower`: whether gates were judged on the point estimate or "
+        "the interval's lower bound")
+    harnesses: dict[str, HarnessSummary] = Field(
+        description="per harness: `n` (samples), `executed`, `passed`, `errors` (samples "
+        "whose generation or scoring raised; counted as not passed in `pass_rate` and "
+        "`score`), `undecided` (the errors could tip the gate), `evaluated` (false for F1 with "
+        "no judged sample: \"not evaluated\"), `best_score` (the score with errors counted as "
+        "passes), `skipped` (not run after the gate was decided by `--fail-fast-gates`; they "
+        "count as not passed), `pass_rate`, `wilson_low`/`wilson_high` (Wilson 95% interval), "
+        "`precision`/`recall`/`f1`/`f1_low` (classifier harnesses, of the rule's `positive` "
+        "class; `f1_low` is the 2.5% bootstrap percentile), `score` (pass rate or F1, × 100), "
+        "`gate_passed`, `decided_early`, `reason`; and the power and repeats fields below")
+    overall: Overall = Field(description="`score` (mean of the harness scores), `target`, "
+                             "`passed`")
+    canaries: CanarySummary | None = Field(
+        None,
+        description="the plan's canary rule: `n`, `model_passed`, `baseline_passed`, `failed` "
+        "(ids the model fails), `regressions` (ids the baseline passes and the model fails), "
+        "`improvements`, `mcnemar_p` (exact McNemar test on the discordant pairs, evidence "
+        "only), `all_passed`, `no_regression`, `require_all` (every canary must pass: "
+        "`canaries.require_all`, on by default), `passed` (no regression and, with "
+        "`require_all`, all passed), `items` (each canary before/after, with both answers "
+        "`model_answer`/`baseline_answer`, the likelihood probes' `model_margins`/"
+        "`baseline_margins`), `probes` (the minimal pairs each model ranks right, mean margins, "
+        "the mean paired shift and its Wilcoxon p-value; reported, not gated); null when no "
+        "canary ran")
+    forgetting: CanarySummary | None = Field(
+        None,
+        description="the forgetting probe (general knowledge, model against baseline), the "
+        "same fields; `blocking` is `canaries.forgetting_blocks` (off by default: reported "
+        "only); null when it did not run")
+    checks: list[CheckOutcome] = Field(
+        default_factory=list,
+        description="stage (Step 1/2) and smoke tests of the session: `nodeid`, `kind`, "
+        "`outcome`, `reason`")
+
+    exit_status: int | None = Field(
+        None, description="the exit status of this verdict (see below), always the "
+        "`verdict`'s: a file cannot say `blocked` with 0")
+
+    @model_validator(mode="after")
+    def _exit_status_of_the_verdict(self) -> Judgement:
+        if self.exit_status is None:
+            self.exit_status = EXIT_STATUS[self.verdict]
+        elif self.exit_status != EXIT_STATUS[self.verdict]:
+            raise ValueError(f"exit_status {self.exit_status} is not the status of verdict "
+                             f"{self.verdict!r} ({EXIT_STATUS[self.verdict]})")
+        return self
 
 
 def summarise_harness(
@@ -130,19 +200,19 @@ def _summarise_classifier(summary: HarnessSummary, samples: list[SampleOutcome],
         return summary
     expected = [s.expected for s in labelled]
     # Worst case: an error is the wrong label; best case: the right one.
-    positive = positive_label(expected)
+    positive = positive_label(expected, rule.positive)
     worst = [s.predicted if not s.error and s.predicted else _other(s.expected, positive)
              for s in labelled]
     best = [s.predicted if not s.error and s.predicted else s.expected for s in labelled]
-    p, r, f = classifier_scores(expected, worst)
+    p, r, f = classifier_scores(expected, worst, positive)
     prompts = [prompt_key(s) for s in labelled] if repeated else None
     summary.precision, summary.recall, summary.f1 = p, r, f
-    summary.f1_low = f1_lower_bound(expected, worst, prompts=prompts)
+    summary.f1_low = f1_lower_bound(expected, worst, positive, prompts=prompts)
     summary.interval_low, summary.interval_high = summary.f1_low, None
     summary.interval_method = "bootstrap over " + ("prompts" if repeated else "samples")
-    best_f = classifier_scores(expected, best)[2]
+    best_f = classifier_scores(expected, best, positive)[2]
     value = f if confidence == "point" else summary.f1_low
-    best_value = best_f if confidence == "point" else f1_lower_bound(expected, best,
+    best_value = best_f if confidence == "point" else f1_lower_bound(expected, best, positive,
                                                                      prompts=prompts)
     summary.score = 100 * f
     summary.best_score = 100 * best_f
@@ -168,10 +238,10 @@ def _decide(summary: HarnessSummary, value: float, best_value: float, metric: st
         summary.reason += f"; {summary.power}"
 
 
-def _other(label: str | None, positive: str = POSITIVE_LABEL) -> str:
+def _other(label: str | None, positive: str) -> str:
     """A label other than ``label``: the wrong answer an error counts as."""
     if label == positive:
-        return "comply" if positive == POSITIVE_LABEL else f"not {positive}"
+        return f"not {positive}"
     return positive
 
 
@@ -235,12 +305,14 @@ def compute_verdict(
     errors: list[str] | None = None,
     require_all: bool = True,
     forgetting_blocks: bool = False,
-) -> dict[str, Any]:
-    """The verdict section of the JSON: per-harness summaries, overall score, blocking reasons.
+    aborted: bool = False,
+) -> Judgement:
+    """Decide the verdict: per-harness summaries, overall score, blocking reasons.
 
     ``blocked`` when the model was judged and failed; ``error`` when nothing failed for sure
     but samples or items that could not be judged (``errors``, error samples) leave a gate
-    undecided; else ``cleared``.
+    undecided, or when the session was ``aborted`` before judging anything (what the gates
+    would say for want of samples is then no finding about the model); else ``cleared``.
 
     ``canaries`` holds both kinds of outcome: the canaries (the plan's rule: every one passes
     when ``require_all``, none regresses) and the forgetting probe (reported; it blocks on a
@@ -291,17 +363,15 @@ def compute_verdict(
     failed_checks = [c for c in checks or [] if c.outcome in ("failed", "error")]
     blocking.extend(f"{c.kind} check failed: {c.nodeid}: {c.reason}" for c in failed_checks)
     verdict = "blocked" if blocking else ("error" if undecided else "cleared")
-    return {
-        "harnesses": {name: asdict(h) for name, h in sorted(harnesses.items())},
-        "overall": {"score": overall, "target": overall_target, "passed": overall_passed},
-        "canaries": asdict(canary_summary) if canary_summary else None,
-        "forgetting": asdict(forgetting_summary) if forgetting_summary else None,
-        "checks": [asdict(c) for c in sorted(checks or [], key=lambda c: c.nodeid)],
-        "gate_confidence": confidence,
-        "verdict": verdict,
-        "blocking_reasons": blocking,
-        "undecided_reasons": undecided,
-    }
+    if aborted:
+        verdict, blocking, undecided = "error", [], list(errors or [])
+    return Judgement(
+        harnesses=dict(sorted(harnesses.items())),
+        overall=Overall(score=overall, target=overall_target, passed=overall_passed),
+        canaries=canary_summary, forgetting=forgetting_summary,
+        checks=sorted(checks or [], key=lambda c: c.nodeid),
+        gate_confidence=confidence, verdict=verdict,
+        blocking_reasons=blocking, undecided_reasons=undecided)
 
 
 def inputs_hash(data_hash: str, rules: dict[str, GateRule], overall_target: float,
@@ -318,56 +388,3 @@ def inputs_hash(data_hash: str, rules: dict[str, GateRule], overall_target: floa
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def rules_from_json(thresholds: dict[str, Any]) -> dict[str, GateRule]:
-    return {name: GateRule(**value) for name, value in thresholds.items()}
-
-
-def recorded_canary_settings(document: dict[str, Any], require_all: bool | None,
-                              forgetting_blocks: bool | None) -> tuple[bool, bool]:
-    """The canary settings a recomputed verdict uses: the ones given, else the recorded ones,
-    else the defaults (a verdict older than the settings records neither)."""
-    if require_all is None:
-        require_all = (document.get("canaries") or {}).get("require_all", True)
-    if forgetting_blocks is None:
-        forgetting_blocks = (document.get("forgetting") or {}).get("blocking", False)
-    return bool(require_all), bool(forgetting_blocks)
-
-
-def reverdict(document: dict[str, Any], *, thresholds: dict[str, float] | None = None,
-              overall_target: float | None = None,
-              confidence: GateConfidence | None = None, require_all: bool | None = None,
-              forgetting_blocks: bool | None = None) -> dict[str, Any]:
-    """Recompute a verdict document from its recorded samples with changed settings (canary
-    settings left as None: as recorded, or the defaults for an older verdict)."""
-    rules = rules_from_json(document["thresholds"])
-    for name, value in (thresholds or {}).items():
-        if name not in rules:
-            raise KeyError(f"no harness '{name}' in this verdict; known: {sorted(rules)}")
-        rules[name] = GateRule(rules[name].gate, value, rules[name].metric)
-    target = document["overall"]["target"] if overall_target is None else overall_target
-    conf = confidence or document.get("gate_confidence", "point")
-    require_all, forgetting_blocks = recorded_canary_settings(document, require_all,
-                                                               forgetting_blocks)
-    recomputed = compute_verdict(
-        samples_from_json(document["samples"]), rules,
-        canaries=canaries_from_json(document.get("canaries"))
-        + canaries_from_json(document.get("forgetting")),
-        checks=checks_from_json(document.get("checks")),
-        overall_target=target, confidence=conf,
-        errors=document.get("gate_errors"),
-        require_all=require_all, forgetting_blocks=forgetting_blocks,
-    )
-    updated = dict(document)
-    updated.update(recomputed)
-    if document.get("verdict") == "error" and not document.get("samples"):
-        # An aborted session judged nothing: other thresholds cannot make that a finding.
-        updated.update(verdict="error", blocking_reasons=[])
-    updated["exit_status"] = EXIT_STATUS[updated["verdict"]]
-    updated["thresholds"] = {k: asdict(v) for k, v in sorted(rules.items())}
-    updated["inputs_hash"] = inputs_hash(
-        document.get("data_hash", ""), rules, target,
-        {"require_all": require_all, "forgetting_blocks": forgetting_blocks})
-    updated["reverdicted_from"] = document.get("inputs_hash")
-    return updated

@@ -9,8 +9,13 @@ validator ``validate(text, record) -> HarnessResult`` where ``record`` is the pr
 The six Web4 harnesses are the built-ins below (:data:`BUILTINS`). A project adds its own in
 its config, ``gates.harnesses.<name>.validator = "module:function"``;
 :func:`load_validator` imports it the same way the built-ins are imported, so a user
-harness and a built-in are scored by the same code path. The config defaults, ``score()``,
-``loragate check`` and the plugin's gate items all read :data:`BUILTINS`.
+harness and a built-in are scored by the same code path.
+
+A :class:`Harness` is the one spec of a harness. The built-in declarations here carry what a
+harness *is* (rule, validator, labels, description); the project's config completes them with
+how it is gated (prompts, samples, calibration) in :meth:`Harness.configured`, once, and the
+session, the verdict, the judges' calibration, ``loragate check`` and data generation all read
+that one object.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import importlib
 import inspect
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,17 +40,64 @@ class HarnessError(ValueError):
 
 
 @dataclass(frozen=True)
-class Harness:
-    """One harness: what it checks, how its samples are judged, and where its validator is."""
+class GateRule:
+    """How a harness's samples decide its gate. ``positive`` is a classifier's positive class
+    (metric f1): the first of the harness's labels."""
 
-    name: str
     gate: Gate
     threshold: float
-    validator: str  # "module:function", imported on first use
     metric: Metric = "pass_rate"
+    positive: str | None = None
+
+
+@dataclass(frozen=True)
+class Harness:
+    """One harness: its rule, its validator, and (once configured) what it is gated on.
+
+    The prompt-side fields (``prompts`` … ``system``) are ``None``/empty in a built-in
+    declaration and filled by the project's config; ``prompts`` None means
+    ``<gates.prompts_dir>/<name>.jsonl``.
+    """
+
+    name: str
+    rule: GateRule
+    validator: str  # "module:function", imported on first use
     description: str = ""
-    # A classifier harness (metric f1) needs these labels in the record's ``expected``.
+    # A classifier harness (metric f1) finds these labels in the record's ``expected``; the
+    # first is the positive class.
     labels: tuple[str, ...] = ()
+    builtin: bool = True
+    samples: int = 100
+    prompts: Path | None = None
+    calibration: Path | None = None
+    columns: Mapping[str, str] = field(default_factory=dict)
+    template: str | None = None
+    system: str | None = None
+
+    @property
+    def gate(self) -> Gate:
+        return self.rule.gate
+
+    @property
+    def threshold(self) -> float:
+        return self.rule.threshold
+
+    @property
+    def metric(self) -> Metric:
+        return self.rule.metric
+
+    def configured(self, **settings: Any) -> Harness:
+        """This harness with the project's settings (``gate``, ``threshold``, ``metric``,
+        ``labels``, ``validator`` and the prompt-side fields; a None keeps the declaration's)."""
+        given = {key: value for key, value in settings.items() if value is not None}
+        rule_keys = {"gate", "threshold", "metric"}
+        labels = tuple(given.pop("labels", None) or self.labels)
+        rule = replace(self.rule, **{k: given.pop(k) for k in rule_keys & set(given)})
+        if rule.metric == "f1":
+            rule = replace(rule, positive=labels[0] if labels else rule.positive)
+        if given.get("validator", self.validator) != self.validator:
+            given["builtin"] = False  # the project's own validator under a built-in's name
+        return replace(self, rule=rule, labels=labels, **given)
 
     def validate(self, text: str, record: Mapping[str, Any] | None = None) -> HarnessResult:
         return run_validator(load_validator(self.validator), text, record or {})
@@ -91,8 +143,17 @@ empty_constructor = _plain("loragate.harnesses.empty_constructor")
 
 def _builtin(name: str, gate: Gate, threshold: float, description: str,
              metric: Metric = "pass_rate", labels: tuple[str, ...] = ()) -> Harness:
-    return Harness(name=name, gate=gate, threshold=threshold, metric=metric,
-                   validator=f"{__name__}:{name}", description=description, labels=labels)
+    rule = GateRule(gate, threshold, metric, positive=labels[0] if labels else None)
+    return Harness(name=name, rule=rule, validator=f"{__name__}:{name}",
+                   description=description, labels=labels)
+
+
+def project_harness(name: str, validator: str, *, gate: Gate, threshold: float,
+                    metric: Metric = "pass_rate", **settings: Any) -> Harness:
+    """A harness of the project's own, declared in its config."""
+    declared = Harness(name=name, rule=GateRule(gate, threshold, metric), validator=validator,
+                       builtin=False)
+    return declared.configured(**settings)
 
 
 BUILTINS: dict[str, Harness] = {
