@@ -62,7 +62,7 @@ COMMAND_STATUSES: dict[str, dict[ExitCode, str]] = {
     "loragate check": {
         ExitCode.CLEARED: "every text passes the harness",
         ExitCode.BLOCKED: "a text fails the harness",
-        ExitCode.USAGE: "unknown harness, unreadable file, bad option",
+        ExitCode.USAGE: "unknown harness, unreadable file or config, bad option",
     },
     "loragate judges": {
         ExitCode.CLEARED: "every judge was measured",

@@ -139,7 +139,7 @@ def test_user_harness_gates_without_a_test_file_and_passes(pytester, ollama_mode
     document = verdict_of(project)
     assert document["harnesses"][HARNESS]["n"] == 4
     assert document["thresholds"][HARNESS] == {"gate": "ship", "threshold": 0.75,
-                                               "metric": "pass_rate"}
+                                               "metric": "pass_rate", "positive": None}
     assert document["sections"] == {"gates": "run", "canaries": "not run",
                                      "forgetting": "not run", "smoke": "not run",
                                      "stages": "not run"}
