@@ -76,6 +76,30 @@ def test_a_bad_field_is_named(change: dict, named: str) -> None:
         VerdictDocument.from_dict(_minimal() | change, "v.json")
 
 
+@pytest.mark.parametrize(("verdict", "status"), [("blocked", 0), ("cleared", 1), ("error", 1)])
+def test_an_exit_status_that_is_not_the_verdicts_is_refused(verdict: str, status: int) -> None:
+    with pytest.raises(VerdictFileError, match=f"exit_status {status} is not the status"):
+        VerdictDocument.from_dict(_minimal() | {"verdict": verdict, "exit_status": status},
+                                  "v.json")
+    written = VerdictDocument.from_dict(_minimal() | {"verdict": verdict})
+    assert written.exit_status == {"cleared": 0, "blocked": 1, "error": 6}[verdict]
+
+
+def test_the_rules_judgement_is_the_documents_and_states_its_status() -> None:
+    from loragate.gating.outcomes import SampleOutcome
+    from loragate.gating.verdict import GateRule, Judgement, compute_verdict
+
+    samples = [SampleOutcome(f"t::x[{i}]", "x", i > 0, "") for i in range(4)]
+    judgement = compute_verdict(samples, {"x": GateRule("ship", 0.9)})
+    assert isinstance(judgement, Judgement) and judgement.verdict == "blocked"
+    assert judgement.exit_status == 1
+    aborted = compute_verdict([], {"x": GateRule("ship", 0.9)}, errors=["server down"],
+                              aborted=True)
+    assert (aborted.verdict, aborted.exit_status) == ("error", 6)
+    assert aborted.blocking_reasons == [] and aborted.undecided_reasons == ["server down"]
+    assert issubclass(VerdictDocument, Judgement)
+
+
 def test_a_broken_file_names_the_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "verdict.json"
     path.write_text('{"schema": "loragate.verdict/1",\n  "verdict": }\n')
