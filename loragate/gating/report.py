@@ -27,7 +27,7 @@ from loragate.gating.outcomes import SampleOutcome
 OUTCOME_ORDER = {"fail": 0, "error": 1, "skipped": 2, "pass": 3}
 
 
-def _environment() -> Environment:
+def environment() -> Environment:
     env = Environment(
         loader=PackageLoader("loragate", "templates"),
         autoescape=select_autoescape(["html", "html.j2"]),
@@ -42,11 +42,11 @@ def _environment() -> Environment:
 
 
 def render_gate_table_html(document: dict[str, Any]) -> str:
-    return _environment().get_template("gate_table.html.j2").render(doc=document)
+    return environment().get_template("gate_table.html.j2").render(doc=document)
 
 
 def render_html(document: dict[str, Any]) -> str:
-    env = _environment()
+    env = environment()
     table = env.get_template("gate_table.html.j2").render(doc=document)
     return env.get_template("report.html.j2").render(doc=document, gate_table=table,
                                                      sections=harness_sections(document))
@@ -55,13 +55,13 @@ def render_html(document: dict[str, Any]) -> str:
 def render_sample_html(sample: dict[str, Any], flaky: bool = False) -> str:
     """One sample as a ``<details>`` block (open when it failed): its answer, escaped, and the
     validator's reasons. For pytest-html's per-item extras."""
-    return _environment().get_template("sample.html.j2").render(sample=sample_view(sample),
+    return environment().get_template("sample.html.j2").render(sample=sample_view(sample),
                                                                 flaky=flaky)
 
 
 def render_compare_html(comparison: dict[str, Any]) -> str:
     """A comparison from :func:`loragate.gating.compare.compare_verdicts` as a page."""
-    return _environment().get_template("compare.html.j2").render(cmp=comparison)
+    return environment().get_template("compare.html.j2").render(cmp=comparison)
 
 
 def outcome_of(sample: dict[str, Any]) -> str:

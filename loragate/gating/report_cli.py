@@ -1,5 +1,6 @@
-"""``loragate report``: re-render a verdict, re-verdict it with other thresholds, or compare
-two verdicts prompt by prompt (``--compare OLD NEW``).
+"""``loragate report``: re-render a verdict, re-verdict it with other thresholds, compare
+two verdicts prompt by prompt (``--compare OLD NEW``), or chart many over time
+(``--history V1 V2 …``).
 
 Works from the verdict JSON alone: no model is loaded and nothing is generated again.
 """
@@ -36,6 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compare", type=Path, nargs=2, metavar=("OLD", "NEW"), default=None,
                         help="compare two verdicts: per gate the change, the prompts that "
                              "flipped and an exact McNemar test; Markdown on stdout")
+    parser.add_argument("--history", type=Path, nargs="+", metavar="VERDICT", default=None,
+                        help="chart two or more verdicts over time (overall score, canaries, "
+                             "each harness against its threshold): a table on stdout and an "
+                             "HTML page with the charts (--html, default history.html beside "
+                             "the newest verdict)")
     parser.add_argument("--markdown", type=Path, default=None,
                         help="with --compare: write the Markdown here instead of stdout")
     parser.add_argument("--html", type=Path, default=None,
@@ -84,6 +90,8 @@ def load_verdict(path: Path) -> VerdictDocument:
 def run(args: argparse.Namespace) -> int:
     if args.compare:
         return run_compare(args)
+    if args.history:
+        return run_history(args)
     if args.verdict is None:
         raise ReportInputError("loragate report: give a verdict JSON, or --compare OLD NEW")
     if args.markdown:
@@ -173,4 +181,27 @@ def run_compare(args: argparse.Namespace) -> int:
     if args.html:
         args.html.write_text(render_compare_html(comparison), encoding="utf-8")
         print(f"comparison (HTML): {args.html}")
+    return 0
+
+
+def run_history(args: argparse.Namespace) -> int:
+    from loragate.gating.history import (
+        history_points,
+        render_history_html,
+        render_history_text,
+        verdict_label,
+    )
+
+    if args.verdict is not None:
+        raise ReportInputError("loragate report: --history takes the verdicts itself; give "
+                               "them after it, not before")
+    if len(args.history) < 2:
+        raise ReportInputError("loragate report --history: give two verdicts or more")
+    taken: set[str] = set()
+    paths = {verdict_label(path, taken): path for path in args.history}
+    points = history_points([(label, load_verdict(path)) for label, path in paths.items()])
+    html_path = args.html or paths[points[-1].label].parent / "history.html"
+    write_report_file(html_path, render_history_html(points))
+    print(render_history_text(points))
+    print(f"\nHTML history: {html_path}")
     return 0
