@@ -42,6 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "each harness against its threshold): a table on stdout and an "
                              "HTML page with the charts (--html, default history.html beside "
                              "the newest verdict)")
+    parser.add_argument("--inspect-log", type=Path, default=None, metavar="DIR",
+                        help="also write the verdict as Inspect eval logs, one "
+                             "DIR/<harness>.json per harness (`inspect view --log-dir DIR`; "
+                             "needs loragate[inspect])")
     parser.add_argument("--markdown", type=Path, default=None,
                         help="with --compare: write the Markdown here instead of stdout")
     parser.add_argument("--html", type=Path, default=None,
@@ -117,7 +121,22 @@ def run(args: argparse.Namespace) -> int:
     write_report_file(html_path, render_html(document.to_dict()))
     print(render_text(document.to_dict()))
     print(f"\nHTML report: {html_path}")
+    if args.inspect_log is not None:
+        write_inspect(document, args.inspect_log)
     return document.exit_status
+
+
+def write_inspect(document: VerdictDocument, folder: Path) -> None:
+    from loragate.gating.inspect_log import InspectUnavailable, write_inspect_logs
+
+    try:
+        written = write_inspect_logs(document, folder)
+    except InspectUnavailable as exc:
+        raise ReportInputError(f"loragate report --inspect-log: {exc}") from None
+    except OSError as exc:
+        raise ReportInputError(f"loragate report --inspect-log: cannot write {folder}: "
+                               f"{exc.strerror or exc}") from None
+    print(f"Inspect logs: {len(written)} in {folder} (inspect view --log-dir {folder})")
 
 
 def rejudge_verdict(document: VerdictDocument, args: argparse.Namespace) -> VerdictDocument:
