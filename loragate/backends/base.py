@@ -14,12 +14,14 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
 from loragate.backends.faults import RetryPolicy, SampleError, run_with_retries
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -194,6 +196,24 @@ Request = tuple[Prompt, GenerationOptions | None]
 """One generation request: the prompt and its options (None: the defaults)."""
 
 
+def in_daemon_thread(function: Callable[..., T], *args: Any, name: str) -> Future[T]:
+    """``function(*args)`` in a daemon thread, as a future. Not a ThreadPoolExecutor: its
+    workers are joined at interpreter exit, so Ctrl-C while requests hang at a server waited
+    for each to time out (120 s by default); a daemon thread is left behind instead."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(function(*args))
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
+
+
 @runtime_checkable
 class Backend(Protocol):
     """What gates, canaries and smoke tests talk to."""
@@ -309,34 +329,31 @@ class BaseBackend(abc.ABC):
     def _threaded_each(self, requests: Sequence[Request], k: int, stop: threading.Event | None
                        ) -> Iterator[tuple[int, Response]]:
         # Requests are submitted one per finished one (never all up front), so a stop or an
-        # interrupt leaves nothing queued behind the k in flight.
-        pool = ThreadPoolExecutor(max_workers=k, thread_name_prefix=f"loragate-{self.kind}")
+        # interrupt leaves nothing queued behind the k in flight; those already sent run to
+        # their end in their daemon threads (see in_daemon_thread).
         pending: dict[Future[Response], int] = {}
         next_index = 0
-        try:
-            while True:
-                while (len(pending) < k and next_index < len(requests)
-                       and not (stop is not None and stop.is_set())):
-                    prompt, options = requests[next_index]
-                    pending[pool.submit(self.generate, prompt, options)] = next_index
-                    next_index += 1
-                if not pending:
-                    return
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                failure: BaseException | None = None
-                for future in sorted(done, key=pending.__getitem__):
-                    index = pending.pop(future)
-                    error = future.exception()
-                    if error is not None:
-                        failure = failure or error
-                        continue
-                    yield index, future.result()
-                if failure is not None:
-                    # The answers finished alongside it were handed out first.
-                    raise failure
-        finally:
-            # Requests already sent run to their end in their threads; nothing new starts.
-            pool.shutdown(wait=False, cancel_futures=True)
+        while True:
+            while (len(pending) < k and next_index < len(requests)
+                   and not (stop is not None and stop.is_set())):
+                prompt, options = requests[next_index]
+                pending[in_daemon_thread(self.generate, prompt, options,
+                                         name=f"loragate-{self.kind}")] = next_index
+                next_index += 1
+            if not pending:
+                return
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            failure: BaseException | None = None
+            for future in sorted(done, key=pending.__getitem__):
+                index = pending.pop(future)
+                error = future.exception()
+                if error is not None:
+                    failure = failure or error
+                    continue
+                yield index, future.result()
+            if failure is not None:
+                # The answers finished alongside it were handed out first.
+                raise failure
 
     def effective_concurrency(self, requested: int | None = None) -> int:
         wanted = max(1, requested if requested is not None else self.concurrency)
