@@ -12,7 +12,10 @@ from loragate.cli import main
 from loragate.gating.inspect_log import write_inspect_logs
 from loragate.gating.outcomes import SampleOutcome
 from loragate.gating.verdict import GateRule
+from tests.test_gating_project import HARNESS, ollama_model, user_project
 from tests.verdicts import document, verdict_json
+
+__all__ = ["ollama_model"]  # the fixture, used by name below
 
 RULES = {"pdca_schema": GateRule("ship", 0.95),
          "refusal": GateRule("ship", 0.9, "f1", positive="refuse")}
@@ -83,3 +86,29 @@ def test_without_inspect_ai_the_report_says_what_to_install(tmp_path, monkeypatc
         main(["report", str(source), "--inspect-log", str(tmp_path / "logs")])
     assert stopped.value.code == 4
     assert "pip install 'loragate[inspect]'" in capsys.readouterr().err
+
+
+def test_a_gate_session_writes_the_logs_itself(pytester, ollama_model):
+    project = user_project(pytester, validator="return 'word1' not in text")
+    logs = project / "inspect"
+    result = pytester.runpytest("--model", "ollama:echo", f"--inspect-log={logs}")
+    assert result.ret == 0
+    log = read_eval_log(str(logs / f"{HARNESS}.json"))
+    assert log.eval.model == "ollama:echo" and len(log.samples) == 4
+    assert sorted(s.scores[HARNESS].value for s in log.samples) == ["C", "C", "C", "I"]
+
+
+def test_a_gate_session_without_inspect_ai_stops_before_generating(pytester, ollama_model,
+                                                                     monkeypatch):
+    from loragate.gating import inspect_log
+    from loragate.gating.inspect_log import InspectUnavailable
+    def unavailable():
+        raise InspectUnavailable("writing Inspect logs needs inspect_ai: pip install "
+                                 "'loragate[inspect]'")
+
+    monkeypatch.setattr(inspect_log, "inspect_log_module", unavailable)
+    user_project(pytester)
+    result = pytester.runpytest("--model", "ollama:echo", "--inspect-log=logs")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--inspect-log: writing Inspect logs needs inspect_ai*"])
+    assert ollama_model.calls == 0

@@ -24,7 +24,8 @@ class InspectUnavailable(RuntimeError):
     """inspect_ai is not installed."""
 
 
-def _inspect() -> Any:
+def inspect_log_module() -> Any:
+    """``inspect_ai.log``, or :class:`InspectUnavailable` saying what to install."""
     try:
         import inspect_ai.log as log
     except ImportError:
@@ -46,7 +47,7 @@ def _sample(sample: SampleOutcome, model: str, index: int) -> Any:
     from inspect_ai.model import ModelOutput
     from inspect_ai.scorer import Score
 
-    log = _inspect()
+    log = inspect_log_module()
     messages = _messages(sample)
     prompt = next((m.text for m in reversed(messages) if m.role == "user"), sample.nodeid)
     answer = sample.answer or ""
@@ -67,7 +68,7 @@ def _sample(sample: SampleOutcome, model: str, index: int) -> Any:
 
 def harness_log(document: VerdictDocument, harness: str) -> Any:
     """One harness of ``document`` as an Inspect ``EvalLog``."""
-    log = _inspect()
+    log = inspect_log_module()
     summary = document.harnesses[harness]
     rule = document.thresholds.get(harness)
     model = document.model.spec or "unknown"
@@ -97,7 +98,7 @@ def harness_log(document: VerdictDocument, harness: str) -> Any:
 
 def write_inspect_logs(document: VerdictDocument, folder: Path) -> list[Path]:
     """Write one Inspect log per harness of ``document`` into ``folder`` (JSON format)."""
-    log = _inspect()
+    log = inspect_log_module()
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for harness in sorted(document.harnesses):

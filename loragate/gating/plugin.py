@@ -116,6 +116,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--verdict-html", default=None, metavar="PATH",
                     help="write loragate's standalone HTML report here "
                          "(default: <reports.dir>/report.html)")
+    group.addoption("--inspect-log", default=None, metavar="DIR",
+                    help="also write the verdict as Inspect eval logs, DIR/<harness>.json "
+                         "(needs loragate[inspect])")
     group.addoption("--gate-confidence", choices=("point", "lower"), default="point",
                     help="pass a gate on the point estimate or on the lower bound of its 95%% "
                          "interval (Wilson for pass rates, bootstrap for F1)")
@@ -133,6 +136,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS:
         config.addinivalue_line("markers", f"{name}: {text}")
+    if config.getoption("inspect_log", None):
+        from loragate.gating.inspect_log import InspectUnavailable, inspect_log_module
+
+        try:
+            inspect_log_module()
+        except InspectUnavailable as exc:
+            # Before any answer is generated: the logs asked for could not be written.
+            raise pytest.UsageError(f"--inspect-log: {exc}") from None
     state = GateSession.for_config(config)
     config.stash[STASH_KEY] = state
     config.pluginmanager.register(VerdictPlugin(config, state), PLUGIN_NAME)
@@ -144,7 +155,8 @@ def pytest_configure(config: pytest.Config) -> None:
 # The options whose value may be a path. pytest picks its rootdir and ini file from the
 # command line's existing paths *before* an installed plugin's options are known, so
 # "--verdict-json /elsewhere/v.json" makes /elsewhere the project; "--verdict-json=PATH" does not.
-PATH_OPTIONS = ("--verdict-json", "--verdict-html", "--loragate-config", "--model", "--baseline")
+PATH_OPTIONS = ("--verdict-json", "--verdict-html", "--loragate-config", "--model", "--baseline",
+                "--inspect-log")
 
 
 def spaced_path_options(args: Sequence[str], cwd: Path) -> list[str]:
@@ -646,6 +658,17 @@ def write_outputs(config: pytest.Config, state: GateSession, document: VerdictDo
             write_text_durably(path, text)
         except OSError as exc:
             raise VerdictNotWritten(f"cannot write {path}: {exc.strerror or exc}") from None
+    folder = config.getoption("inspect_log")
+    if folder:
+        from loragate.gating.inspect_log import InspectUnavailable, write_inspect_logs
+
+        try:
+            write_inspect_logs(document, Path(folder))
+        except InspectUnavailable as exc:
+            raise VerdictNotWritten(f"--inspect-log: {exc}") from None
+        except OSError as exc:
+            raise VerdictNotWritten(f"--inspect-log: cannot write {folder}: "
+                                    f"{exc.strerror or exc}") from None
 
 
 class VerdictNotWritten(OSError):
