@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from loragate.harnesses.model_judge import JudgeSpec
 from loragate.harnesses.registry import BUILTINS, Harness, project_harness
 from loragate.textfiles import InputFileError, parse_json, read_text
 
@@ -263,6 +264,21 @@ class BackendSettings(_Strict):
                              description="the response cache (SQLite)")
 
 
+class JudgeSettings(_Strict):
+    """A model that judges a harness's answers with a rubric (a model-graded harness)."""
+
+    model: str = Field(description="the judge's model spec (gguf:, ollama:, openai:, hf:)")
+    rubric: str = Field(
+        description="Jinja2 template of the judge's question: it sees the record's fields, "
+        "`answer` and `prompt`; ask for a last line of PASS or FAIL")
+    pass_pattern: str = Field(r"\bPASS\b", description="regex of a passing verdict line")
+    fail_pattern: str = Field(r"\bFAIL\b", description="regex of a failing verdict line")
+    max_tokens: int = Field(256, ge=1, description="the judge's answer length cap")
+    min_agreement: float | None = Field(
+        None, ge=0, le=1, description="the judge's accuracy on the harness's calibration set "
+        "below which its gate is undecided (the verdict: error); needs `calibration`")
+
+
 class HarnessSettings(_Strict):
     """One harness of ``gates.harnesses``: a built-in (fields default to its declaration in
     :mod:`loragate.harnesses.registry`) or the project's own (``validator`` required)."""
@@ -300,6 +316,9 @@ class HarnessSettings(_Strict):
     description: str | None = Field(
         None, description="what the harness checks, shown by `loragate check --list` and "
         "the report")
+    judge: JudgeSettings | None = Field(
+        None, description="a model judges the answers with a rubric instead of a validator "
+        "(a model-graded harness; `gate` and `threshold` required)")
 
 
 class GatesSettings(_Strict):
@@ -328,9 +347,16 @@ class GatesSettings(_Strict):
             field = f"gates.harnesses.{name}"
             if name in BUILTINS:
                 continue
-            if settings.validator is None:
+            if settings.judge is not None:
+                if settings.validator is not None:
+                    problems.append(f"{field}: give a validator or a judge, not both")
+                if settings.judge.min_agreement is not None and settings.calibration is None:
+                    problems.append(f"{field}.judge.min_agreement: needs {field}.calibration, "
+                                    "the labelled answers the judge is measured on")
+            elif settings.validator is None:
                 problems.append(f"{field}.validator: '{name}' is not a built-in harness "
-                                f"({', '.join(BUILTINS)}); give 'module:function'")
+                                f"({', '.join(BUILTINS)}); give 'module:function' or a "
+                                "judge")
                 continue
             problems += [f"{field}.{key}: required for a harness of the project's own"
                          for key in ("gate", "threshold") if getattr(settings, key) is None]
@@ -357,6 +383,13 @@ class GatesSettings(_Strict):
             return BUILTINS[name].configured(
                 gate=settings.gate, threshold=settings.threshold, metric=settings.metric,
                 validator=settings.validator, **prompt_side)
+        if settings.judge is not None:
+            judge = JudgeSpec(**settings.judge.model_dump())
+            return project_harness(name, f"judge:{judge.model}",
+                                   gate=settings.gate,  # type: ignore[arg-type]
+                                   threshold=settings.threshold,  # type: ignore[arg-type]
+                                   metric=settings.metric or "pass_rate", judge=judge,
+                                   **prompt_side)
         return project_harness(name, settings.validator,  # type: ignore[arg-type]
                                gate=settings.gate,  # type: ignore[arg-type]
                                threshold=settings.threshold,  # type: ignore[arg-type]
@@ -553,8 +586,20 @@ def resolve_paths(config: LoragateConfig, root: Path) -> LoragateConfig:
     a ``Path`` (alone, in a list, in a nested section or in a dict of sections), found by
     its value's type, so a new path field needs no list kept by hand."""
     _resolve_model(config, root)
+    for settings in config.gates.harnesses.values():
+        if settings.judge is not None:
+            settings.judge.model = _resolve_gguf_spec(settings.judge.model, root)
     config.root = root
     return config
+
+
+def _resolve_gguf_spec(spec: str, root: Path) -> str:
+    """A judge's ``gguf:`` file is relative to the config, like every path in it (a
+    ``--model`` given on the command line is relative to where it is given)."""
+    if not spec.startswith("gguf:"):
+        return spec
+    files = spec.removeprefix("gguf:").split("+")
+    return "gguf:" + "+".join(str(_resolve(root, Path(f))) for f in files)
 
 
 def _resolve_model(model: BaseModel, root: Path) -> None:

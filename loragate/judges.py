@@ -23,7 +23,7 @@ import argparse
 import json
 import sys
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -218,6 +218,10 @@ def project_calibrations(config: Any) -> list[Calibration]:
     for name, spec in config.gates.specs().items():
         if spec.calibration is None:
             continue
+        if spec.judge is not None:
+            found.append(calibrate_harness(name, open_model_judge(spec.judge, config),
+                                           spec.calibration, spec.labels))
+            continue
         found.append(_measure_harness(name, spec.validator, spec.calibration, spec.labels,
                                       config.root))
     canaries = config.canaries
@@ -226,6 +230,13 @@ def project_calibrations(config: Any) -> list[Calibration]:
 
         found.append(calibrate_canaries(load_canaries(canaries.file), canaries.calibration))
     return found
+
+
+def open_model_judge(judge: Any, config: Any) -> Callable[[str, Any], Any]:
+    from loragate.backends.spec import open_backend
+    from loragate.harnesses.model_judge import ModelJudge
+
+    return ModelJudge(judge, open_backend(judge.model, config.backend))
 
 
 def _judge_code_digest() -> str:
@@ -265,12 +276,15 @@ def _measure_harness(name: str, reference: str, path: Path, labels: Sequence[str
     return calibrate_harness(name, load_validator(reference, root=root), path, labels)
 
 
-def session_calibrations(config: Any, harnesses: Sequence[str], canaries_run: bool) \
-        -> dict[str, Calibration]:
+def session_calibrations(config: Any, harnesses: Sequence[str], canaries_run: bool,
+                         validators: Mapping[str, Callable[[str, Any], Any]] | None = None
+                         ) -> dict[str, Calibration]:
     """The calibration figures a gate session records: for each gated harness with a
     calibration set (the built-in refusal judge always has its held-out set), and for the
     canary check when canaries ran and a calibration set is configured."""
-    from loragate.artifacts import file_digest
+    from dataclasses import asdict
+
+    from loragate.artifacts import file_digest, json_digest
 
     found: dict[str, Calibration] = {}
     for name in harnesses:
@@ -283,6 +297,14 @@ def session_calibrations(config: Any, harnesses: Sequence[str], canaries_run: bo
 
             path = HELDOUT_FILE
         if path is None:
+            continue
+        if spec.judge is not None and validators and name in validators:
+            # A model judge: measured through the session's judge (its answers are cached
+            # like every generation), keyed by what it is (model, rubric, patterns).
+            judge = validators[name]
+            found[name] = cached_calibration(
+                [name, json_digest(asdict(spec.judge)), file_digest(path)],
+                partial(calibrate_harness, name, judge, path, spec.labels))
             continue
         found[name] = cached_calibration(
             [name, spec.validator, file_digest(path)],

@@ -610,11 +610,24 @@ def judge_figures(state: GateSession) -> dict[str, Any]:
     gated = sorted({s.harness for s in state.records.samples.values()})
     canaries_run = any(o.kind == "canary" for o in state.records.canaries.values())
     try:
-        found = session_calibrations(state.settings, gated, canaries_run)
+        judges = {name: harness.validate for name, harness in state.harnesses.items()
+                  if harness.spec.judge is not None}
+        found = session_calibrations(state.settings, gated, canaries_run, judges)
     except Exception as exc:  # noqa: BLE001 - reported in the verdict, not a crash
         state.records.fatal.append(f"a judge's calibration could not be measured: "
                            f"{type(exc).__name__}: {exc}")
         return {}
+    for name, harness in state.harnesses.items():
+        judge = harness.spec.judge
+        if judge is None or judge.min_agreement is None or name not in gated:
+            continue
+        measured = found.get(name)
+        if measured is None or measured.accuracy < judge.min_agreement:
+            figure = "was not measured" if measured is None else \
+                f"agrees with its calibration set {measured.accuracy:.3f}"
+            state.records.fatal.append(
+                f"the judge of '{name}' {figure} < judge.min_agreement {judge.min_agreement}: "
+                "its gate cannot be relied on")
     return {name: calibration.model_dump() for name, calibration in sorted(found.items())}
 
 

@@ -61,7 +61,12 @@ def _validators(settings: Any, names: set[str]) -> dict[str, Any]:
         if spec is None:
             raise KeyError(f"harness '{name}' of the verdict is neither built in nor in the "
                            "config; give the project's config with --config")
-        function = load_validator(spec.validator, root=settings.root)
+        if spec.judge is not None:
+            from loragate.judges import open_model_judge
+
+            function = open_model_judge(spec.judge, settings)
+        else:
+            function = load_validator(spec.validator, root=settings.root)
         found[name] = lambda text, record, f=function: run_validator(f, text, record)
     return found
 

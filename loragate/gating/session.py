@@ -99,8 +99,15 @@ class GateSession:
     @property
     def harnesses(self) -> dict[str, GateHarness]:
         if self._harnesses is None:
-            self._harnesses = resolve_harnesses(self.settings)
+            self._harnesses = resolve_harnesses(self.settings, open_judge=self.judge_backend)
         return self._harnesses
+
+    def judge_backend(self, spec: str) -> CachedBackend:
+        """A judge model, opened once per spec and cached like the model's answers."""
+        role = f"judge {spec}"
+        if role not in self.backends:
+            self.backends[role] = open_judge_backend(self, spec)
+        return self.backends[role]
 
     @property
     def rules(self) -> dict[str, GateRule]:
@@ -164,7 +171,8 @@ def load_session_settings(config: pytest.Config) -> LoragateConfig:
         raise pytest.UsageError(f"loragate config: {exc}") from None
 
 
-def resolve_harnesses(settings: LoragateConfig) -> dict[str, GateHarness]:
+def resolve_harnesses(settings: LoragateConfig,
+                      open_judge: Callable[[str], Any] | None = None) -> dict[str, GateHarness]:
     """Each configured harness with its validator imported (a user's from the project root).
 
     A validator that does not import or has the wrong signature is a usage error naming the
@@ -180,7 +188,8 @@ def resolve_harnesses(settings: LoragateConfig) -> dict[str, GateHarness]:
     resolved: dict[str, GateHarness] = {}
     for name, spec in gates.specs().items():
         try:
-            function = load_validator(spec.validator, root=settings.root)
+            function = (judge_validator(spec, open_judge) if spec.judge is not None
+                        else load_validator(spec.validator, root=settings.root))
         except HarnessError as exc:
             where = f" in {settings.source_path}" if settings.source_path else ""
             raise pytest.UsageError(
@@ -193,6 +202,25 @@ def resolve_harnesses(settings: LoragateConfig) -> dict[str, GateHarness]:
         resolved[name] = GateHarness(spec=spec, validate=validate,
                                      source=PromptSource.of(spec, variables))
     return resolved
+
+
+def judge_validator(spec: Harness, open_judge: Callable[[str], Any] | None) -> Any:
+    """The harness's judge; its spec is checked now (a usage error), its model opened at the
+    first judgement (a server that does not answer then fails samples as errors: the gate
+    could not run, never a verdict on the model)."""
+    from loragate.harnesses.model_judge import ModelJudge
+
+    if open_judge is None or spec.judge is None:
+        raise pytest.UsageError(f"harness {spec.name!r}: a judge needs a gate session")
+    from loragate.backends.spec import SpecError, parse_spec
+
+    model = spec.judge.model
+    try:
+        parse_spec(model)
+    except (SpecError, OSError) as exc:
+        raise pytest.UsageError(f"loragate config: field 'gates.harnesses.{spec.name}.judge."
+                                f"model': {exc}") from None
+    return ModelJudge(spec.judge, lambda: open_judge(model))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,6 +279,21 @@ def open_backend_for(state: GateSession, role: str) -> CachedBackend:
 
     # Under --no-cache the cache is disabled (nothing read or stored) but the wrapper stays:
     # it holds the answers generated ahead for their items, so batching works either way.
+    return CachedBackend(backend, response_cache(state))
+
+
+def open_judge_backend(state: GateSession, spec: str) -> CachedBackend:
+    """A judge's backend: a spec it cannot load is a usage error naming the field; a server
+    that does not answer is a gate that cannot run."""
+    from loragate.backends.cache import CachedBackend
+    from loragate.backends.faults import BackendError, BackendUnavailable
+    from loragate.backends.spec import SpecError, open_backend
+
+    try:
+        backend = open_backend(spec, state.settings.backend)
+        backend.digest  # noqa: B018 - asked once, before its first judgement
+    except (SpecError, OSError, BackendUnavailable, BackendError) as exc:
+        raise GateCannotRun(f"judge {spec}: {exc}") from None
     return CachedBackend(backend, response_cache(state))
 
 

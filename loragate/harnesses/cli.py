@@ -87,6 +87,20 @@ def harness_specs(config: Path | None) -> tuple[dict[str, Harness], Path | None]
     return specs, settings.root
 
 
+def judge_of(spec: Harness, config: Path | None) -> Any:
+    """A model-graded harness's judge, its model opened with the config's backend settings."""
+    from loragate.backends.faults import BackendError
+    from loragate.backends.spec import SpecError
+    from loragate.config import load_config
+    from loragate.judges import open_model_judge
+
+    settings = load_config(config or PROJECT_CONFIG, check_paths=False, gating_only=True)
+    try:
+        return open_model_judge(spec.judge, settings)
+    except (SpecError, OSError, BackendError) as exc:
+        raise UsageError(f"{spec.name}: judge {spec.judge.model}: {exc}") from None  # type: ignore[union-attr]
+
+
 def _listing(specs: dict[str, Harness]) -> str:
     rows = []
     for name, spec in specs.items():
@@ -154,7 +168,8 @@ def run(args: argparse.Namespace) -> int:
             print(_listing(specs))
             return 0
         spec = _harness(args, specs)
-        validator = load_validator(spec.validator, root=root)
+        validator = (judge_of(spec, args.config) if spec.judge is not None
+                     else load_validator(spec.validator, root=root))
         record = _context(args, spec)
         # Every input is read before any verdict is printed: a bad last file stops the
         # command with nothing half-reported.

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from loragate.harnesses.base import HarnessResult
+from loragate.harnesses.model_judge import JudgeSpec
 
 Gate = Literal["ship", "quality"]
 Metric = Literal["pass_rate", "f1"]
@@ -73,6 +74,8 @@ class Harness:
     columns: Mapping[str, str] = field(default_factory=dict)
     template: str | None = None
     system: str | None = None
+    # A model-graded harness: its judge replaces the validator (see harnesses.model_judge).
+    judge: JudgeSpec | None = None
 
     @property
     def gate(self) -> Gate:
