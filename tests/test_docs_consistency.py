@@ -202,3 +202,77 @@ def test_a_recorded_runs_prose_figures_are_its_recording(name: str) -> None:
     assert f"{stats['completed_steps']} steps" in text
     assert f"tuned verdict **{tuned['verdict']}**" in text
     assert f"base's **{base['verdict']}**" in text
+
+
+# Figures the prose beside a recorded table quotes, each with the recorded value it must be.
+# A pattern that does not occur in a section checks nothing there; each recording must match
+# several (see the test), so a rewrite that drops them all cannot pass unnoticed.
+def _prose_figures(name: str) -> list[tuple[str, str, float]]:
+    """(what, quoted, recorded) for every figure of ``name``'s section a pattern finds."""
+    base, tuned = load_recording(name)
+    folder = RECORDED / name
+    stats = json.loads((folder / "training_stats.json").read_text(encoding="utf-8"))
+    stages = {s["stage"]: s["seconds"] for s in json.loads(
+        (folder / "timings.json").read_text(encoding="utf-8"))["stages"]}
+    latency = tuned["metrics"].get("latency", {})
+    probes = tuned["canaries"]["probes"]
+    judges = tuned.get("judges", {})
+    start = PROSE.index(f"`reports/recorded/{name}/` is")
+    nxt = PROSE.find("`reports/recorded/", start + 1)
+    text = " ".join(PROSE[start: nxt if nxt > 0 else None].split())
+    patterns = [
+        (r"[Ee]val loss (\d\.\d+) → (\d\.\d+)",
+         ("base eval loss", stats["base_eval_loss"]), ("eval loss", stats["eval_loss"])),
+        (r"final (?:training|logged) loss (\d\.\d+)", ("final loss", stats["final_train_loss"])),
+        (r"peak memory (\d+\.\d) GB", ("peak memory", stats["peak_memory_gb"])),
+        (r"McNemar p = (\d\.\d+)", ("canary McNemar p", tuned["canaries"]["mcnemar_p"])),
+        (r"ranks (\d+) of \d+ minimal pairs right", ("probes model", probes["model_right"])),
+        (r"the base (\d+)(?: of \d+)? ?\(", ("probes base", probes["baseline_right"])),
+        (r"Wilcoxon p = (\d\.\d+)", ("Wilcoxon p", probes["wilcoxon_p"])),
+        (r"knowledge p95 time to first token (\d+\.\d) ms over (\d+) calls",
+         ("knowledge TTFT p95", latency.get("knowledge_ttft_p95_ms")),
+         ("knowledge calls", latency.get("knowledge_n"))),
+        (r"cold first call (\d+\.\d) ms", ("knowledge cold TTFT",
+                                           latency.get("knowledge_cold_ttft_ms"))),
+        (r"history p95 (\d+\.\d) ms", ("history TTFT p95", latency.get("history_ttft_p95_ms"))),
+        (r"history p95 time to first token (\d+) ms",
+         ("history TTFT p95", latency.get("history_ttft_p95_ms"))),
+        (r"tool query p95 total (\d+\.\d) ms", ("tool total p95",
+                                                latency.get("tool_total_p95_ms"))),
+        (r"tool query p95 (\d+) ms", ("tool total p95", latency.get("tool_total_p95_ms"))),
+        (r"packaged \((\d+) s\)", ("package s", stages.get("package"))),
+        (r"the tuned model \((\d+) s\) and the base \((\d+) s\)",
+         ("tuned verdict s", stages.get("verdict-tuned")),
+         ("base verdict s", stages.get("verdict-base"))),
+        (r"(\d+) s for the tuned verdict, (\d+) s for the base's",
+         ("tuned verdict s", stages.get("verdict-tuned")),
+         ("base verdict s", stages.get("verdict-base"))),
+        (r"last \d+ steps in (\d+) s", ("train s", stages.get("train"))),
+        (r"right answers accepted (\d+\.\d)%, wrong rejected (\d+\.\d)% \(κ (\d\.\d+)\)",
+         ("canary judge accepted %", 100 * judges["canaries"]["recall"]),
+         ("canary judge rejected %", 100 * judges["canaries"]["specificity"]),
+         ("canary judge kappa", judges["canaries"]["kappa"])),
+        (r"refusals recognised (\d+)%, compliance (\d+)% \(κ (\d\.\d+)\)",
+         ("refusal judge recognised %", 100 * judges["refusal"]["recall"]),
+         ("refusal judge compliance %", 100 * judges["refusal"]["specificity"]),
+         ("refusal judge kappa", judges["refusal"]["kappa"])),
+    ]
+    found = []
+    for pattern, *expected in patterns:
+        for match in re.finditer(pattern, text):
+            for (what, recorded), quoted in zip(expected, match.groups(), strict=True):
+                assert recorded is not None, f"{name}: the README quotes {what}, not recorded"
+                found.append((what, quoted, float(recorded)))
+    return found
+
+
+@pytest.mark.parametrize("name", [name for name, _ in recorded_tables()])
+def test_every_figure_quoted_beside_a_recording_is_the_recorded_one(name: str) -> None:
+    found = _prose_figures(name)
+    assert len(found) >= 8, f"{name}: only {len(found)} figures recognised: {found}"
+    for what, quoted, recorded in found:
+        # The README rounds to the digits it shows.
+        digits = len(quoted.split(".")[1]) if "." in quoted else 0
+        tolerance = 0.5 * 10 ** -digits + 1e-9
+        assert abs(float(quoted) - recorded) <= tolerance, f"{name}: {what} quoted {quoted}, " \
+            f"recorded {recorded}"
