@@ -102,3 +102,70 @@ def test_wheel_gates_a_starter_project_outside_the_checkout(installed, tiny_gguf
     # `loragate gate` from the project folder: the same verdict through the CLI.
     gate = _run([str(bin_dir / "loragate"), "gate", "--model", f"gguf:{tiny_gguf}"], project, env)
     assert gate.returncode == 0, gate.stdout[-3000:] + gate.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_the_wheel_with_its_declared_dependencies_only_gates(tmp_path, tiny_gguf):
+    """No borrowed environment: a new venv, ``pip install 'loragate-*.whl[gate]'`` resolving
+    the declared dependencies from the package index (no torch comes with them), then a
+    starter project gated on a GGUF in process and on an ``openai:`` server, a failed unit test
+    that keeps the run from passing, and a path option written with a space refused with the
+    '=' form instead of moving the project. Slow (it installs from the index): run with
+    ``pytest -m slow tests/test_gating_wheel.py``."""
+    from loragate.backends.openai_double import OpenAIDouble
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    shutil.copytree(REPO / "loragate", source / "loragate",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    built = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                  "-q", "-w", str(tmp_path / "dist"), str(source)], tmp_path, env)
+    assert built.returncode == 0, built.stderr[-3000:]
+    wheel = next((tmp_path / "dist").glob("loragate-*.whl"))
+    venv = tmp_path / "venv"
+    assert _run([sys.executable, "-m", "venv", str(venv)], tmp_path, env).returncode == 0
+    python, loragate = str(venv / "bin" / "python"), str(venv / "bin" / "loragate")
+    pip = _run([python, "-m", "pip", "install", "-q", f"{wheel}[gate]"], tmp_path, env,
+               timeout=1800)
+    assert pip.returncode == 0, pip.stdout[-3000:] + pip.stderr[-3000:]
+    torch = _run([python, "-c", "import torch"], tmp_path, env)
+    assert torch.returncode != 0, "torch came with the gate's declared dependencies"
+
+    assert _run([loragate, "init", "proj"], tmp_path, env).returncode == 0
+    project = tmp_path / "proj"
+    gate = [python, "-m", "pytest", "-p", "no:cacheprovider", "-q"]
+    as_written = _run([*gate, f"--model=gguf:{tiny_gguf}"], project, env)
+    assert as_written.returncode == 1, as_written.stdout[-3000:] + as_written.stderr[-2000:]
+    _set_validator(project, "return True")
+    cleared = _run([*gate, f"--model=gguf:{tiny_gguf}"], project, env)
+    assert cleared.returncode == 0, cleared.stdout[-3000:] + cleared.stderr[-2000:]
+
+    with OpenAIDouble(model="double") as url:
+        served = _run([*gate, f"--model=openai:{url}#double"], project, env)
+    assert served.returncode == 0, served.stdout[-3000:] + served.stderr[-2000:]
+    verdict = json.loads((project / "reports" / "verdict.json").read_text())
+    assert verdict["model"]["spec"] == f"openai:{url}#double"
+    assert verdict["verdict"] == "cleared"
+
+    (project / "test_broken.py").write_text("def test_broken():\n    assert 1 + 1 == 3\n")
+    broken = _run([*gate, f"--model=gguf:{tiny_gguf}"], project, env)
+    assert broken.returncode != 0, broken.stdout[-3000:]
+    (project / "test_broken.py").unlink()
+
+    # A folder of its own ini and an earlier verdict: given as two words, pytest would take it
+    # as the project to run.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "pytest.ini").write_text("[pytest]\n")
+    (elsewhere / "v.json").write_text("{}")
+    spaced = _run([*gate, f"--model=gguf:{tiny_gguf}", "--verdict-json",
+                   str(elsewhere / "v.json")], project, env)
+    assert spaced.returncode == 4, spaced.stdout[-3000:] + spaced.stderr[-2000:]
+    assert f"--verdict-json={elsewhere / 'v.json'}" in spaced.stderr
+    written = _run([*gate, f"--model=gguf:{tiny_gguf}",
+                    f"--verdict-json={elsewhere / 'v.json'}"], project, env)
+    assert written.returncode == 0, written.stdout[-3000:]
+    assert set(json.loads((elsewhere / "v.json").read_text())["harnesses"]) == {"json_keys"}
