@@ -12,6 +12,7 @@ the prompt's words, and can fail, sleep and record how many requests were in fli
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -97,11 +98,16 @@ class OllamaDouble:
     """``with OllamaDouble({"tiny": backend}) as host:`` serves on 127.0.0.1 at ``host``."""
 
     def __init__(self, models: dict[str, Any], *, delay_s: float = 0.0,
-                 fail_status: int | None = None) -> None:
+                 fail_status: int | None = None, drop_system: bool = False) -> None:
         # Ollama names carry a tag; a bare name means ":latest".
         self.models = {self._full(name): backend for name, backend in models.items()}
         self.delay_s = delay_s
         self.fail_status = fail_status
+        # `ollama create`: uploaded blobs by digest, created models by name. drop_system is a
+        # fault: the server forgets the SYSTEM line it was given.
+        self.blobs: dict[str, bytes] = {}
+        self.created: dict[str, dict[str, Any]] = {}
+        self.drop_system = drop_system
         self.requests = 0
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -148,6 +154,27 @@ class OllamaDouble:
     def _details() -> dict[str, Any]:
         return {"parent_model": "", "format": "gguf", "family": "llama", "families": ["llama"],
                 "parameter_size": "tiny", "quantization_level": "F16"}
+
+    def create(self, body: dict[str, Any]) -> str | None:
+        """Record a created model; the error Ollama would give, or None."""
+        missing = [d for d in [*(body.get("files") or {}).values(),
+                               *(body.get("adapters") or {}).values()] if d not in self.blobs]
+        if missing or not body.get("files"):
+            return f"blob(s) not uploaded: {missing or 'no FROM file'}"
+        self.created[self._full(body.get("model", ""))] = body
+        return None
+
+    def created_modelfile(self, name: str) -> str:
+        body = self.created[self._full(name)]
+        lines = [f"FROM {digest}" for digest in body["files"].values()]
+        lines += [f"ADAPTER {digest}" for digest in (body.get("adapters") or {}).values()]
+        if body.get("template"):
+            lines.append(f'TEMPLATE """{body["template"]}"""')
+        if body.get("system") and not self.drop_system:
+            lines.append(f'SYSTEM """{body["system"]}"""')
+        lines += [f"PARAMETER {key} {value}" for key, value in
+                  (body.get("parameters") or {}).items()]
+        return "\n".join(lines) + "\n"
 
     def show(self, name: str, backend: Any) -> dict[str, Any]:
         return {
@@ -224,9 +251,56 @@ class OllamaDouble:
                 else:
                     self._json(404, {"error": "not found"})
 
+            def _read_raw(self) -> bytes:
+                if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+                    return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                data = b""
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                    if size == 0:
+                        self.rfile.readline()
+                        return data
+                    data += self.rfile.read(size)
+                    self.rfile.readline()
+
+            def _upload(self) -> None:
+                digest = self.path.removeprefix("/api/blobs/")
+                data = self._read_raw()
+                if f"sha256:{hashlib.sha256(data).hexdigest()}" != digest:
+                    self._json(400, {"error": "digest mismatch"})
+                    return
+                double.blobs[digest] = data
+                self.send_response(201)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def _create(self, body: dict[str, Any]) -> None:
+                error = double.create(body)
+                if error:
+                    self._json(400, {"error": error})
+                    return
+                updates = [{"status": "parsing modelfile"}, {"status": "writing manifest"},
+                           {"status": "success"}]
+                if body.get("stream", True):
+                    self._stream(update for update in updates)
+                else:
+                    self._json(200, updates[-1])
+
             def do_POST(self) -> None:  # noqa: N802
+                if self.path.startswith("/api/blobs/"):
+                    self._upload()
+                    return
                 body = self._read_body()
                 if body is None:
+                    return
+                if self.path == "/api/create":
+                    self._create(body)
+                    return
+                if self.path == "/api/show" and \
+                        double._full(body.get("model") or "") in double.created:
+                    show = double.show(body["model"], ScriptedBackend())
+                    self._json(200, {**show, "modelfile": double.created_modelfile(
+                        body["model"])})
                     return
                 if self.path == "/api/show":
                     name = body.get("model") or body.get("name")

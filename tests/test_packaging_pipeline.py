@@ -337,6 +337,46 @@ def test_step2_suite_passes_on_the_package(packaged, pytester: pytest.Pytester) 
     outcome.assert_outcomes(passed=6, skipped=1)  # Ollama: no ollama_name set
 
 
+@pytest.mark.parametrize("drop_system", [False, True], ids=["served", "system-dropped"])
+def test_step2_ollama_import_checks_what_the_server_serves(packaged, pytester: pytest.Pytester,
+                                                           monkeypatch, drop_system: bool
+                                                           ) -> None:
+    """The Step 2 import check against a loopback Ollama double that implements the blob
+    upload, create and show calls: it passes when the server serves the Modelfile's SYSTEM
+    line, and fails when the server drops it (the failing case a missing Ollama hides)."""
+    from tests.ollama_double import OllamaDouble
+
+    config, result = packaged
+    # A copy of the package whose Modelfile carries a SYSTEM line (the fixture's has none,
+    # and with none the check has nothing to compare).
+    run = pytester.path / "run"
+    shutil.copytree(result.package_dir.parent, run, ignore=shutil.ignore_patterns("merged"))
+    manifest = run / result.package_dir.name / "package.json"
+    manifest.write_text(manifest.read_text().replace(str(result.package_dir.parent), str(run)))
+    modelfile = run / result.package_dir.name / "Modelfile"
+    modelfile.write_text(modelfile.read_text() + 'SYSTEM """You answer tersely."""\n')
+    settings = {
+        "model_name": "tiny", "output_dir": str(run),
+        "dataset_files": [str(config.eval_file)], "eval_file": str(config.eval_file),
+        "packaging": {"quant_types": QUANTS, "ollama_name": "tiny-step2"},
+        "backend": {"n_threads": 1},
+    }
+    config_path = pytester.path / "loragate.json"
+    config_path.write_text(json.dumps(settings))
+    pytester.copy_example(str(ROOT / "packaging" / "test_step2_checks.py"))
+    with OllamaDouble({}, drop_system=drop_system) as host:
+        monkeypatch.setenv("OLLAMA_HOST", host)
+        outcome = pytester.runpytest(
+            "-p", "no:cacheprovider", "--import-mode=importlib",
+            f"--loragate-config={config_path}", "-q", "-k", "ollama_import",
+            "test_step2_checks.py")
+    if drop_system:
+        outcome.assert_outcomes(failed=1)
+        outcome.stdout.fnmatch_lines(["*without its Modelfile's system prompt*"])
+    else:
+        outcome.assert_outcomes(passed=1)
+
+
 def test_step2_suite_skips_without_a_package(pytester: pytest.Pytester, tmp_path: Path
                                              ) -> None:
     config_path = pytester.path / "loragate.json"
