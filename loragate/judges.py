@@ -218,12 +218,8 @@ def project_calibrations(config: Any) -> list[Calibration]:
     for name, spec in config.gates.specs().items():
         if spec.calibration is None:
             continue
-        if spec.judge is not None:
-            found.append(calibrate_harness(name, open_model_judge(spec.judge, config),
-                                           spec.calibration, spec.labels))
-            continue
-        found.append(_measure_harness(name, spec.validator, spec.calibration, spec.labels,
-                                      config.root))
+        found.append(calibrate_harness(name, validator_of(spec, config), spec.calibration,
+                                       spec.labels))
     canaries = config.canaries
     if canaries.calibration is not None and canaries.file is not None:
         from loragate.canaries import load_canaries
@@ -232,11 +228,23 @@ def project_calibrations(config: Any) -> list[Calibration]:
     return found
 
 
-def open_model_judge(judge: Any, config: Any) -> Callable[[str, Any], Any]:
+def _measure_harness(spec: Any, path: Path, config: Any) -> Calibration:
+    return calibrate_harness(spec.name, validator_of(spec, config), path, spec.labels)
+
+
+def validator_of(spec: Any, config: Any) -> Callable[[str, Any], Any]:
+    """What judges harness ``spec`` outside a gate session (``loragate judges``, ``check``,
+    ``report --rejudge``): its judge model, opened with the config's backend settings, or
+    its validator, imported from the project's root. (A session opens judges itself, through
+    its response cache.)"""
+    if spec.judge is None:
+        from loragate.harnesses.registry import load_validator
+
+        return load_validator(spec.validator, root=config.root)
     from loragate.backends.spec import open_backend
     from loragate.harnesses.model_judge import ModelJudge
 
-    return ModelJudge(judge, open_backend(judge.model, config.backend))
+    return ModelJudge(spec.judge, open_backend(spec.judge.model, config.backend))
 
 
 def _judge_code_digest() -> str:
@@ -267,13 +275,6 @@ def cached_calibration(key_parts: Sequence[str], measure_it: Callable[[], Calibr
     except OSError:
         pass
     return result
-
-
-def _measure_harness(name: str, reference: str, path: Path, labels: Sequence[str],
-                     root: Path | None) -> Calibration:
-    from loragate.harnesses.registry import load_validator
-
-    return calibrate_harness(name, load_validator(reference, root=root), path, labels)
 
 
 def session_calibrations(config: Any, harnesses: Sequence[str], canaries_run: bool,
@@ -308,7 +309,7 @@ def session_calibrations(config: Any, harnesses: Sequence[str], canaries_run: bo
             continue
         found[name] = cached_calibration(
             [name, spec.validator, file_digest(path)],
-            partial(_measure_harness, name, spec.validator, path, spec.labels, config.root))
+            partial(_measure_harness, spec, path, config))
     canaries = config.canaries
     if canaries_run and canaries.calibration is not None and canaries.file is not None:
         from loragate.canaries import load_canaries

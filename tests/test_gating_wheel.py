@@ -27,21 +27,31 @@ def _run(command: list[str], cwd: Path, env: dict[str, str], timeout: int = 600
                           timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    """A virtual environment holding the wheel; returns its bin folder and the env to use."""
-    root = tmp_path_factory.mktemp("wheel")
+def clean_environment() -> dict[str, str]:
+    """This process's environment without what would point Python at this checkout."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+
+
+def build_wheel(root: Path, env: dict[str, str]) -> Path:
+    """The wheel of this checkout's package, built from a copy of its sources under ``root``."""
     source = root / "src"
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
     shutil.copytree(REPO / "loragate", source / "loragate",
                     ignore=shutil.ignore_patterns("__pycache__"))
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     built = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                   "-q", "-w", str(root / "dist"), str(source)], root, env)
     assert built.returncode == 0, built.stderr[-3000:]
-    wheel = next((root / "dist").glob("loragate-*.whl"))
+    return next((root / "dist").glob("loragate-*.whl"))
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A virtual environment holding the wheel; returns its bin folder and the env to use."""
+    root = tmp_path_factory.mktemp("wheel")
+    env = clean_environment()
+    wheel = build_wheel(root, env)
     venv = root / "venv"
     made = _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], root, env)
     assert made.returncode == 0, made.stderr
@@ -114,17 +124,8 @@ def test_the_wheel_with_its_declared_dependencies_only_gates(tmp_path, tiny_gguf
     ``pytest -m slow tests/test_gating_wheel.py``."""
     from loragate.backends.openai_double import OpenAIDouble
 
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    source = tmp_path / "src"
-    source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(REPO / name, source / name)
-    shutil.copytree(REPO / "loragate", source / "loragate",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    built = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                  "-q", "-w", str(tmp_path / "dist"), str(source)], tmp_path, env)
-    assert built.returncode == 0, built.stderr[-3000:]
-    wheel = next((tmp_path / "dist").glob("loragate-*.whl"))
+    env = clean_environment()
+    wheel = build_wheel(tmp_path, env)
     venv = tmp_path / "venv"
     assert _run([sys.executable, "-m", "venv", str(venv)], tmp_path, env).returncode == 0
     python, loragate = str(venv / "bin" / "python"), str(venv / "bin" / "loragate")

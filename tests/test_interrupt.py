@@ -8,48 +8,21 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-RELEASE = threading.Event()
-
-
-class Hanging(BaseHTTPRequestHandler):
-    """Answers the model list; never answers a completion (until the test ends)."""
-
-    posts = 0
-
-    def do_GET(self) -> None:  # noqa: N802 - the http.server name
-        body = json.dumps({"object": "list", "data": [{"id": "m", "object": "model"}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_POST(self) -> None:  # noqa: N802
-        type(self).posts += 1
-        RELEASE.wait(600)
-
-    def log_message(self, *args: object) -> None:
-        pass
+from loragate.backends.openai_double import OpenAIDouble
 
 
 @pytest.fixture
 def hanging_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hanging)
-    server.daemon_threads = True
-    Hanging.posts = 0
-    RELEASE.clear()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    RELEASE.set()
-    server.shutdown()
+    """The OpenAI double, answering /v1/models at once and each completion only after ten
+    minutes: a server whose requests hang."""
+    double = OpenAIDouble(model="m", delay_s=600)
+    with double:
+        yield double
 
 
 def project(tmp_path: Path) -> Path:
@@ -75,14 +48,14 @@ def test_ctrl_c_while_requests_hang_stops_the_gate_at_once(tmp_path, hanging_ser
     cwd = project(tmp_path)
     process = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-         f"--model=openai:{hanging_server}#m", f"--concurrency={concurrency}"],
+         f"--model=openai:{hanging_server.url}#m", f"--concurrency={concurrency}"],
         cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 120
-        while Hanging.posts < int(concurrency) and time.monotonic() < deadline:
+        while hanging_server.requests < int(concurrency) and time.monotonic() < deadline:
             assert process.poll() is None, process.communicate()[0][-3000:]
             time.sleep(0.1)
-        assert Hanging.posts >= int(concurrency), "the gate never reached the server"
+        assert hanging_server.requests >= int(concurrency), "the gate never reached the server"
         process.send_signal(signal.SIGINT)
         # The requests would take 300 s to time out; an interrupted gate returns long before.
         output, _ = process.communicate(timeout=60)

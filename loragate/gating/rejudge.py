@@ -52,7 +52,8 @@ def _records_by_id(settings: Any, harness: str) -> dict[str, dict[str, Any]]:
 
 
 def _validators(settings: Any, names: set[str]) -> dict[str, Any]:
-    from loragate.harnesses.registry import BUILTINS, load_validator, run_validator
+    from loragate.harnesses.registry import BUILTINS, run_validator
+    from loragate.judges import validator_of
 
     found = {}
     for name in sorted(names):
@@ -61,12 +62,7 @@ def _validators(settings: Any, names: set[str]) -> dict[str, Any]:
         if spec is None:
             raise KeyError(f"harness '{name}' of the verdict is neither built in nor in the "
                            "config; give the project's config with --config")
-        if spec.judge is not None:
-            from loragate.judges import open_model_judge
-
-            function = open_model_judge(spec.judge, settings)
-        else:
-            function = load_validator(spec.validator, root=settings.root)
+        function = validator_of(spec, settings)
         found[name] = lambda text, record, f=function: run_validator(f, text, record)
     return found
 

@@ -20,7 +20,6 @@ from loragate.harnesses.registry import (
     BUILTINS,
     Harness,
     HarnessError,
-    load_validator,
     run_validator,
 )
 from loragate.textfiles import InputFileError, decode_utf8, parse_json, read_text
@@ -70,35 +69,37 @@ class _ListHarnesses(argparse.Action):
                 action.required = False
 
 
-def harness_specs(config: Path | None) -> tuple[dict[str, Harness], Path | None]:
-    """The built-ins, then the config's harnesses over them (the config's settings win)."""
-    from loragate.config import ConfigError, load_config
+def harness_specs(config: Path | None) -> tuple[dict[str, Harness], Any]:
+    """The built-ins, then the config's harnesses over them (the config's settings win), and
+    the config they come from (the built-in defaults without one)."""
+    from loragate.config import ConfigError, LoragateConfig, load_config
 
     path = config if config is not None else (PROJECT_CONFIG if PROJECT_CONFIG.is_file()
                                               else None)
     specs: dict[str, Harness] = dict(BUILTINS)
     if path is None:
-        return specs, None
+        return specs, LoragateConfig()
     try:
         settings = load_config(path, check_paths=False, gating_only=True)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     specs.update(settings.gates.specs())
-    return specs, settings.root
+    return specs, settings
 
 
-def judge_of(spec: Harness, config: Path | None) -> Any:
-    """A model-graded harness's judge, its model opened with the config's backend settings."""
+def validator_for(spec: Harness, settings: Any) -> Any:
+    """The harness's validator, or its judge model opened with the config's backend settings;
+    a judge that cannot be opened is a usage error naming it."""
     from loragate.backends.faults import BackendError
     from loragate.backends.spec import SpecError
-    from loragate.config import load_config
-    from loragate.judges import open_model_judge
+    from loragate.judges import validator_of
 
-    settings = load_config(config or PROJECT_CONFIG, check_paths=False, gating_only=True)
+    if spec.judge is None:
+        return validator_of(spec, settings)
     try:
-        return open_model_judge(spec.judge, settings)
+        return validator_of(spec, settings)
     except (SpecError, OSError, BackendError) as exc:
-        raise UsageError(f"{spec.name}: judge {spec.judge.model}: {exc}") from None  # type: ignore[union-attr]
+        raise UsageError(f"{spec.name}: judge {spec.judge.model}: {exc}") from None
 
 
 def _listing(specs: dict[str, Harness]) -> str:
@@ -163,13 +164,12 @@ def _harness(args: argparse.Namespace, specs: dict[str, Harness]) -> Harness:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        specs, root = harness_specs(args.config)
+        specs, settings = harness_specs(args.config)
         if args.list:
             print(_listing(specs))
             return 0
         spec = _harness(args, specs)
-        validator = (judge_of(spec, args.config) if spec.judge is not None
-                     else load_validator(spec.validator, root=root))
+        validator = validator_for(spec, settings)
         record = _context(args, spec)
         # Every input is read before any verdict is printed: a bad last file stops the
         # command with nothing half-reported.
