@@ -283,8 +283,9 @@ def open_backend_for(state: GateSession, role: str) -> CachedBackend:
 
 
 def open_judge_backend(state: GateSession, spec: str) -> CachedBackend:
-    """A judge's backend: a spec it cannot load is a usage error naming the field; a server
-    that does not answer is a gate that cannot run."""
+    """A judge's backend, opened at its first judgement (its spec was checked when the
+    harness was resolved): a model that cannot be opened or a server that does not answer is
+    a gate that cannot run, raised into the sample being judged."""
     from loragate.backends.cache import CachedBackend
     from loragate.backends.faults import BackendError, BackendUnavailable
     from loragate.backends.spec import SpecError, open_backend
