@@ -438,6 +438,8 @@ def make_knowledge(rng: random.Random, pool: Pool, task: str | None = None) -> S
     component = rng.choice(pool.components)
     question, answer = (rng.choice(questions).format(c=component),
                         rng.choice(answers).format(c=component))
+    # The plan scale asks each fact ~400 times: leads keep those prompts distinct.
+    question = rng.choice(vocab.KNOWLEDGE_LEADS) + question
     return Sample(question, answer, (CANARY_CHECK,), {CANARY_CHECK: canary_check(task)})
 
 
@@ -484,11 +486,14 @@ MAKERS: dict[str, Maker] = {
 FILE_PLAN: dict[str, dict[str, int]] = {
     # TRON blocks are also in every PDCA: style_core gives up 20 of its TRON samples to the
     # Web4 knowledge, so the plan scale stays at the plan's 37K.
-    "style_core": {"general": 90, "tron": 10, "tool": 30},
-    "domain_patterns": {"tron": 120, "typescript": 80},
-    "process_framework": {"pdca": 260, "knowledge": 55},
-    "domain_representatives": {"typescript": 160, "pdca": 60},
-    "style_refactor": {"refactor": 100},
+    # The full CPU run (reports/recorded/cpu-full) failed the knowledge canaries with 5 samples
+    # a fact and a general canary with a tool call: 15 a fact and more general answers now,
+    # paid for with TypeScript, TRON and refactor samples, which passed with room to spare.
+    "style_core": {"general": 120, "tron": 10, "tool": 30},
+    "domain_patterns": {"tron": 80, "typescript": 80},
+    "process_framework": {"pdca": 260, "knowledge": 165},
+    "domain_representatives": {"typescript": 100, "pdca": 60},
+    "style_refactor": {"refactor": 60},
     "guardrails": {"refusal": 260},
     "tool_awareness": {"tool": 180},
 }

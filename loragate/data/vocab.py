@@ -436,6 +436,12 @@ GENERAL = (
      "string;\n```", ("type", "{W}")),
     ("Write a Python list of the numbers from 1 to {x}.",
      "```python\nnumbers = list(range(1, {x1}))\n```", ("range",)),
+    ("Write a bash for loop that prints the numbers 1 to {x}.",
+     "```bash\nfor i in $(seq 1 {x}); do\n  echo \"$i\"\ndone\n```", ("for", "do", "done", "echo")),
+    ("Write an SQL query that selects every row of the table {w}s.",
+     "```sql\nSELECT * FROM {w}s;\n```", ("select", "from")),
+    ("Give a JSON object whose key {w} is set to \"{W}\".",
+     "```json\n{{\"{w}\": \"{W}\"}}\n```", ("{{", "\"{w}\"")),
 )
 GENERAL_WORDS = ("apple", "river", "planet", "garden", "window", "silver", "bridge", "forest",
                  "rocket", "castle", "pencil", "meadow", "harbor", "lantern", "compass",
@@ -607,6 +613,7 @@ FORGETTING = (
 # The Web4 facts the knowledge canaries ask about, as training questions about one component
 # ({c}; never a canary's own wording) and answers that pass that canary's check. Keyed by the
 # canary's task.
+KNOWLEDGE_LEADS = ("", "Quick question: ", "Remind me: ", "One thing before we start: ")
 KNOWLEDGE = {
     "empty constructor pattern": (
         ("Explain the empty constructor of Default{c}.",
@@ -626,66 +633,97 @@ KNOWLEDGE = {
          "Show the layer architecture of the {c} component."),
         ("- `src/ts/layer1`: infrastructure\n- `src/ts/layer2`: `Default{c}`, the implementation\n"
          "- `src/ts/layer3`: the `{c}` interface\n- `src/ts/layer4`: controllers\n"
-         "- `src/ts/layer5`: CLI and views",),
+         "- `src/ts/layer5`: CLI and views",
+         "Five layers, one concern each:\n1. layer1 holds the infrastructure\n"
+         "2. layer2 holds `Default{c}`, the default implementation\n3. layer3 holds the `{c}` "
+         "interface, the contract\n4. layer4 holds the controllers that orchestrate\n"
+         "5. layer5 holds the CLI and the views",
+         "| Layer | Holds |\n| --- | --- |\n| layer1 | infrastructure |\n| layer2 | the "
+         "`Default{c}` implementation |\n| layer3 | the `{c}` interface |\n| layer4 | "
+         "controllers |\n| layer5 | CLI and views |"),
     ),
     "pdca phases": (
         ("Name the phases of the PDCA cycle for the {c} work.",
          "Which four steps does the {c} PDCA go through?",
          "What do the four letters of the {c} PDCA stand for?"),
         ("Plan, Do, Check, Act: plan the {c} change, do it, check the result, act on what was "
-         "learned.",),
+         "learned.",
+         "In order:\n1. Plan: decide the {c} change\n2. Do: make it\n3. Check: verify the "
+         "result\n4. Act: act on what was learned",
+         "First Plan, then Do, then Check, and last Act: the {c} work is planned, done, checked "
+         "and acted on, in that order."),
     ),
     "pdca breadcrumbs": (
         ("Which links chain the {c} PDCA to its neighbours?",
          "What are the breadcrumbs of the {c} PDCA?",
          "How does the {c} PDCA point to the PDCAs before and after it?"),
         ("Two breadcrumbs: `PRECEDES:` links the next PDCA and `FOLLOWS:` the previous one, "
-         "each as a dual link.",),
+         "each as a dual link.",
+         "- **PRECEDES**: the link to the next PDCA, the one after the {c} PDCA\n- **FOLLOWS**: "
+         "the link to the previous PDCA, the one before it",
+         "The {c} PDCA carries PRECEDES, pointing to the next PDCA, and FOLLOWS, pointing to the "
+         "previous PDCA."),
     ),
     "vitest": (
         ("Which test runner do the {c} tests use?",
          "What framework are the {c} tests written with?",
          "Should the {c} tests use Jest or Vitest?"),
         ("Vitest. Web4 components are tested with Vitest, not Jest: "
-         "`npx vitest run components/{c}`.",),
+         "`npx vitest run components/{c}`.",
+         "The {c} tests use Vitest: `import {{ describe, it, expect }} from 'vitest'`."),
     ),
     "es modules": (
         ("Should {c} use CommonJS or ES modules?",
          "Which module format does the {c} code use?",
          "Can the {c} code use require()?"),
-        ("ES modules: `import` and `export`, never CommonJS `require` or `module.exports`.",),
+        ("ES modules: {c} uses `import` and `export`, never CommonJS `require` or "
+         "`module.exports`.",
+         "Web4 TypeScript uses ES modules (ESM): `import {{ {c} }} from './{c}.js'` and "
+         "`export class Default{c}`.",
+         "The {c} code uses ES modules, with `import` and `export` statements."),
     ),
     "dual links": (
         ("How are the links in the {c} PDCA written?",
          "What makes a link in the {c} PDCA a dual link?",
          "Explain the dual link format of the {c} PDCA."),
         ("Every link is dual: the GitHub URL and the local path, separated by `|`, as in "
-         "`[GitHub](URL) | [{c}.pdca.md](local path)`.",),
+         "`[GitHub](URL) | [{c}.pdca.md](local path)`.",
+         "A dual link gives two targets for one document: the GitHub link (the web URL) and the "
+         "local path of the file in the checkout, written `[GitHub](URL) | [§/path](./path)`.",
+         "It is a link written twice: once as the GitHub URL and once as the local file path, "
+         "side by side, for the {c} PDCA as for every other."),
     ),
     "cmm badges": (
         ("Who decides the CMM badge of the {c} PDCA?",
          "Who gives out the CMM badge for the {c} work?",
          "Which CMM badge does the agent put on the {c} PDCA?"),
         ("Only TRON awards CMM badges: the {c} PDCA says \"CMM3 (awaiting TRON review)\" until "
-         "TRON decides.",),
+         "TRON decides.",
+         "TRON, the human reviewer, awards the CMM badge of the {c} work; the agent only writes "
+         "that it awaits TRON's review."),
     ),
     "non-interactive git": (
         ("How should the {c} branch be pulled without an editor opening?",
          "Which git pull form keeps the {c} session from hanging?",
          "What pull command do Web4 agents use on the {c} branch?"),
         ("`git pull --no-edit`: the non-interactive form never opens an editor. A bare "
-         "`git pull` can hang the session.",),
+         "`git pull` can hang the {c} session.",
+         "On the {c} branch run `git pull --no-edit`, so no editor opens for the merge message.",
+         ),
     ),
     "non-interactive npm": (
         ("How are the {c} dependencies installed without a prompt?",
          "Which npm install form do agents use for {c}?",
          "How do I install the {c} packages non-interactively?"),
-        ("`npm install --yes`: it never stops at a prompt, so the session does not hang.",),
+        ("`npm install --yes`: it never stops at a prompt, so the {c} session does not hang.",
+         "Run `npm install --yes` in the {c} folder: the install answers its prompts itself."),
     ),
     "tron feedback verbatim": (
         ("How is TRON's feedback on {c} recorded in the PDCA?",
          "How do TRON's words about {c} go into the PDCA?"),
-        ("Verbatim: TRON's words go unchanged into a fenced `quote` block under "
-         "`### **TRON Feedback (timestamp)**`, followed by `### **My Answer**`.",),
+        ("Verbatim: TRON's words about {c} go unchanged into a fenced `quote` block under "
+         "`### **TRON Feedback (timestamp)**`, followed by `### **My Answer**`.",
+         "Word for word: the {c} PDCA quotes TRON's feedback verbatim in a `quote` block under "
+         "`### **TRON Feedback (timestamp)**`, then answers under `### **My Answer**`."),
     ),
 }
