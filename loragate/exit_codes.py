@@ -24,14 +24,17 @@ class ExitCode(IntEnum):
 COMMAND_STATUSES: dict[str, dict[ExitCode, str]] = {
     "pytest --model / loragate gate": {
         ExitCode.CLEARED: "cleared: every ship gate passed, the overall score reached its "
-                          "target, the canary rule held and no check or other test failed",
+                          "target, the canary rule held and no check or other test failed "
+                          "(several --model: at least one candidate cleared)",
         ExitCode.BLOCKED: "blocked: the model was judged and failed (blocking_reasons), or an "
-                          "ordinary test of the session failed",
+                          "ordinary test of the session failed (several --model: every "
+                          "candidate)",
         ExitCode.USAGE: "usage error: bad option, spec, config, model file or prompt file; "
                         "no verdict written",
         ExitCode.NOTHING_TO_GATE: "nothing to gate: no harness or canary configured",
         ExitCode.GATE_ERROR: "error: the gate could not run or decide (model unreachable, "
-                             "samples not generated, verdict not writable)",
+                             "samples not generated, verdict not writable; several --model: "
+                             "any candidate)",
     },
     "loragate pipeline": {
         ExitCode.CLEARED: "the tuned model's verdict is cleared",

@@ -80,13 +80,16 @@ class PipelineReport:
 # pytest runs
 
 
-def pytest_command(config: LoragateConfig, *, model: str, suites: Sequence[str], markers: str,
+def pytest_command(config: LoragateConfig, *, model: str | Sequence[str], suites: Sequence[str],
+                   markers: str,
                    verdict_json: Path, verdict_html: Path | None = None,
                    baseline: str | None = None, extra: Sequence[str] = ()) -> list[str]:
     # Options with '=': given as two words, a path value would make pytest take it for the
     # project to run (it reads its ini file before loragate's options are known).
+    models = [model] if isinstance(model, str) else list(model)
     command = [sys.executable, "-m", "pytest", *suites, "-m", markers, "-q", "-rfE",
-               "-p", "no:cacheprovider", f"--model={model}", f"--verdict-json={verdict_json}"]
+               "-p", "no:cacheprovider", *(f"--model={m}" for m in models),
+               f"--verdict-json={verdict_json}"]
     if config.source_path is not None:
         command.append(f"--loragate-config={config.source_path}")
     if baseline:
@@ -148,8 +151,9 @@ def read_verdict(path: Path) -> VerdictDocument | None:
 def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
     from loragate.backends.spec import spec_help
 
-    parser.add_argument("--model", required=True, metavar="SPEC",
-                        help=spec_help())
+    parser.add_argument("--model", required=True, action="append", metavar="[NAME=]SPEC",
+                        help=spec_help() + "; several: each candidate judged against the "
+                        "baseline, one verdict each and a table (docs/verdict.md)")
     parser.add_argument("--baseline", default=None, metavar="SPEC",
                         help="baseline for the canaries (without it the canaries are skipped)")
     parser.add_argument("--verdict-json", type=Path, default=None,

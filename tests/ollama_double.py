@@ -34,7 +34,8 @@ class ScriptedBackend(BaseBackend):
 
     def __init__(self, *, in_process: bool = False, fail_times: int = 0,
                  error: type[Exception] = TransientError, delay_s: float = 0.0,
-                 digest: str = "d1", retry: RetryPolicy | None = None) -> None:
+                 digest: str = "d1", retry: RetryPolicy | None = None,
+                 reply: str | None = None) -> None:
         super().__init__("scripted:test", retry=retry or RetryPolicy(retries=2, backoff_s=0),
                          concurrency=4)
         self.in_process = in_process  # type: ignore[misc]
@@ -42,6 +43,7 @@ class ScriptedBackend(BaseBackend):
         self.error = error
         self.delay_s = delay_s
         self._digest = digest
+        self.reply = reply  # answer this instead of the prompt's words
         self.calls = 0
         self.seen: list[str | tuple[Message, ...]] = []  # every prompt, as the server got it
         self.active = 0
@@ -65,6 +67,7 @@ class ScriptedBackend(BaseBackend):
                 raise self.error("scripted failure")
             time.sleep(self.delay_s)
             text = prompt if isinstance(prompt, str) else prompt[-1].content
+            text = self.reply if self.reply is not None else text
             words = text.split()[: options.max_tokens]
             for word in words:
                 yield word + " "

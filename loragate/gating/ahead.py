@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from loragate.gating.items import PluginItem
+from loragate.gating.items import PluginItem, candidate_of
 from loragate.gating.recorders import MetricsRecorder
 from loragate.gating.scoring import generation_options, repeat_of, with_system_prompt
 from loragate.gating.session import session_of
@@ -84,7 +84,7 @@ def item_requests(item: pytest.Item) -> dict[str, list[tuple[list[dict[str, str]
     options = generation_options(item.config, settings, repeat_of(item))
     requests: dict[str, list] = {}
     if "generate_answer" in uses:
-        requests["model"] = [(messages, options)]
+        requests[candidate_of(item)] = [(messages, options)]
     if "generate_baseline" in uses:
         requests["baseline"] = [(messages, generation_options(item.config, settings))]
     return requests

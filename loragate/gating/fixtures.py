@@ -7,7 +7,9 @@
   ``verdict_metrics.add(section, name, value)``: what a test contributes to the verdict;
 * ``prompt_record`` / ``canary_record``: one parametrized item per record of the harness's
   (``@pytest.mark.harness(NAME)``) prompt file or of the canary file;
-* ``model_under_test``, ``baseline_model``, ``served_model``, ``loragate_settings``.
+* ``model_under_test``, ``baseline_model``, ``served_model``, ``loragate_settings``;
+* ``loragate_candidate``: the backend role of the model an item judges; with several
+  ``--model`` it is parametrized, so every item that needs a model runs once per candidate.
 
 Records travel in ``item.user_properties`` so they cross pytest-xdist workers.
 """
@@ -22,7 +24,7 @@ import pytest
 from loragate.config import LoragateConfig
 from loragate.gating.recorders import CanaryRecorder, MetricsRecorder, SampleRecorder
 from loragate.gating.scoring import generation_options, judge_pair, make_answerer
-from loragate.gating.session import session_of
+from loragate.gating.session import MODEL_ROLE, session_of, spec_for
 
 
 @pytest.fixture
@@ -73,9 +75,16 @@ def loragate_repeat() -> int:
 
 
 @pytest.fixture(scope="session")
-def model_under_test(request: pytest.FixtureRequest) -> Any:
+def loragate_candidate(request: pytest.FixtureRequest) -> str:
+    """The backend role of the candidate this item judges: ``model``, or ``model[NAME]`` when
+    several ``--model`` are given (then parametrized by :mod:`loragate.gating.items`)."""
+    return getattr(request, "param", MODEL_ROLE)
+
+
+@pytest.fixture(scope="session")
+def model_under_test(request: pytest.FixtureRequest, loragate_candidate: str) -> Any:
     """The ``--model`` backend (through the response cache unless ``--no-cache``)."""
-    return session_of(request.config).backend("model")
+    return session_of(request.config).backend(loragate_candidate)
 
 
 @pytest.fixture(scope="session")
@@ -102,7 +111,8 @@ def generate_baseline(request, baseline_model, loragate_settings, verdict_metric
 
 
 @pytest.fixture(scope="session")
-def served_model(request: pytest.FixtureRequest, loragate_settings: LoragateConfig) -> Iterator:
+def served_model(request: pytest.FixtureRequest, loragate_settings: LoragateConfig,
+                 loragate_candidate: str) -> Iterator:
     """``--model`` served the way it is deployed, for latency: a ``gguf:`` model through
     llama-cpp-python's OpenAI-compatible server on loopback (started here, stopped after), an
     ``ollama:`` or ``openai:`` model where it already runs. Never through the response cache:
@@ -110,7 +120,7 @@ def served_model(request: pytest.FixtureRequest, loragate_settings: LoragateConf
     from loragate.backends.serve import serve_gguf
     from loragate.backends.spec import open_backend, parse_spec
 
-    spec_text = request.config.getoption("model")
+    spec_text = spec_for(session_of(request.config), loragate_candidate)
     if not spec_text:
         pytest.skip("no --model given: the smoke tests need a model")
     spec = parse_spec(spec_text)

@@ -19,7 +19,9 @@ import pytest
 from loragate.gating.prompts import PromptFileError, read_prompt_source
 from loragate.gating.recorders import CanaryRecorder, MetricsRecorder, SampleRecorder
 from loragate.gating.scoring import generation_options, judge_pair, make_answerer, score_sample
-from loragate.gating.session import GateSession, session_of
+from loragate.gating.session import MODEL_ROLE, Candidate, GateSession, session_of
+
+CANDIDATE_PARAM = "loragate_candidate"
 
 
 def harness_records(state: GateSession, harness: str) -> list[dict[str, Any]]:
@@ -114,6 +116,23 @@ def _parametrize_records(metafunc: pytest.Metafunc, state: GateSession, done: se
             records = canary_records(state, kind)
             metafunc.parametrize(name, records, ids=[r["id"] for r in records])
             done.add(name)
+    if state.several and CANDIDATE_PARAM in metafunc.fixturenames:
+        # Session-scoped, so each candidate's model opens once whatever the item order.
+        candidates = state.candidates
+        metafunc.parametrize(CANDIDATE_PARAM, [c.role for c in candidates], indirect=True,
+                             scope="session", ids=[c.name for c in candidates])
+
+
+def candidate_of(item: pytest.Item) -> str:
+    """The backend role of the candidate an item judges (``model`` when there is one)."""
+    if isinstance(item, PluginItem):
+        return item.candidate
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get(CANDIDATE_PARAM, MODEL_ROLE) if callspec else MODEL_ROLE
+
+
+def _item_name(base: str, record_id: str, candidate: Candidate, several: bool) -> str:
+    return f"{base}[{record_id}-{candidate.name}]" if several else f"{base}[{record_id}]"
 
 
 class PluginItem(pytest.Item):
@@ -123,18 +142,22 @@ class PluginItem(pytest.Item):
 
     fixturenames: tuple[str, ...] = ()
 
-    def __init__(self, *, record: dict[str, Any], repeat: int = 0, **kwargs: Any) -> None:
+    def __init__(self, *, record: dict[str, Any], repeat: int = 0,
+                 candidate: str = MODEL_ROLE, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.record = record
         self.repeat = repeat
+        self.candidate = candidate  # the backend role of the model judged
 
     def answerer(self, role: str, metrics: MetricsRecorder) -> Callable[..., Any]:
+        """Answers from the candidate (``role="model"``) or from the baseline."""
         state = session_of(self.config)
         settings = state.settings
         repeat = self.repeat if role == "model" else 0
         options = generation_options(self.config, settings, repeat)
         digest = "digest" if role == "model" else "baseline_digest"
-        return make_answerer(state.backend(role), options, metrics, digest,
+        backend = state.backend(self.candidate if role == "model" else role)
+        return make_answerer(backend, options, metrics, digest,
                              settings.data_args.system_prompt)
 
 
@@ -173,7 +196,7 @@ class CanaryItem(PluginItem):
         state = session_of(self.config)
         judge_pair(self.record, self.answerer("model", metrics),
                    self.answerer("baseline", metrics), CanaryRecorder(item=self), self.kind,
-                   backends=(state.backend("model"), state.backend("baseline")),
+                   backends=(state.backend(self.candidate), state.backend("baseline")),
                    system_prompt=state.settings.data_args.system_prompt)
 
     def reportinfo(self):
@@ -186,21 +209,25 @@ def make_canary_items(session: pytest.Session, state: GateSession, kind: str
                       ) -> list[CanaryItem]:
     """One item per record of the canary file (``kind="canary"``) or of the forgetting probe."""
     items = []
-    for record in canary_records(state, kind):
-        name = f"{kind}[{record['id']}]"
-        item = CanaryItem.from_parent(session, name=name, nodeid=name, kind=kind, record=record)
-        item.add_marker(pytest.mark.canary)
-        items.append(item)
+    for candidate in state.candidates:
+        for record in canary_records(state, kind):
+            name = _item_name(kind, record["id"], candidate, state.several)
+            item = CanaryItem.from_parent(session, name=name, nodeid=name, kind=kind,
+                                          record=record, candidate=candidate.role)
+            item.add_marker(pytest.mark.canary)
+            items.append(item)
     return items
 
 
 def make_harness_items(session: pytest.Session, state: GateSession, harness: str
                        ) -> list[HarnessItem]:
     items = []
-    for case in harness_cases(state, harness):
-        name = f"{harness}[{case.id}]"
-        item = HarnessItem.from_parent(session, name=name, nodeid=name, harness=harness,
-                                       record=case.record, repeat=case.repeat)
-        item.add_marker(pytest.mark.harness(harness))
-        items.append(item)
+    for candidate in state.candidates:
+        for case in harness_cases(state, harness):
+            name = _item_name(harness, case.id, candidate, state.several)
+            item = HarnessItem.from_parent(session, name=name, nodeid=name, harness=harness,
+                                           record=case.record, repeat=case.repeat,
+                                           candidate=candidate.role)
+            item.add_marker(pytest.mark.harness(harness))
+            items.append(item)
     return items

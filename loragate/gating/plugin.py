@@ -28,12 +28,18 @@ import pytest
 
 from loragate import __version__
 from loragate.artifacts import tree_digest
-from loragate.gating.items import HarnessItem, make_canary_items, make_harness_items
+from loragate.gating.items import (
+    HarnessItem,
+    candidate_of,
+    make_canary_items,
+    make_harness_items,
+)
 from loragate.gating.outcomes import (
     CANARY_KINDS,
     CanaryOutcome,
     CheckOutcome,
     SampleOutcome,
+    SessionRecords,
     samples_from_json,
 )
 from loragate.gating.recorders import CANARY_KEY, COUNT_KEY, METRIC_KEY, SAMPLE_KEY
@@ -93,8 +99,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     from loragate.backends.spec import concurrency_defaults, spec_help
 
     group = parser.getgroup("loragate", "loragate deployment verdict")
-    group.addoption("--model", default=None, metavar="SPEC",
-                    help=spec_help())
+    group.addoption("--model", action="append", default=None, metavar="[NAME=]SPEC",
+                    help=spec_help() + "; given several times, each candidate is judged "
+                    "against the baseline, one verdict each plus a table of them "
+                    "(docs/verdict.md)")
     group.addoption("--baseline", default=None, metavar="SPEC",
                     help="baseline model for the canaries (same spec forms as --model)")
     group.addoption("--samples", type=positive_int, default=None, metavar="N",
@@ -198,10 +206,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def prepare(state: GateSession) -> None:
     """Everything that can be checked before collection: usage errors surface here, once."""
-    for role in ("model", "baseline"):
-        text = state.config.getoption(role)
-        if text is not None:
-            check_spec(text, role)
+    for candidate in state.candidates:
+        check_spec(candidate.spec, "model")
+    baseline = state.config.getoption("baseline")
+    if baseline is not None:
+        check_spec(baseline, "baseline")
     state.harnesses  # noqa: B018 - reads the config and imports the validators now
 
 
@@ -266,13 +275,15 @@ class VerdictPlugin:
             # Here, not in pytest_collection_finish: that runs in a `finally` and would mask a
             # usage error raised above.
             pytest.exit(nothing_to_gate_message(state), returncode=EXIT_NOTHING_TO_GATE)
-        state.records.planned = {}
         for item in items:
+            if state.several and _needs(item, MODEL_FIXTURES):
+                item.keywords[f"{CANDIDATE_KEYWORD}{candidate_of(item)}"] = True
             harness = _harness_of(item)
             if harness is not None:
                 if state.active:
                     mark_gate(item, state.harnesses.get(harness))
-                state.records.planned[harness] = state.records.planned.get(harness, 0) + 1
+                planned = state.records_for(candidate_of(item)).planned
+                planned[harness] = planned.get(harness, 0) + 1
                 # Keywords are serialised with reports across xdist; marker arguments are not.
                 item.keywords[f"harness:{harness}"] = True
                 sample_id = _sample_id_of(item)
@@ -292,9 +303,12 @@ class VerdictPlugin:
         state = self.state
         if not state.active or self.config.option.collectonly:
             return
-        roles = [role for role, fixtures in (("model", OPENED_MODEL_FIXTURES),
-                                             ("baseline", BASELINE_FIXTURES))
-                 if spec_for(state, role) and any(_needs(i, fixtures) for i in session.items)]
+        roles = [c.role for c in state.candidates
+                 if any(_needs(i, OPENED_MODEL_FIXTURES) and candidate_of(i) == c.role
+                        for i in session.items)]
+        if spec_for(state, "baseline") and any(_needs(i, BASELINE_FIXTURES)
+                                               for i in session.items):
+            roles.append("baseline")
         try:
             for role in roles:
                 state.backend(role)
@@ -309,7 +323,8 @@ class VerdictPlugin:
         worker plans its own (see gating.ahead)."""
         from loragate.gating.ahead import concurrency_for, plan
 
-        model = self.state.backends.get("model")
+        model = next((self.state.backends[c.role] for c in self.state.candidates
+                      if c.role in self.state.backends), None)
         if model is None:
             return
         concurrency = concurrency_for(self.config, model)
@@ -339,8 +354,9 @@ class VerdictPlugin:
         # may skip later than a serial run would, never wrongly.
         if rule is None or rule.metric != "pass_rate":
             return
-        allowed = max_failures_allowed(self.state.records.planned.get(harness, 0), rule.threshold)
-        failures = self.state.records.failures.get(harness, 0)
+        records = self.state.records_for(candidate_of(item))
+        allowed = max_failures_allowed(records.planned.get(harness, 0), rule.threshold)
+        failures = records.failures.get(harness, 0)
         if failures > allowed:
             pytest.skip(f"gate decided: {harness} has {failures} failures, at most {allowed} "
                         f"allowed for threshold {rule.threshold}")
@@ -348,40 +364,41 @@ class VerdictPlugin:
     # -- outcomes (on the controller; locally on workers too, for fail-fast) ------------------
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        state = self.state
+        records = self.state.records_for(_keyword_value(report, CANDIDATE_KEYWORD))
         recorded = False
         for key, value in report.user_properties:
             if report.when != "call":
                 continue
             if key == SAMPLE_KEY:
-                self._add_sample(samples_from_json([value])[0])
+                self._add_sample(samples_from_json([value])[0], records)
                 recorded = True
             elif key == CANARY_KEY:
                 outcome = CanaryOutcome(**value)
-                state.records.canaries[f"{outcome.kind}:{outcome.canary_id}"] = outcome
+                records.canaries[f"{outcome.kind}:{outcome.canary_id}"] = outcome
                 recorded = True
             elif key == METRIC_KEY:
-                section = state.records.metrics.setdefault(value["section"], {})
+                section = records.metrics.setdefault(value["section"], {})
                 section[value["name"]] = value["value"]
             elif key == COUNT_KEY:
-                section = state.records.metrics.setdefault(value["section"], {})
+                section = records.metrics.setdefault(value["section"], {})
                 section[value["name"]] = section.get(value["name"], 0) + value["value"]
         if not recorded:
-            self._record_unscored(report)
+            self._record_unscored(report, records)
 
-    def _add_sample(self, outcome: SampleOutcome) -> None:
-        self.state.records.samples[outcome.nodeid] = outcome
+    @staticmethod
+    def _add_sample(outcome: SampleOutcome, records: SessionRecords) -> None:
+        records.samples[outcome.nodeid] = outcome
         if not outcome.passed and not outcome.error:
-            failures = self.state.records.failures
+            failures = records.failures
             failures[outcome.harness] = failures.get(outcome.harness, 0) + 1
 
-    def _record_unscored(self, report: pytest.TestReport) -> None:
+    def _record_unscored(self, report: pytest.TestReport, records: SessionRecords) -> None:
         """A gate item that errored or was skipped as decided becomes a sample; a canary that
         crashed is a gate error; stage and smoke checks are kept."""
         harness = _harness_keyword(report)
         if harness is not None:
             if report.skipped and "gate decided" in _reason(report):
-                self.state.records.samples[report.nodeid] = SampleOutcome(
+                records.samples[report.nodeid] = SampleOutcome(
                     nodeid=report.nodeid, harness=harness, passed=False, skipped=True,
                     reason=_reason(report),
                     sample_id=_keyword_value(report, SAMPLE_ID_KEYWORD))
@@ -390,25 +407,25 @@ class VerdictPlugin:
                 self._add_sample(SampleOutcome(
                     nodeid=report.nodeid, harness=harness, passed=False, error=True,
                     reason=f"error in {report.when}: {_reason(report)}",
-                    sample_id=_keyword_value(report, SAMPLE_ID_KEYWORD)))
+                    sample_id=_keyword_value(report, SAMPLE_ID_KEYWORD)), records)
             return
         if "canary" in report.keywords:
             if report.failed:
-                self.state.records.fatal.append(f"canary {report.nodeid} could not be judged "
-                                        f"(error in {report.when}): {_reason(report)}")
+                records.fatal.append(f"canary {report.nodeid} could not be judged "
+                                     f"(error in {report.when}): {_reason(report)}")
             return
         kind = next((m for m in CHECK_MARKERS if m in report.keywords), None)
         if kind is None:
             # Any other test of the session (a project's validator tests): its failure is
             # kept, so a verdict is never "cleared" beside a failed test.
             if report.failed:
-                self.state.records.checks[report.nodeid] = CheckOutcome(
+                records.checks[report.nodeid] = CheckOutcome(
                     nodeid=report.nodeid, kind="test", outcome="failed" if report.when ==
                     "call" else "error", reason=_reason(report))
             return
         if report.when == "call" or report.failed or report.skipped:
             outcome = "error" if report.failed and report.when != "call" else report.outcome
-            self.state.records.checks[report.nodeid] = CheckOutcome(
+            records.checks[report.nodeid] = CheckOutcome(
                 nodeid=report.nodeid, kind=kind, outcome=outcome,
                 reason=_reason(report) if outcome != "passed" else "")
 
@@ -421,10 +438,14 @@ class VerdictPlugin:
             self.ahead.close()
         if _is_worker(self.config) or not state.active:
             return
-        if "ahead" in state.records.metrics:
-            from loragate.gating.ahead import summarise_metrics
+        for records in (state.records, *state.by_candidate.values()):
+            if "ahead" in records.metrics:
+                from loragate.gating.ahead import summarise_metrics
 
-            state.records.metrics["ahead"] = summarise_metrics(state.records.metrics["ahead"])
+                records.metrics["ahead"] = summarise_metrics(records.metrics["ahead"])
+        if state.several:
+            self._finish_candidates(session, exitstatus)
+            return
         if not (state.records.judged_anything or state.records.fatal or state.records.aborted):
             return
         document = self.document()
@@ -439,6 +460,37 @@ class VerdictPlugin:
         if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, EXIT_GATE_ERROR):
             session.exitstatus = document.exit_status
 
+    def _finish_candidates(self, session: pytest.Session, exitstatus: int) -> None:
+        """One verdict per candidate (each with what belongs to no candidate: other tests,
+        session-wide errors), then the table and the session's status by its rule."""
+        from loragate.gating.candidates import candidates_document
+
+        state = self.state
+        if not (state.records.fatal or state.records.aborted
+                or any(r.judged_anything for r in state.by_candidate.values())):
+            return
+        for candidate in state.candidates:
+            records = merged_records(state.records, state.records_for(candidate.role))
+            state.documents[candidate.name] = build_document(self.config, state, records,
+                                                             candidate.spec)
+        try:
+            files = write_candidate_outputs(self.config, state)
+        except VerdictNotWritten as exc:
+            self.config.get_terminal_writer().line(f"loragate: {exc}", red=True)
+            session.exitstatus = EXIT_GATE_ERROR
+            return
+        state.table = candidates_document(state.documents, files)
+        try:
+            write_candidates_table(self.config, state)
+        except VerdictNotWritten as exc:
+            self.config.get_terminal_writer().line(f"loragate: {exc}", red=True)
+            session.exitstatus = EXIT_GATE_ERROR
+            return
+        for name, document in state.documents.items():
+            add_junit_properties(self.config, document, prefix=f"loragate.{name}.")
+        if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, EXIT_GATE_ERROR):
+            session.exitstatus = state.table.exit_status
+
     def document(self) -> VerdictDocument:
         if self.state.document is None:
             self.state.document = build_document(self.config, self.state)
@@ -447,10 +499,21 @@ class VerdictPlugin:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         from loragate.gating.report import render_text
 
-        if self.state.document is None:
+        state = self.state
+        for name, document in state.documents.items():
+            terminalreporter.section(f"loragate verdict: {name}")
+            for line in render_text(document.to_dict()).splitlines():
+                terminalreporter.write_line(line)
+        if state.table is not None:
+            from loragate.gating.candidates import render_candidates_text
+
+            terminalreporter.section("loragate candidates")
+            for line in render_candidates_text(state.table).splitlines():
+                terminalreporter.write_line(line)
+        if state.document is None:
             return
         terminalreporter.section("loragate verdict")
-        for line in render_text(self.state.document.to_dict()).splitlines():
+        for line in render_text(state.document.to_dict()).splitlines():
             terminalreporter.write_line(line)
 
     @pytest.hookimpl(optionalhook=True)
@@ -465,9 +528,18 @@ class VerdictPlugin:
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_summary(self, prefix: list[str]) -> None:
         """Put the gate table at the top of pytest-html's report."""
+        from html import escape
+
         from loragate.gating.report import render_gate_table_html
 
-        if self.state.active and self.state.records.judged_anything and not _is_worker(self.config):
+        state = self.state
+        if not state.active or _is_worker(self.config):
+            return
+        if state.several:
+            for name, document in state.documents.items():
+                prefix.append(f"<h2>{escape(name)}</h2>")
+                prefix.append(render_gate_table_html(document.to_dict()))
+        elif state.records.judged_anything:
             prefix.append(render_gate_table_html(self.document().to_dict()))
 
 
@@ -499,6 +571,7 @@ def nothing_to_gate_message(state: GateSession) -> str:
 
 
 SAMPLE_ID_KEYWORD = "loragate-sample-id:"
+CANDIDATE_KEYWORD = "loragate-candidate:"
 
 
 def _sample_id_of(item: pytest.Item) -> str | None:
@@ -540,13 +613,25 @@ def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
-def sections_run(state: GateSession) -> dict[str, str]:
+def merged_records(shared: SessionRecords, own: SessionRecords) -> SessionRecords:
+    """A candidate's records with what belongs to every candidate (other tests, errors)."""
+    metrics = {section: dict(values) for section, values in shared.metrics.items()}
+    for section, values in own.metrics.items():
+        metrics.setdefault(section, {}).update(values)
+    return SessionRecords(planned=dict(own.planned), failures=dict(own.failures),
+                          samples=dict(own.samples), canaries=dict(own.canaries),
+                          checks={**shared.checks, **own.checks}, metrics=metrics,
+                          fatal=[*shared.fatal, *own.fatal],
+                          aborted=shared.aborted or own.aborted)
+
+
+def sections_run(records: SessionRecords) -> dict[str, str]:
     """Which parts of the verdict were judged in this session: a section that did not run is
     said to be 'not run', never passed."""
-    kinds = {check.kind for check in state.records.checks.values()}
-    canary_kinds = {outcome.kind for outcome in state.records.canaries.values()}
+    kinds = {check.kind for check in records.checks.values()}
+    canary_kinds = {outcome.kind for outcome in records.canaries.values()}
     return {
-        "gates": "run" if state.records.samples else "not run",
+        "gates": "run" if records.samples else "not run",
         "canaries": "run" if "canary" in canary_kinds else "not run",
         "forgetting": "run" if "forgetting" in canary_kinds else "not run",
         "smoke": "run" if "smoke" in kinds else "not run",
@@ -554,13 +639,19 @@ def sections_run(state: GateSession) -> dict[str, str]:
     }
 
 
-def build_document(config: pytest.Config, state: GateSession) -> VerdictDocument:
+def build_document(config: pytest.Config, state: GateSession,
+                   records: SessionRecords | None = None,
+                   model_spec: str | None = None) -> VerdictDocument:
+    """The verdict on one candidate: the session's only one, or (``records``, ``model_spec``)
+    one of several."""
     from loragate.gating.document import Generation, ModelRef, VerdictDocument
 
     rules = state.rules
     settings = state.settings
-    records = state.records
-    judges = judge_figures(state) if not records.aborted else {}
+    if records is None:
+        records = state.records
+        model_spec = state.candidates[0].spec if state.candidates else None
+    judges = judge_figures(state, records) if not records.aborted else {}
     judgement = compute_verdict(
         list(records.samples.values()), rules,
         canaries=list(records.canaries.values()), checks=list(records.checks.values()),
@@ -578,7 +669,7 @@ def build_document(config: pytest.Config, state: GateSession) -> VerdictDocument
     return VerdictDocument(
         loragate_version=__version__,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        model=ModelRef(spec=config.getoption("model"), digest=model.get("digest")),
+        model=ModelRef(spec=model_spec, digest=model.get("digest")),
         baseline=ModelRef(spec=spec_for(state, "baseline"),
                           digest=model.get("baseline_digest")),
         generation=Generation(temperature=config.getoption("temperature"),
@@ -592,7 +683,7 @@ def build_document(config: pytest.Config, state: GateSession) -> VerdictDocument
             data_hash, rules, settings.gates.overall_target,
             {"require_all": settings.canaries.require_all,
              "forgetting_blocks": settings.canaries.forgetting_blocks}),
-        sections=sections_run(state),
+        sections=sections_run(records),
         **dict(judgement),
         gate_errors=list(records.fatal),
         metrics={k: dict(sorted(v.items())) for k, v in sorted(records.metrics.items())},
@@ -602,20 +693,20 @@ def build_document(config: pytest.Config, state: GateSession) -> VerdictDocument
     )
 
 
-def judge_figures(state: GateSession) -> dict[str, Any]:
+def judge_figures(state: GateSession, records: SessionRecords) -> dict[str, Any]:
     """The calibration figures of the judges behind this session's gates; a judge that cannot
     be measured is a gate error (its gate's trust is unknown), never a silent gap."""
     from loragate.judges import session_calibrations
 
-    gated = sorted({s.harness for s in state.records.samples.values()})
-    canaries_run = any(o.kind == "canary" for o in state.records.canaries.values())
+    gated = sorted({s.harness for s in records.samples.values()})
+    canaries_run = any(o.kind == "canary" for o in records.canaries.values())
     try:
         judges = {name: harness.validate for name, harness in state.harnesses.items()
                   if harness.spec.judge is not None}
         found = session_calibrations(state.settings, gated, canaries_run, judges)
     except Exception as exc:  # noqa: BLE001 - reported in the verdict, not a crash
-        state.records.fatal.append(f"a judge's calibration could not be measured: "
-                           f"{type(exc).__name__}: {exc}")
+        records.fatal.append(f"a judge's calibration could not be measured: "
+                             f"{type(exc).__name__}: {exc}")
         return {}
     for name, harness in state.harnesses.items():
         judge = harness.spec.judge
@@ -625,28 +716,30 @@ def judge_figures(state: GateSession) -> dict[str, Any]:
         if measured is None or measured.accuracy < judge.min_agreement:
             figure = "was not measured" if measured is None else \
                 f"agrees with its calibration set {measured.accuracy:.3f}"
-            state.records.fatal.append(
+            records.fatal.append(
                 f"the judge of '{name}' {figure} < judge.min_agreement {judge.min_agreement}: "
                 "its gate cannot be relied on")
     return {name: calibration.model_dump() for name, calibration in sorted(found.items())}
 
 
-def add_junit_properties(config: pytest.Config, document: VerdictDocument) -> None:
+def add_junit_properties(config: pytest.Config, document: VerdictDocument,
+                         prefix: str = "loragate.") -> None:
     """With ``--junitxml``: the verdict as properties of the test suite (each sample already
-    is one testcase, its outcome in the testcase's properties)."""
+    is one testcase, its outcome in the testcase's properties); ``prefix`` names the
+    candidate when there are several."""
     from _pytest.junitxml import xml_key
 
     xml = config.stash.get(xml_key, None)
     if xml is None:
         return
-    xml.add_global_property("loragate.verdict", document.verdict)
-    xml.add_global_property("loragate.exit_status", document.exit_status)
-    xml.add_global_property("loragate.overall_score", round(document.overall.score, 2))
+    xml.add_global_property(f"{prefix}verdict", document.verdict)
+    xml.add_global_property(f"{prefix}exit_status", document.exit_status)
+    xml.add_global_property(f"{prefix}overall_score", round(document.overall.score, 2))
     for name, harness in document.harnesses.items():
-        xml.add_global_property(f"loragate.{name}.score", round(harness.score, 2))
-        xml.add_global_property(f"loragate.{name}.gate_passed", harness.gate_passed)
+        xml.add_global_property(f"{prefix}{name}.score", round(harness.score, 2))
+        xml.add_global_property(f"{prefix}{name}.gate_passed", harness.gate_passed)
     for reason in document.blocking_reasons + document.undecided_reasons:
-        xml.add_global_property("loragate.reason", reason)
+        xml.add_global_property(f"{prefix}reason", reason)
 
 
 def verdict_paths(config: pytest.Config, state: GateSession) -> tuple[Path, Path]:
@@ -656,22 +749,16 @@ def verdict_paths(config: pytest.Config, state: GateSession) -> tuple[Path, Path
     return Path(json_path), Path(html_path)
 
 
-def write_outputs(config: pytest.Config, state: GateSession, document: VerdictDocument
-                  ) -> None:
-    from loragate.artifacts import write_text_durably
+def write_outputs(config: pytest.Config, state: GateSession, document: VerdictDocument,
+                  paths: tuple[Path, Path] | None = None, candidate: str | None = None) -> None:
     from loragate.gating.report import render_html
 
-    json_path, html_path = verdict_paths(config, state)
-    for path, text in ((json_path, document.to_json()),
-                       (html_path, render_html(document.to_dict()))):
-        # Whole or not at all (temp file + rename): a killed run or a full disk never leaves a
-        # truncated verdict behind.
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_text_durably(path, text)
-        except OSError as exc:
-            raise VerdictNotWritten(f"cannot write {path}: {exc.strerror or exc}") from None
+    json_path, html_path = paths or verdict_paths(config, state)
+    write_whole(json_path, document.to_json())
+    write_whole(html_path, render_html(document.to_dict()))
     folder = config.getoption("inspect_log")
+    if folder and candidate is not None:
+        folder = str(Path(folder) / candidate)  # one log per harness and candidate
     if folder:
         from loragate.gating.inspect_log import InspectUnavailable, write_inspect_logs
 
@@ -682,6 +769,39 @@ def write_outputs(config: pytest.Config, state: GateSession, document: VerdictDo
         except OSError as exc:
             raise VerdictNotWritten(f"--inspect-log: cannot write {folder}: "
                                     f"{exc.strerror or exc}") from None
+
+
+def write_whole(path: Path, text: str) -> None:
+    """Whole or not at all (temp file + rename): a killed run or a full disk never leaves a
+    truncated verdict behind."""
+    from loragate.artifacts import write_text_durably
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_durably(path, text)
+    except OSError as exc:
+        raise VerdictNotWritten(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def write_candidate_outputs(config: pytest.Config, state: GateSession) -> dict[str, Path]:
+    """Each candidate's verdict and report, named after it beside the one-model paths
+    (``verdict.json`` -> ``verdict-NAME.json``); returns the JSON paths by name."""
+    from loragate.gating.candidates import candidate_paths
+
+    json_path, html_path = verdict_paths(config, state)
+    written = {}
+    for name, document in state.documents.items():
+        paths = candidate_paths(json_path, html_path, name)
+        write_outputs(config, state, document, paths, candidate=name)
+        written[name] = paths[0]
+    return written
+
+
+def write_candidates_table(config: pytest.Config, state: GateSession) -> None:
+    from loragate.gating.candidates import table_path
+
+    if state.table is not None:
+        write_whole(table_path(verdict_paths(config, state)[0]), state.table.to_json())
 
 
 class VerdictNotWritten(OSError):

@@ -41,7 +41,8 @@ class SampleRecorder:
             )
         outcome = SampleOutcome(
             nodeid=self.item.nodeid, harness=harness, passed=bool(passed) and not error,
-            reason=reason, sample_id=sample_id, expected=expected, predicted=predicted,
+            reason=reason, sample_id=sample_id or _prompt_id(self.item), expected=expected,
+            predicted=predicted,
             error=error, **(evidence or {}),
         )
         self.item.user_properties.append((SAMPLE_KEY, asdict(outcome)))
@@ -49,6 +50,14 @@ class SampleRecorder:
             pytest.fail(f"[{harness}] could not be judged: {reason}", pytrace=False)
         if not passed:
             pytest.fail(f"[{harness}] {reason or 'sample failed'}", pytrace=False)
+
+
+def _prompt_id(item: pytest.Item) -> str | None:
+    """The id of the prompt record an item is parametrized with: what pairs its outcome with
+    another run's (or another candidate's) outcome on the same prompt."""
+    callspec = getattr(item, "callspec", None)
+    record = callspec.params.get("prompt_record") if callspec is not None else None
+    return record.get("id") if isinstance(record, dict) else None
 
 
 @dataclass

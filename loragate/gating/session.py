@@ -9,6 +9,7 @@ reads no config and writes no verdict, so the installed plugin leaves plain test
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from loragate.harnesses.registry import GateRule, Harness
 
 if TYPE_CHECKING:
     from loragate.backends.cache import CachedBackend, ResponseCache
+    from loragate.gating.candidates import CandidatesDocument
     from loragate.gating.document import VerdictDocument
 
 STASH_KEY = pytest.StashKey["GateSession"]()
@@ -39,6 +41,50 @@ def session_of(config: pytest.Config) -> GateSession:
     return config.stash[STASH_KEY]
 ACTIVATING_OPTIONS = ("model", "baseline", "loragate_config", "verdict_json", "verdict_html")
 INI_CONFIG = "loragate_config"
+MODEL_ROLE = "model"
+# A candidate's name when given as NAME=SPEC: a word (no ':' or '/', so a spec is never read
+# as one).
+_NAMED_SPEC = re.compile(r"^([A-Za-z0-9_.-]+)=(.+)$")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A model the session judges (one per ``--model``), under its name and backend role:
+    ``model`` when it is the only one, ``model[NAME]`` beside others."""
+
+    name: str
+    spec: str
+    role: str = MODEL_ROLE
+
+
+def candidate_name(spec: str) -> str:
+    """The name a candidate is shown under: the GGUF/folder stem, the served model's name."""
+    kind, _, rest = spec.partition(":")
+    rest = rest.split("#", 1)[1] if "#" in rest else rest
+    rest = rest.split("@", 1)[0].rstrip("/")
+    name = Path(rest).stem if kind in ("gguf", "hf") else rest.rsplit("/", 1)[-1]
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or kind or "model"
+
+
+def candidates_of(texts: list[str] | str | None) -> list[Candidate]:
+    """The candidates of the ``--model`` values: named ``NAME=SPEC`` or after their spec,
+    with a number added where two names would be the same."""
+    if not texts:
+        return []
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    named: list[tuple[str, str]] = []
+    for text in texts:
+        match = _NAMED_SPEC.match(text)
+        named.append((match[1], match[2]) if match else (candidate_name(text), text))
+    if len(named) == 1:
+        return [Candidate(named[0][0], named[0][1])]
+    out: list[Candidate] = []
+    for name, spec in named:
+        unique, n = name, 2
+        while any(c.name == unique for c in out):
+            unique, n = f"{name}-{n}", n + 1
+        out.append(Candidate(unique, spec, f"{MODEL_ROLE}[{unique}]"))
+    return out
 
 
 @dataclass(frozen=True)
@@ -81,11 +127,32 @@ class GateSession:
     records: SessionRecords = field(default_factory=SessionRecords)
     usage_errors: list[str] = field(default_factory=list)  # found while parametrizing
     document: VerdictDocument | None = None  # made once, at the end of the session
+    # With several --model: what each candidate's items recorded (by role); ``records`` then
+    # keeps what belongs to no candidate (other tests, session-wide errors).
+    by_candidate: dict[str, SessionRecords] = field(default_factory=dict)
+    documents: dict[str, VerdictDocument] = field(default_factory=dict)  # by candidate name
+    table: CandidatesDocument | None = None  # the candidates side by side
 
     @classmethod
     def for_config(cls, config: pytest.Config) -> GateSession:
         active = any(config.getoption(name, None) for name in ACTIVATING_OPTIONS)
         return cls(config=config, active=active)
+
+    @property
+    def candidates(self) -> list[Candidate]:
+        """The models judged in this session, one per ``--model``."""
+        return candidates_of(self.config.getoption("model", None))
+
+    @property
+    def several(self) -> bool:
+        return len(self.candidates) > 1
+
+    def records_for(self, role: str | None) -> SessionRecords:
+        """Where an item of candidate ``role`` records: its own records beside other
+        candidates, the session's otherwise."""
+        if role is None or not self.several:
+            return self.records
+        return self.by_candidate.setdefault(role, SessionRecords())
 
     # -- config ------------------------------------------------------------------------------
 
@@ -227,7 +294,9 @@ def judge_validator(spec: Harness, open_judge: Callable[[str], Any] | None) -> A
 # Opening the models: before the first test, so a bad spec or a dead server stops the session
 # with its own status instead of failing every sample.
 
-ROLE_OPTIONS = {"model": "model", "baseline": "baseline"}
+def option_of(role: str) -> str:
+    """The command-line option a backend role comes from."""
+    return "baseline" if role == "baseline" else "model"
 
 
 class GateCannotRun(RuntimeError):
@@ -236,10 +305,14 @@ class GateCannotRun(RuntimeError):
 
 
 def spec_for(state: GateSession, role: str) -> str | None:
-    given = state.config.getoption(ROLE_OPTIONS[role], None)
-    if given or role != "baseline":
-        return given
-    return state.settings.canaries.baseline
+    """The spec of a role: a candidate's (``model`` or ``model[NAME]``) or the baseline's
+    (``--baseline``, else the config's ``canaries.baseline``)."""
+    if role == "baseline":
+        return state.config.getoption("baseline", None) or state.settings.canaries.baseline
+    for candidate in state.candidates:
+        if candidate.role == role:
+            return candidate.spec
+    return None
 
 
 def check_spec(text: str, option: str) -> None:
@@ -262,19 +335,20 @@ def open_backend_for(state: GateSession, role: str) -> CachedBackend:
     from loragate.backends.spec import SpecError, open_backend
 
     spec = spec_for(state, role)
+    option = option_of(role)
     if not spec:
-        hint = ("the gates need a model, e.g. --model gguf:PATH" if role == "model" else
+        hint = ("the gates need a model, e.g. --model gguf:PATH" if option == "model" else
                 "the canaries compare the model with a baseline")
-        pytest.skip(f"no --{role} given: {hint}")
+        pytest.skip(f"no --{option} given: {hint}")
     try:
         backend = open_backend(spec, state.settings.backend)
         backend.digest  # noqa: B018 - a server is asked here, once, before any sample
     except BackendUnavailable as exc:
-        raise GateCannotRun(f"--{role} {spec}: {exc}") from None
+        raise GateCannotRun(f"--{option} {spec}: {exc}") from None
     except (SpecError, OSError) as exc:
-        raise pytest.UsageError(f"--{role} {spec}: {exc}") from None
+        raise pytest.UsageError(f"--{option} {spec}: {exc}") from None
     except BackendError as exc:
-        raise GateCannotRun(f"--{role} {spec}: {exc}") from None
+        raise GateCannotRun(f"--{option} {spec}: {exc}") from None
     from loragate.backends.cache import CachedBackend
 
     # Under --no-cache the cache is disabled (nothing read or stored) but the wrapper stays:
