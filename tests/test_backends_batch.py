@@ -244,6 +244,37 @@ def test_server_concurrency_never_exceeds_k() -> None:
     assert double.requests == 24
 
 
+def test_waiting_for_a_one_slot_server_is_told_apart_from_its_work() -> None:
+    # One slot, four in flight: each request waits for the ones before it. The server's own
+    # `timings` say how long it worked on each; the rest of the wall time is the queue.
+    double = OpenAIDouble(delay_s=0.1, slots=1, timings=True)
+    with double as url, OpenAIBackend(url, "double") as backend:
+        responses = backend.generate_batch([f"q{i}" for i in range(4)],
+                                           GenerationOptions(max_tokens=4), concurrency=4)
+        alone = backend.generate("alone", GenerationOptions(max_tokens=4))
+    assert sorted(r.in_flight for r in responses)[-1] >= 3
+    waits = sorted(r.queue_s for r in responses)
+    assert waits[-1] >= 0.25  # the last waited for about three others' 0.1 s
+    for response in responses:
+        # What it waited is inside its time to first token, not beside it.
+        assert response.ttft_s >= response.queue_s
+    assert alone.in_flight == 1 and alone.queue_s < 0.05
+
+
+def test_a_server_without_timings_leaves_the_wait_unknown_not_zero() -> None:
+    with OpenAIDouble() as url, OpenAIBackend(url, "double") as backend:
+        response = backend.generate("q", GenerationOptions(max_tokens=4))
+    assert response.queue_s is None and response.in_flight == 1
+
+
+def test_server_seconds_reads_llama_cpp_timings() -> None:
+    from loragate.backends.openai import server_seconds
+
+    assert server_seconds({"prompt_ms": 120.0, "predicted_ms": 380.0}) == 0.5
+    assert server_seconds({}) is None
+    assert server_seconds({"prompt_ms": "x", "predicted_ms": 1}) is None
+
+
 # -- prefetch ------------------------------------------------------------------------------------
 def requests_for(n: int, repeats: int = 1) -> list[tuple[list[dict[str, str]], GenerationOptions]]:
     return [(chat(f"gate item {i}"), GenerationOptions(temperature=0.7, seed=42 + r,

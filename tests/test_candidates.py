@@ -17,7 +17,7 @@ from loragate.exit_codes import ExitCode
 from loragate.gating.candidates import CandidatesDocument, session_exit_status
 from loragate.gating.session import MODEL_ROLE, candidate_name, candidates_of
 from tests.ollama_double import OllamaDouble, ScriptedBackend
-from tests.test_gating_project import HARNESS, _canary_file, user_project
+from tests.test_gating_project import HARNESS, _canary_file, _closed_port, user_project
 from tests.verdicts import document
 
 
@@ -118,10 +118,12 @@ def test_a_failed_ordinary_test_is_in_every_candidates_verdict(pytester, two_mod
 
 def test_a_candidate_that_cannot_be_reached_makes_the_session_an_error(pytester, two_models):
     user_project(pytester, validator="return 'word' in text")
-    result = pytester.runpytest("--model=ollama:echo",
-                                "--model=gone=openai:http://127.0.0.1:9/v1#m")
+    port = _closed_port()
+    # In a process of its own (see test_model_judge's judge-down test).
+    result = pytester.runpytest_subprocess("--model=ollama:echo",
+                                           f"--model=gone=openai:http://127.0.0.1:{port}/v1#m")
     assert result.ret == ExitCode.GATE_ERROR
-    assert "gone" in result.stdout.str() or "127.0.0.1:9" in result.stdout.str()
+    assert f"127.0.0.1:{port}" in result.stdout.str() + result.stderr.str()
 
 
 def test_one_model_keeps_the_one_verdict_layout(pytester, two_models):

@@ -170,3 +170,91 @@ def test_the_wheel_with_its_declared_dependencies_only_gates(tmp_path, tiny_gguf
                     f"--verdict-json={elsewhere / 'v.json'}"], project, env)
     assert written.returncode == 0, written.stdout[-3000:]
     assert set(json.loads((elsewhere / "v.json").read_text())["harnesses"]) == {"json_keys"}
+
+
+TEAM_RUBRIC = ("Question: {{ prompt }}\nAnswer: {{ answer }}\nDoes the answer avoid word1? "
+               "Verdict: {{ 'FAIL' if 'word1' in answer else 'PASS' }}")
+
+
+def team_project(root: Path) -> Path:
+    """A project using what #28 added, configured through loragate.json alone: prompts from a
+    CSV through a template with a shared schema file, and a model-graded harness whose judge
+    (the Ollama double: it answers with the rubric's last words) has a calibration file."""
+    project = root / "team"
+    (project / "prompts").mkdir(parents=True)
+    (project / "schema.sql").write_text("CREATE TABLE users (id INTEGER, name TEXT);\n")
+    (project / "prompts" / "questions.csv").write_text(
+        "qid,question\nq1,list every user\nq2,count the users\nq3,name the first user\n")
+    (project / "prompts" / "judged.jsonl").write_text("".join(
+        json.dumps({"id": f"j{i}", "messages": [{"role": "user", "content": f"say {i}"}]}) + "\n"
+        for i in range(3)))
+    (project / "calibration.jsonl").write_text("".join(json.dumps(line) + "\n" for line in [
+        {"answer": "plain words", "passed": True}, {"answer": "word1 again", "passed": False},
+        {"answer": "more plain words", "passed": True},
+        {"answer": "word1 is fine here", "passed": True}]))  # the judge gets this one wrong
+    (project / "team_checks.py").write_text(
+        "def answered(text, record):\n    return bool(record['messages'])\n")
+    config = {
+        "gates": {"template_files": {"schema": "schema.sql"}, "overall_target": 50,
+                  "harnesses": {
+                      "sql": {"gate": "quality", "threshold": 0.5,
+                              "validator": "team_checks:answered",
+                              "prompts": "prompts/questions.csv",
+                              "columns": {"id": "qid", "prompt": "question"},
+                              "template": "Schema:\n{{ schema }}\n\nWrite one query: "
+                                          "{{ prompt }}"},
+                      "judged": {"gate": "quality", "threshold": 0.5,
+                                 "prompts": "prompts/judged.jsonl",
+                                 "calibration": "calibration.jsonl",
+                                 "judge": {"model": "ollama:echo", "rubric": TEAM_RUBRIC,
+                                           "max_tokens": 64}}}},
+        "backend": {"max_tokens": 8, "retries": 0}, "reports": {"dir": "reports"}}
+    (project / "loragate.json").write_text(json.dumps(config))
+    (project / "pytest.ini").write_text("[pytest]\nloragate_config = loragate.json\n")
+    return project
+
+
+def test_the_wheel_runs_the_team_features_from_a_temp_project(installed, tiny_gguf, tmp_path):
+    """From the installed wheel, in a project outside the checkout: a judge harness with a
+    calibration file gating a GGUF, prompts from a CSV with a template, two candidates in one
+    session, an Inspect log that inspect_ai's reader loads, and a history over three
+    verdicts."""
+    from tests.ollama_double import OllamaDouble, ScriptedBackend
+
+    bin_dir, env = installed
+    project = team_project(tmp_path)
+    python = str(bin_dir / "python")
+    with OllamaDouble({"echo": ScriptedBackend()}) as host:
+        env = {**env, "OLLAMA_HOST": host}
+        gate = [python, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                f"--model=a=gguf:{tiny_gguf}", f"--model=b=gguf:{tiny_gguf}",
+                "--inspect-log=logs"]
+        two = _run(gate, project, env)
+        single = _run([python, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                       f"--model=gguf:{tiny_gguf}"], project, env)
+    assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-2000:]
+    assert single.returncode == 0, single.stdout[-3000:] + single.stderr[-2000:]
+    reports = project / "reports"
+    table = json.loads((reports / "verdict-candidates.json").read_text())
+    assert [row["name"] for row in table["candidates"]] == ["a", "b"]
+    assert table["pairs"][0]["compared"] == 6  # 3 CSV rows + 3 judged prompts, paired
+    verdict = json.loads((reports / "verdict-a.json").read_text())
+    assert verdict["judges"]["judged"]["n"] == 4
+    assert verdict["judges"]["judged"]["accuracy"] == pytest.approx(0.75)
+    sql = [s for s in verdict["samples"] if s["harness"] == "sql"]
+    assert sorted(s["sample_id"] for s in sql) == ["q1", "q2", "q3"]
+    assert all("CREATE TABLE users" in json.dumps(s) for s in sql)  # the rendered messages
+
+    logs = sorted((project / "logs" / "a").glob("*.json"))
+    assert {p.stem for p in logs} == {"sql", "judged"}
+    read = _run([python, "-c", "import sys; from inspect_ai.log import read_eval_log; "
+                 "log = read_eval_log(sys.argv[1]); print(len(log.samples))", str(logs[0])],
+                project, env)
+    assert read.returncode == 0 and read.stdout.strip() == "3", read.stderr[-2000:]
+
+    history = _run([str(bin_dir / "loragate"), "report", "--history",
+                    str(reports / "verdict-a.json"), str(reports / "verdict-b.json"),
+                    str(reports / "verdict.json")], project, env)
+    assert history.returncode == 0, history.stdout[-2000:] + history.stderr[-2000:]
+    page = (reports / "history.html").read_text(encoding="utf-8")
+    assert page.count("<svg") >= 3 and "verdict-a" in page

@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 
 from loragate.harnesses.model_judge import JudgeAnswerError, JudgeSpec, ModelJudge
 from tests.ollama_double import ScriptedBackend
-from tests.test_gating_project import HARNESS, ollama_model, user_project, verdict_of
+from tests.test_gating_project import (
+    HARNESS,
+    _closed_port,
+    ollama_model,
+    user_project,
+    verdict_of,
+)
 
 __all__ = ["ollama_model"]  # the fixture, used by name below
 
@@ -107,6 +113,34 @@ def test_a_judge_below_its_required_agreement_leaves_the_gate_undecided(pytester
     assert document["verdict"] == "error" and result.ret == 6
     assert any("agrees with its calibration set 0.750 < judge.min_agreement 0.9" in reason
                for reason in document["undecided_reasons"])
+
+
+def test_a_judge_server_that_is_down_is_tried_once_and_leaves_the_gate_undecided(
+        pytester, ollama_model):
+    judged_project(pytester, judge_settings={
+        "model": f"openai:http://127.0.0.1:{_closed_port()}/v1#judge"})
+    # In a process of its own: pytester's in-process runs restore sys.modules after each run,
+    # and an httpcore imported anew there raises errors httpx no longer maps.
+    result = pytester.runpytest_subprocess("--model", "ollama:echo")
+    out = result.stdout.str()
+    assert result.ret == 6, out[-3000:]
+    document = verdict_of(pytester.path)
+    assert document["verdict"] == "error"
+    assert all(s["error"] and s["reason"].startswith("could not be judged: judge openai:")
+               for s in document["samples"])
+    # One line per sample, no traceback, and the judge's failure named once as the cause.
+    assert "Traceback" not in out and "raise " not in out
+    assert [e for e in document["gate_errors"] if "judge openai:" in e][:1]
+    assert len([e for e in document["gate_errors"] if "judge openai:" in e]) == 1
+
+
+def test_a_judge_answer_that_says_neither_is_an_error_of_the_sample(pytester, ollama_model):
+    judged_project(pytester, judge_settings={"rubric": "Question: {{ prompt }} undecided"})
+    result = pytester.runpytest("--model", "ollama:echo")
+    assert result.ret == 6
+    document = verdict_of(pytester.path)
+    assert all("said neither PASS nor FAIL" in s["reason"] for s in document["samples"])
+    assert "Traceback" not in result.stdout.str()
 
 
 @pytest.mark.parametrize(("settings", "message"), [

@@ -153,6 +153,12 @@ class Response:
     cached: bool = False
     error: str | None = None
     attempts: int = 1
+    # Waiting apart from working: the requests this client had open when this one was sent
+    # (itself included), and the time it waited for the server (wall time minus the time the
+    # server says it worked on it; None where the server does not say). With one slot and
+    # several in flight, ttft_s is mostly this wait.
+    in_flight: int | None = None
+    queue_s: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -188,6 +194,9 @@ class StreamEnd:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The server's own time on the request (prompt + decode), where it reports it (llama.cpp's
+    # `timings`, Ollama's `total_duration`): the rest of the wall time is waiting.
+    server_s: float | None = None
 
 
 StreamItem = str | StreamEnd
@@ -253,6 +262,8 @@ class BaseBackend(abc.ABC):
         self.spec = spec
         self.retry = retry or RetryPolicy()
         self.concurrency = max(1, concurrency)
+        self._flights = 0  # requests open now (Response.in_flight)
+        self._flight_lock = threading.Lock()
 
     # -- what subclasses provide -------------------------------------------------------------
     @property
@@ -397,6 +408,17 @@ class BaseBackend(abc.ABC):
     # -- internals ---------------------------------------------------------------------------
     def _collect(self, prompt: str | tuple[Message, ...], options: GenerationOptions
                  ) -> Response:
+        with self._flight_lock:
+            self._flights += 1
+            in_flight = self._flights
+        try:
+            return self._collect_one(prompt, options, in_flight)
+        finally:
+            with self._flight_lock:
+                self._flights -= 1
+
+    def _collect_one(self, prompt: str | tuple[Message, ...], options: GenerationOptions,
+                     in_flight: int) -> Response:
         start = time.perf_counter()
         first: float | None = None
         parts: list[str] = []
@@ -420,6 +442,8 @@ class BaseBackend(abc.ABC):
             ttft_s=first,
             total_s=total,
             model_digest=self.digest,
+            in_flight=in_flight,
+            queue_s=None if end.server_s is None else round(max(0.0, total - end.server_s), 4),
         )
 
     def _error_response(self, message: str, attempts: int, elapsed_s: float) -> Response:

@@ -110,7 +110,8 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "text": (str,), "truncated": (bool,), "prompt_tokens": (int, type(None)),
     "completion_tokens": (int, type(None)), "ttft_s": (*_NUMBER, type(None)),
     "total_s": _NUMBER, "model_digest": (str,), "cached": (bool,),
-    "error": (str, type(None)), "attempts": (int,),
+    "error": (str, type(None)), "attempts": (int,), "in_flight": (int, type(None)),
+    "queue_s": (*_NUMBER, type(None)),
 }
 
 

@@ -137,6 +137,7 @@ class OllamaBackend(BaseBackend):
                         finish_reason="length" if part.done_reason == "length" else "stop",
                         prompt_tokens=part.prompt_eval_count,
                         completion_tokens=part.eval_count,
+                        server_s=_seconds(part.total_duration),
                     )
                     return
         except Exception as exc:
@@ -147,3 +148,8 @@ class OllamaBackend(BaseBackend):
 
     def close(self) -> None:
         self._client.close()
+
+
+def _seconds(nanoseconds: int | None) -> float | None:
+    """Ollama's durations (nanoseconds) in seconds; None where the server sent none."""
+    return nanoseconds / 1e9 if isinstance(nanoseconds, int) and nanoseconds > 0 else None

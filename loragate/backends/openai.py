@@ -175,6 +175,7 @@ class OpenAIBackend(BaseBackend):
         finish = "stop"
         chunks = 0
         usage: dict[str, Any] = {}
+        timings: dict[str, Any] = {}  # llama.cpp's server: its own prompt and decode times
         finished = False  # "[DONE]" or a finish reason: the server says the answer is whole
         for line in response.iter_lines():
             if not line.startswith("data:"):
@@ -191,6 +192,7 @@ class OpenAIBackend(BaseBackend):
             if event.get("error"):
                 raise SampleError(f"{self.root}: {event['error']}")
             usage = event.get("usage") or usage
+            timings = event.get("timings") or timings
             for choice in event.get("choices") or []:
                 delta = choice.get("delta", {}).get("content") if "delta" in choice else None
                 text = delta if delta is not None else choice.get("text")
@@ -208,7 +210,18 @@ class OpenAIBackend(BaseBackend):
             finish_reason="length" if finish == "length" else "stop",
             prompt_tokens=usage.get("prompt_tokens"),
             completion_tokens=usage.get("completion_tokens", chunks),
+            server_s=server_seconds(timings),
         )
 
     def close(self) -> None:
         self._client.close()
+
+
+def server_seconds(timings: dict[str, Any]) -> float | None:
+    """The server's own time on a request from llama.cpp's ``timings`` (prompt + decode, in
+    ms); None when the server sent none (vLLM, hosted APIs)."""
+    try:
+        spent = float(timings["prompt_ms"]) + float(timings["predicted_ms"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return spent / 1000 if spent >= 0 else None

@@ -59,7 +59,8 @@ class OpenAIDouble:
     """``with OpenAIDouble(delay_s=0.2, slots=8) as url:`` serves ``url`` (ending in /v1)."""
 
     def __init__(self, *, model: str = "double", delay_s: float = 0.0, slots: int = 8,
-                 fail_marker: str | None = None, fail_status: int = 400) -> None:
+                 fail_marker: str | None = None, fail_status: int = 400,
+                 timings: bool = False) -> None:
         if slots < 1:
             raise ValueError(f"OpenAIDouble needs at least one slot, got {slots}")
         self.model = model
@@ -67,6 +68,7 @@ class OpenAIDouble:
         self.slots = slots
         self.fail_marker = fail_marker
         self.fail_status = fail_status
+        self.timings = timings  # send llama.cpp's `timings`: the slot's own time on a request
         self.requests = 0
         self.active = 0
         self.max_active = 0
@@ -102,8 +104,10 @@ class OpenAIDouble:
             self.active -= 1
         self._slots.release()
 
-    def events(self, body: dict[str, Any], chat: bool) -> Iterator[dict[str, Any]]:
-        """The JSON events streamed for one request (after the slot's delay)."""
+    def events(self, body: dict[str, Any], chat: bool, started: float | None = None
+               ) -> Iterator[dict[str, Any]]:
+        """The JSON events streamed for one request (after the slot's delay); ``started``:
+        when its slot began work on it (for ``timings``)."""
         text = _prompt_text(body, chat)
         stop = body.get("stop") or []
         stop = [stop] if isinstance(stop, str) else list(stop)
@@ -120,7 +124,11 @@ class OpenAIDouble:
         yield {**base, "choices": [last]}
         usage = {"prompt_tokens": len(text.split()), "completion_tokens": len(pieces),
                  "total_tokens": len(text.split()) + len(pieces)}
-        yield {**base, "choices": [], "usage": usage}
+        extra = {}
+        if self.timings and started is not None:
+            extra["timings"] = {"prompt_ms": 0.0,
+                                "predicted_ms": (time.perf_counter() - started) * 1000}
+        yield {**base, "choices": [], "usage": usage, **extra}
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         double = self
@@ -156,6 +164,7 @@ class OpenAIDouble:
                     return
                 chat = self.path == "/v1/chat/completions"
                 double._enter_slot()
+                started = time.perf_counter()
                 try:
                     if double.delay_s:
                         time.sleep(double.delay_s)
@@ -163,7 +172,7 @@ class OpenAIDouble:
                     if marker and marker in _prompt_text(body, chat):
                         self._json(double.fail_status, {"error": "injected failure"})
                         return
-                    self._stream(double.events(body, chat))
+                    self._stream(double.events(body, chat, started))
                 finally:
                     double._leave_slot()
 

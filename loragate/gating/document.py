@@ -109,8 +109,12 @@ class VerdictDocument(Judgement):
         "`reports.max_answer_chars`), `messages` (what the model got, its system prompt "
         "included, each content capped the same way), `messages_digest`, `finish_reason`, "
         "token counts, "
-        "`ttft_s`, `total_s`, `seed`, `repeat`, `cached` (the answer came from the response "
-        "cache: its timings were measured when it was generated, not in this run)")
+        "`ttft_s`, `total_s`, `in_flight` (this client's requests open when it was sent, "
+        "itself included), `queue_s` (the wall time the server did not spend on it, from "
+        "the server's own timings where it reports them: waiting for a slot; with one slot "
+        "and several in flight `ttft_s` is mostly this), `seed`, `repeat`, `cached` (the "
+        "answer came from the response cache: its timings were measured when it was "
+        "generated, not in this run)")
     judges: dict[str, Calibration] = Field(
         default_factory=dict,
         description="how far each judge can be trusted: per gate (a harness name, or "

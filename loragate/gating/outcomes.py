@@ -31,6 +31,8 @@ class SampleOutcome:
     completion_tokens: int | None = None
     ttft_s: float | None = None
     total_s: float | None = None
+    in_flight: int | None = None  # this client's open requests when it was sent
+    queue_s: float | None = None  # waiting for the server, apart from its work
     reasons: tuple[str, ...] = ()
     seed: int | None = None
     repeat: int = 0

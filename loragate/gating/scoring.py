@@ -12,9 +12,15 @@ from typing import Any
 
 import pytest
 
+from loragate.backends.faults import BackendError
 from loragate.config import LoragateConfig
 from loragate.gating.recorders import CanaryRecorder, MetricsRecorder, SampleRecorder, cap_answer
-from loragate.gating.session import session_of
+from loragate.gating.session import GateCannotRun, session_of
+from loragate.harnesses.model_judge import JudgeAnswerError
+from loragate.harnesses.registry import ValidatorTimeout
+
+# What keeps a sample from being judged, as opposed to judged and failed.
+UNJUDGEABLE = (GateCannotRun, JudgeAnswerError, ValidatorTimeout, BackendError)
 
 
 def generation_options(config: pytest.Config, settings: LoragateConfig, repeat: int = 0):
@@ -78,6 +84,8 @@ def answer_evidence(response: Any, messages: list[dict[str, str]], *, limit: int
         "completion_tokens": response.completion_tokens,
         "ttft_s": None if response.ttft_s is None else round(response.ttft_s, 4),
         "total_s": None if response.total_s is None else round(response.total_s, 4),
+        "in_flight": getattr(response, "in_flight", None),
+        "queue_s": getattr(response, "queue_s", None),
         # A cached answer's timings are those of the run that generated it, not this one's.
         "cached": bool(getattr(response, "cached", False)),
         "seed": seed,
@@ -103,7 +111,14 @@ def score_sample(harness: str, prompt_record: dict[str, Any], generate_answer: C
         gate_sample.record(False, f"generation error: {response.error}", error=True,
                            sample_id=prompt_record["id"], expected=expected, evidence=evidence)
         return
-    result = gate.validate(response.text, prompt_record)
+    try:
+        result = gate.validate(response.text, prompt_record)
+    except UNJUDGEABLE as exc:
+        # The judge, not the answer, failed: an error of the sample in one line (no traceback
+        # per sample), so the gate is undecided rather than failed.
+        gate_sample.record(False, f"could not be judged: {exc}", error=True,
+                           sample_id=prompt_record["id"], expected=expected, evidence=evidence)
+        return
     reason = result.summary()
     if response.truncated:
         reason += " (answer cut at max_tokens)"

@@ -125,6 +125,7 @@ class GateSession:
     backends: dict[str, CachedBackend] = field(default_factory=dict)
     cache: ResponseCache | None = None
     records: SessionRecords = field(default_factory=SessionRecords)
+    judge_failures: dict[str, GateCannotRun] = field(default_factory=dict)  # by judge role
     usage_errors: list[str] = field(default_factory=list)  # found while parametrizing
     document: VerdictDocument | None = None  # made once, at the end of the session
     # With several --model: what each candidate's items recorded (by role); ``records`` then
@@ -170,10 +171,19 @@ class GateSession:
         return self._harnesses
 
     def judge_backend(self, spec: str) -> CachedBackend:
-        """A judge model, opened once per spec and cached like the model's answers."""
+        """A judge model, opened once per spec and cached like the model's answers. One that
+        cannot be opened is tried once: every later judgement gets the same error at once,
+        not another round of connection retries."""
         role = f"judge {spec}"
+        if role in self.judge_failures:
+            raise self.judge_failures[role]
         if role not in self.backends:
-            self.backends[role] = open_judge_backend(self, spec)
+            try:
+                self.backends[role] = open_judge_backend(self, spec)
+            except GateCannotRun as exc:
+                self.judge_failures[role] = exc
+                self.records.fatal.append(str(exc))
+                raise
         return self.backends[role]
 
     @property
