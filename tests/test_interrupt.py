@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -14,6 +15,10 @@ from pathlib import Path
 import pytest
 
 from loragate.backends.openai_double import OpenAIDouble
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture
@@ -49,7 +54,11 @@ def test_ctrl_c_while_requests_hang_stops_the_gate_at_once(tmp_path, hanging_ser
     process = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
          f"--model=openai:{hanging_server.url}#m", f"--concurrency={concurrency}"],
-        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # A test run started in the background by a non-interactive shell (`cmd &`, as CI
+        # runners and nohup jobs do) inherits SIGINT ignored, and so would the gate: Python
+        # then installs no KeyboardInterrupt handler. The gate gets Ctrl-C as a terminal would.
+        preexec_fn=_default_sigint, env={**os.environ, "PYTHONFAULTHANDLER": "1"})
     try:
         deadline = time.monotonic() + 120
         while hanging_server.requests < int(concurrency) and time.monotonic() < deadline:
@@ -58,7 +67,13 @@ def test_ctrl_c_while_requests_hang_stops_the_gate_at_once(tmp_path, hanging_ser
         assert hanging_server.requests >= int(concurrency), "the gate never reached the server"
         process.send_signal(signal.SIGINT)
         # The requests would take 300 s to time out; an interrupted gate returns long before.
-        output, _ = process.communicate(timeout=60)
+        try:
+            output, _ = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            # Where it hangs: faulthandler dumps every thread's stack on SIGABRT.
+            process.send_signal(signal.SIGABRT)
+            pytest.fail("the gate did not stop 60 s after Ctrl-C:\n"
+                        + process.communicate()[0][-6000:])
     finally:
         if process.poll() is None:
             process.kill()
