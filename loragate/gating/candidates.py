@@ -3,8 +3,8 @@ status of the session by one documented rule (``docs/verdict.md``).
 
 Each candidate is judged against the same baseline, prompts and rules as if it were gated
 alone. The table adds, for each pair of candidates, the exact McNemar test on the gate prompts
-both judged (pooled over the harnesses; a prompt's outcome with repeats is its majority, as in
-:mod:`loragate.gating.compare`) and on the canaries, so "A is better than B" is a paired
+both judged (pooled over the harnesses; prompts matched and, with repeats, decided by majority
+as in :mod:`loragate.gating.compare`) and on the canaries, so "A is better than B" is a paired
 statement, not two scores side by side.
 
 The session's exit status: a candidate that could not be judged (exit 6) makes the comparison
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict
 
 from loragate.exit_codes import ExitCode
-from loragate.gating.compare import prompt_outcomes
+from loragate.gating.compare import compare_verdicts
 from loragate.gating.formatting import format_p
 from loragate.gating.statistics import mcnemar_exact
 
@@ -99,34 +99,23 @@ def session_exit_status(documents: dict[str, VerdictDocument]) -> int:
 
 def pair_rows(a_name: str, a: VerdictDocument, b_name: str, b: VerdictDocument
               ) -> list[PairRow]:
-    """McNemar on the gate prompts and on the canaries both candidates judged."""
-    rows = []
-    dump_a, dump_b = a.to_dict(), b.to_dict()
-    before = prompt_outcomes(dump_a.get("samples") or [])
-    after = prompt_outcomes(dump_b.get("samples") or [])
-    both = [key for key in before if key in after
-            and "majority" in before[key] and "majority" in after[key]]
-    rows.append(_pair(a_name, b_name, "gates",
-                      [(before[k]["majority"], after[k]["majority"]) for k in both]))
-    canaries_a = {i["canary_id"]: i["model_passed"] for i in _canary_items(dump_a)}
-    canaries_b = {i["canary_id"]: i["model_passed"] for i in _canary_items(dump_b)}
-    shared = [k for k in canaries_a if k in canaries_b]
-    if shared:
-        rows.append(_pair(a_name, b_name, "canaries",
-                          [(canaries_a[k], canaries_b[k]) for k in shared]))
+    """McNemar on the gate prompts (pooled over the harnesses) and on the canaries both
+    candidates judged, from :func:`~loragate.gating.compare.compare_verdicts`' flips."""
+    comparison = compare_verdicts(a.to_dict(), b.to_dict(), old_label=a_name, new_label=b_name)
+    harnesses = comparison["harnesses"]
+    rows = [_pair(a_name, b_name, "gates", sum(h["compared"] for h in harnesses),
+                  sum(len(h["pass_to_fail"]) for h in harnesses),
+                  sum(len(h["fail_to_pass"]) for h in harnesses))]
+    canaries = comparison["canaries"]
+    if canaries and canaries["shared"]:
+        rows.append(_pair(a_name, b_name, "canaries", canaries["shared"],
+                          len(canaries["regressions"]), len(canaries["improvements"])))
     return rows
 
 
-def _canary_items(document: dict) -> list[dict]:
-    section = document.get("canaries") or {}
-    return [item for item in section.get("items") or [] if item.get("model_passed") is not None]
-
-
-def _pair(a: str, b: str, section: Literal["gates", "canaries"],
-          outcomes: list[tuple[bool, bool]]) -> PairRow:
-    only_a = sum(1 for x, y in outcomes if x and not y)
-    only_b = sum(1 for x, y in outcomes if y and not x)
-    return PairRow(a=a, b=b, section=section, compared=len(outcomes), only_a_passed=only_a,
+def _pair(a: str, b: str, section: Literal["gates", "canaries"], compared: int, only_a: int,
+          only_b: int) -> PairRow:
+    return PairRow(a=a, b=b, section=section, compared=compared, only_a_passed=only_a,
                    only_b_passed=only_b, mcnemar_p=mcnemar_exact(only_a, only_b))
 
 
