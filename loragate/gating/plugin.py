@@ -475,12 +475,7 @@ class VerdictPlugin:
                                                              candidate.spec)
         try:
             files = write_candidate_outputs(self.config, state)
-        except VerdictNotWritten as exc:
-            self.config.get_terminal_writer().line(f"loragate: {exc}", red=True)
-            session.exitstatus = EXIT_GATE_ERROR
-            return
-        state.table = candidates_document(state.documents, files)
-        try:
+            state.table = candidates_document(state.documents, files)
             write_candidates_table(self.config, state)
         except VerdictNotWritten as exc:
             self.config.get_terminal_writer().line(f"loragate: {exc}", red=True)

@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -139,9 +140,10 @@ class GateSession:
         active = any(config.getoption(name, None) for name in ACTIVATING_OPTIONS)
         return cls(config=config, active=active)
 
-    @property
+    @cached_property
     def candidates(self) -> list[Candidate]:
-        """The models judged in this session, one per ``--model``."""
+        """The models judged in this session, one per ``--model`` (parsed once: every item's
+        report asks which records it belongs to)."""
         return candidates_of(self.config.getoption("model", None))
 
     @property
