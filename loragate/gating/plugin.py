@@ -29,7 +29,6 @@ import pytest
 from loragate import __version__
 from loragate.artifacts import tree_digest
 from loragate.gating.items import (
-    HarnessItem,
     candidate_of,
     make_canary_items,
     make_harness_items,
@@ -42,7 +41,7 @@ from loragate.gating.outcomes import (
     SessionRecords,
     samples_from_json,
 )
-from loragate.gating.recorders import CANARY_KEY, COUNT_KEY, METRIC_KEY, SAMPLE_KEY
+from loragate.gating.recorders import CANARY_KEY, COUNT_KEY, METRIC_KEY, SAMPLE_KEY, prompt_id
 from loragate.gating.session import (
     INI_CONFIG,
     STASH_KEY,
@@ -286,7 +285,7 @@ class VerdictPlugin:
                 planned[harness] = planned.get(harness, 0) + 1
                 # Keywords are serialised with reports across xdist; marker arguments are not.
                 item.keywords[f"harness:{harness}"] = True
-                sample_id = _sample_id_of(item)
+                sample_id = prompt_id(item)
                 if sample_id is not None:
                     item.keywords[f"{SAMPLE_ID_KEYWORD}{sample_id}"] = True
 
@@ -567,14 +566,6 @@ def nothing_to_gate_message(state: GateSession) -> str:
 
 SAMPLE_ID_KEYWORD = "loragate-sample-id:"
 CANDIDATE_KEYWORD = "loragate-candidate:"
-
-
-def _sample_id_of(item: pytest.Item) -> str | None:
-    record = item.record if isinstance(item, HarnessItem) else None
-    callspec = getattr(item, "callspec", None)
-    if record is None and callspec is not None:
-        record = callspec.params.get("prompt_record")
-    return record.get("id") if isinstance(record, dict) else None
 
 
 def _keyword_value(report: pytest.TestReport, prefix: str) -> str | None:

@@ -41,7 +41,7 @@ class SampleRecorder:
             )
         outcome = SampleOutcome(
             nodeid=self.item.nodeid, harness=harness, passed=bool(passed) and not error,
-            reason=reason, sample_id=sample_id or _prompt_id(self.item), expected=expected,
+            reason=reason, sample_id=sample_id or prompt_id(self.item), expected=expected,
             predicted=predicted,
             error=error, **(evidence or {}),
         )
@@ -52,11 +52,14 @@ class SampleRecorder:
             pytest.fail(f"[{harness}] {reason or 'sample failed'}", pytrace=False)
 
 
-def _prompt_id(item: pytest.Item) -> str | None:
-    """The id of the prompt record an item is parametrized with: what pairs its outcome with
-    another run's (or another candidate's) outcome on the same prompt."""
+def prompt_id(item: pytest.Item) -> str | None:
+    """The id of the prompt record a gate item judges (the plugin's own items carry their
+    record, a test file's are parametrized with it): what pairs its outcome with another
+    run's (or another candidate's) outcome on the same prompt."""
+    record = getattr(item, "record", None)
     callspec = getattr(item, "callspec", None)
-    record = callspec.params.get("prompt_record") if callspec is not None else None
+    if record is None and callspec is not None:
+        record = callspec.params.get("prompt_record")
     return record.get("id") if isinstance(record, dict) else None
 
 
