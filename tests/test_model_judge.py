@@ -115,13 +115,15 @@ def test_a_judge_below_its_required_agreement_leaves_the_gate_undecided(pytester
                for reason in document["undecided_reasons"])
 
 
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["one process", "xdist"])
 def test_a_judge_server_that_is_down_is_tried_once_and_leaves_the_gate_undecided(
-        pytester, ollama_model):
+        pytester, ollama_model, workers):
     judged_project(pytester, judge_settings={
         "model": f"openai:http://127.0.0.1:{_closed_port()}/v1#judge"})
     # In a process of its own: pytester's in-process runs restore sys.modules after each run,
-    # and an httpcore imported anew there raises errors httpx no longer maps.
-    result = pytester.runpytest_subprocess("--model", "ollama:echo")
+    # and an httpcore imported anew there raises errors httpx no longer maps. Under xdist the
+    # judge fails on a worker: its cause must still reach the controller's verdict.
+    result = pytester.runpytest_subprocess("--model", "ollama:echo", *workers)
     out = result.stdout.str()
     assert result.ret == 6, out[-3000:]
     document = verdict_of(pytester.path)

@@ -41,7 +41,14 @@ from loragate.gating.outcomes import (
     SessionRecords,
     samples_from_json,
 )
-from loragate.gating.recorders import CANARY_KEY, COUNT_KEY, METRIC_KEY, SAMPLE_KEY, prompt_id
+from loragate.gating.recorders import (
+    CANARY_KEY,
+    COUNT_KEY,
+    GATE_ERROR_KEY,
+    METRIC_KEY,
+    SAMPLE_KEY,
+    prompt_id,
+)
 from loragate.gating.session import (
     INI_CONFIG,
     STASH_KEY,
@@ -381,6 +388,8 @@ class VerdictPlugin:
             elif key == COUNT_KEY:
                 section = records.metrics.setdefault(value["section"], {})
                 section[value["name"]] = section.get(value["name"], 0) + value["value"]
+            elif key == GATE_ERROR_KEY and value not in records.fatal:
+                records.fatal.append(value)
         if not recorded:
             self._record_unscored(report, records)
 

@@ -19,6 +19,9 @@ SAMPLE_KEY = "loragate.sample"
 CANARY_KEY = "loragate.canary"
 METRIC_KEY = "loragate.metric"
 COUNT_KEY = "loragate.count"
+# A cause that stops a whole gate (a judge model that cannot be opened), raised inside one item:
+# it travels like a sample so the controller names it once, with or without xdist workers.
+GATE_ERROR_KEY = "loragate.gate_error"
 
 
 @dataclass
@@ -27,6 +30,11 @@ class SampleRecorder:
 
     item: pytest.Item
     harness: str | None
+
+    def gate_error(self, message: str) -> None:
+        """Name a cause that stops the whole gate (the verdict lists it once, however many
+        samples it hit); the sample itself is still recorded with :meth:`record`."""
+        self.item.user_properties.append((GATE_ERROR_KEY, message))
 
     def record(self, passed: bool, reason: str = "", *, sample_id: str | None = None,
                expected: str | None = None, predicted: str | None = None,

@@ -116,6 +116,8 @@ def score_sample(harness: str, prompt_record: dict[str, Any], generate_answer: C
     except UNJUDGEABLE as exc:
         # The judge, not the answer, failed: an error of the sample in one line (no traceback
         # per sample), so the gate is undecided rather than failed.
+        if isinstance(exc, GateCannotRun):
+            gate_sample.gate_error(str(exc))
         gate_sample.record(False, f"could not be judged: {exc}", error=True,
                            sample_id=prompt_record["id"], expected=expected, evidence=evidence)
         return

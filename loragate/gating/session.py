@@ -175,7 +175,8 @@ class GateSession:
     def judge_backend(self, spec: str) -> CachedBackend:
         """A judge model, opened once per spec and cached like the model's answers. One that
         cannot be opened is tried once: every later judgement gets the same error at once,
-        not another round of connection retries."""
+        not another round of connection retries (the sample that meets it names it as the
+        gate's error, which crosses xdist workers: :meth:`SampleRecorder.gate_error`)."""
         role = f"judge {spec}"
         if role in self.judge_failures:
             raise self.judge_failures[role]
@@ -184,7 +185,6 @@ class GateSession:
                 self.backends[role] = open_judge_backend(self, spec)
             except GateCannotRun as exc:
                 self.judge_failures[role] = exc
-                self.records.fatal.append(str(exc))
                 raise
         return self.backends[role]
 
