@@ -68,6 +68,9 @@ def test_each_candidate_is_judged_on_every_item_and_gets_its_own_verdict(pyteste
     canaries = next(p for p in table.pairs if p.section == "canaries")
     assert (canaries.compared, canaries.only_a_passed) == (2, 2)
     assert "loragate candidates" in out and "echo vs mute [gates]" in out
+    page = (project / "reports" / "report-candidates.html").read_text()
+    assert 'href="report-echo.html"' in page and 'href="report-mute.html"' in page
+    assert "best overall: <strong>echo</strong>" in page and "0.125" in page
     assert "loragate verdict: mute" in out
     # The baseline is the candidate echo here: one answer serves both through the response
     # cache, and the baseline answers each canary once, not once per candidate.

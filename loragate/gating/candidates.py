@@ -90,6 +90,12 @@ def table_path(json_path: Path) -> Path:
     return json_path.with_name(f"{json_path.stem}-candidates{json_path.suffix}")
 
 
+def table_html_path(html_path: Path) -> Path:
+    """``report.html`` -> ``report-candidates.html``: the table as a page, linking each
+    candidate's own report."""
+    return html_path.with_name(f"{html_path.stem}-candidates{html_path.suffix}")
+
+
 def session_exit_status(documents: dict[str, VerdictDocument]) -> int:
     statuses = [doc.exit_status for doc in documents.values()]
     if any(status not in (ExitCode.CLEARED, ExitCode.BLOCKED) for status in statuses):
@@ -150,3 +156,12 @@ def render_candidates_text(table: CandidatesDocument) -> str:
                if table.cleared else "no candidate cleared")
     lines.append(f"{outcome}; exit {table.exit_status} by the rule: {table.rule}")
     return "\n".join(lines)
+
+
+def render_candidates_html(table: CandidatesDocument, reports: dict[str, str]) -> str:
+    """The table as a page; ``reports``: each candidate's report, relative to the page."""
+    from loragate.gating.report import environment
+
+    env = environment()
+    env.filters["p_value"] = format_p
+    return env.get_template("candidates.html.j2").render(table=table, reports=reports)

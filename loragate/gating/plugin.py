@@ -793,10 +793,23 @@ def write_candidate_outputs(config: pytest.Config, state: GateSession) -> dict[s
 
 
 def write_candidates_table(config: pytest.Config, state: GateSession) -> None:
-    from loragate.gating.candidates import table_path
+    """``verdict-candidates.json`` and its page ``report-candidates.html``, beside the
+    candidates' own files."""
+    from loragate.gating.candidates import (
+        candidate_paths,
+        render_candidates_html,
+        table_html_path,
+        table_path,
+    )
 
-    if state.table is not None:
-        write_whole(table_path(verdict_paths(config, state)[0]), state.table.to_json())
+    if state.table is None:
+        return
+    json_path, html_path = verdict_paths(config, state)
+    # Each candidate's report sits beside the page (both are named after report.html).
+    reports = {row.name: candidate_paths(json_path, html_path, row.name)[1].name
+               for row in state.table.candidates}
+    write_whole(table_path(json_path), state.table.to_json())
+    write_whole(table_html_path(html_path), render_candidates_html(state.table, reports))
 
 
 class VerdictNotWritten(OSError):
