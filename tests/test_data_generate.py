@@ -13,6 +13,7 @@ from loragate.data.generate import (
     HARNESSES,
     PROMPTS_PER_HARNESS,
     TRAINING_FILES,
+    eval_kinds,
     generate,
     generate_all,
     generate_samples,
@@ -452,3 +453,14 @@ def test_edit_prompts_accept_a_whole_file_rewrite_with_the_same_result(samples):
     wrong = ce.render_tool_answer("Rewriting.", "write_file",
                                   {"path": effect["file"], "content": "nothing\n"})
     assert not score("tool_success", wrong, edit.context).passed
+
+
+def test_every_held_out_sample_has_the_format_that_made_it():
+    # benchmarks/eval_loss_by_format.py groups the held-out loss by these.
+    kinds = eval_kinds()
+    held_out = load_samples([DATA / "eval.jsonl"], dedupe=False).samples
+    found = [kinds.get(sample.prompt_text) for sample in held_out]
+    assert None not in found
+    assert {kind: found.count(kind) for kind in set(found)} == {
+        "pdca": 9, "tron": 9, "typescript": 9, "refactor": 9, "tool": 8, "refusal": 8,
+        "general": 8}

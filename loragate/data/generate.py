@@ -565,6 +565,14 @@ def generate_samples(seed: int = 42, scale: str = "tiny") -> dict[str, list[Samp
     return files
 
 
+def eval_kinds(seed: int = 42, scale: str = "tiny") -> dict[str, str]:
+    """The maker (``pdca``, ``tron``, ``tool`` ...) of each sample of the generated
+    ``eval.jsonl``, by its user turn: what a held-out loss per format groups by."""
+    kinds = list(MAKERS)
+    held_out = generate_samples(seed, scale)["eval.jsonl"]
+    return {sample.prompt: kinds[i % len(kinds)] for i, sample in enumerate(held_out)}
+
+
 def _prompt_samples(seed: int, pool: Pool, seen: set[str]) -> dict[str, list[Sample]]:
     out: dict[str, list[Sample]] = {}
     for harness, make in HARNESS_MAKERS.items():
