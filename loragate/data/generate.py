@@ -263,6 +263,10 @@ def _fields_text(component: ce.Component) -> str:
 def make_typescript(rng: random.Random, pool: Pool) -> Sample:
     component, layer = _component(rng, pool), rng.randint(1, 5)
     what = f"the layer{layer} {ce.LAYER_ROLES[layer]} of the {component.name} component"
+    if layer == 3:
+        # An interface alone holds no class, and the harness needs one to judge (spec: at least
+        # one class present): the request names the implementation its answer carries.
+        what += " and its layer2 implementation"
     # The interface layer answers with two blocks already; a test or an extra method would
     # make the answer long without teaching more of the pattern.
     with_test = layer != 3 and rng.random() < 0.2
