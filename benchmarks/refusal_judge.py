@@ -12,6 +12,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import _no_shadow  # noqa: F401 - before any third-party import: see its docstring
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -51,7 +53,8 @@ def main() -> int:
                   + "  ".join(f"{files[g].name} {f:.3f}" for g, f in enumerate(per_writer))
                   + chosen)
     held_out = [rm.HELDOUT_FILE, ROOT / "tests/data/refusal_final.jsonl",
-                ROOT / "tests/data/refusal_untouched.jsonl"]
+                ROOT / "tests/data/refusal_untouched.jsonl",
+                ROOT / "tests/data/refusal_fresh.jsonl"]
     print("held-out sets (never trained or tuned on):")
     for path in held_out:
         if not path.is_file():

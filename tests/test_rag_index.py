@@ -119,3 +119,26 @@ def test_cli_run_indexes_with_overrides(tmp_path: Path, rag_settings, capsys) ->
     assert report["tool_examples"]["total"] == len(corpus.TOOL_EXAMPLES)
     assert report["timeline_total"] == len(corpus.PDCA_SUMMARIES)
     assert report["redis_available"] is True
+
+
+@pytest.mark.parametrize(("package_body", "message"), [
+    (None, "sentence-transformers is not installed"),
+    ("import a_dependency_that_is_not_there\n",
+     "installed but cannot be imported: No module named 'a_dependency_that_is_not_there'"),
+])
+def test_an_embedding_library_that_cannot_be_imported_says_which_way(
+        tmp_path, monkeypatch, package_body, message):
+    import sys
+
+    from loragate.rag.embeddings import EmbeddingModelMissing, load_embedder
+
+    monkeypatch.delitem(sys.modules, "sentence_transformers", raising=False)
+    if package_body is None:
+        monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    else:
+        package = tmp_path / "sentence_transformers"
+        package.mkdir()
+        (package / "__init__.py").write_text(package_body)
+        monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(EmbeddingModelMissing, match=message.replace("(", r"\(")):
+        load_embedder(model_dir=tmp_path)

@@ -108,8 +108,12 @@ def load_embedder(model_dir: Path | None = None, cache: EmbeddingCache | None = 
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
+        if exc.name == "sentence_transformers":
+            raise EmbeddingModelMissing(
+                "sentence-transformers is not installed: pip install -e .[rag]") from exc
+        # Installed but broken underneath (a dependency missing, or shadowed by a local
+        # module): "not installed" would send the user to reinstall what is there.
         raise EmbeddingModelMissing(
-            "sentence-transformers is not installed: pip install -e .[rag]"
-        ) from exc
+            f"sentence-transformers is installed but cannot be imported: {exc}") from exc
     model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
     return Embedder(model, _model_fingerprint(model_dir), cache)
