@@ -167,3 +167,24 @@ def test_the_session_status_rule(statuses, expected):
     verdicts = {0: "cleared", 1: "blocked", 6: "error"}
     documents = {f"m{i}": document(verdict=verdicts[s]) for i, s in enumerate(statuses)}
     assert session_exit_status(documents) == expected
+
+
+@pytest.mark.parametrize("down", ["model", "baseline"])
+def test_a_canary_whose_server_failed_is_not_judged(pytester, monkeypatch, down):
+    # Found by an outside probe: a baseline server answering 500 made every canary an
+    # "improvement" and the run cleared; a model server answering 500 made them regressions.
+    models = {"up": ScriptedBackend(),
+              "down": ScriptedBackend(fail_times=10**6, digest="d-down")}
+    with OllamaDouble(models) as host:
+        monkeypatch.setenv("OLLAMA_HOST", host)
+        project = project_with_canaries(pytester)
+        model, baseline = ("down", "up") if down == "model" else ("up", "down")
+        result = pytester.runpytest(f"--model=ollama:{model}", f"--baseline=ollama:{baseline}")
+    out = result.stdout.str()
+    assert result.ret == ExitCode.GATE_ERROR, out[-3000:]
+    verdict = read(project, "verdict.json")
+    assert verdict["verdict"] == "error"
+    canaries = verdict["canaries"] or {}  # none judged: no section at all
+    assert not canaries.get("regressions") and not canaries.get("improvements")
+    assert any(f"the {down}'s answer failed" in e for e in verdict["gate_errors"]), \
+        verdict["gate_errors"]

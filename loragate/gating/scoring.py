@@ -138,8 +138,15 @@ def judge_pair(record: dict[str, Any], answer: Callable[..., Any],
     ``backends`` (model, baseline), the record's likelihood probes are measured on both."""
     from loragate.canaries import check_canary, probe_margins
 
-    model_text = answer(record["messages"]).text
-    baseline_text = baseline_answer(record["messages"]).text
+    responses = {"model": answer(record["messages"]),
+                 "baseline": baseline_answer(record["messages"])}
+    for who, response in responses.items():
+        if response.error:
+            # A server that failed is not an answer: checked, an empty model answer would be a
+            # regression and an empty baseline answer an improvement, neither of them true.
+            pytest.fail(f"{kind} {record['id']} could not be judged: the {who}'s answer "
+                        f"failed: {response.error}", pytrace=False)
+    model_text, baseline_text = responses["model"].text, responses["baseline"].text
     model = check_canary(record, model_text)
     baseline = check_canary(record, baseline_text)
     margins: tuple[list[float] | None, list[float] | None] = (None, None)
