@@ -194,6 +194,11 @@ def test_hf_spec_needs_model_and_adapter_folders(tmp_path: Path) -> None:
     ("openai:http://127.0.0.1:8080/v1#", "missing '#MODEL'"),
     ("openai:127.0.0.1:8080#m", "not an http"),
     ("openai:ftp://host#m", "not an http"),
+    # Found by an outside probe: these reached httpx (exit 3) or wrapped onto another port.
+    ("openai:http://127.0.0.1:99999/v1#m", "not a valid URL: Port out of range"),
+    ("openai:http://127.0.0.1:abc/v1#m", "not a valid URL: Port could not be cast"),
+    ("openai:http://[::1/v1#m", "not a valid URL: Invalid IPv6 URL"),
+    ("openai:http://:8080/v1#m", "not an http"),
     ("ollama:bad name", "not an Ollama model name"),
     ("ollama::tag", "not an Ollama model name"),
 ])

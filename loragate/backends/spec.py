@@ -165,8 +165,14 @@ def _parse_openai(text: str, body: str, check_files: bool) -> ModelSpec:
             f"model spec {text!r}: missing '#MODEL' (expected openai:URL#MODEL, "
             "e.g. openai:http://127.0.0.1:8080/v1#model)"
         )
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlsplit(url)
+        # .port raises for a port that is not a number or not in 0-65535; unchecked, httpx
+        # fails later with an internal error, or wraps 99999 onto another server's port.
+        parts.port  # noqa: B018
+    except ValueError as exc:
+        raise SpecError(f"model spec {text!r}: {url!r} is not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise SpecError(
             f"model spec {text!r}: {url!r} is not an http(s) URL with a host "
             "(expected openai:http://HOST:PORT[/v1]#MODEL)"
