@@ -226,6 +226,16 @@ def test_a_bad_prompt_record_is_a_usage_error_with_path_and_line(pytester, ollam
     assert ollama_model.calls == 0
 
 
+def test_a_bad_prompt_record_under_xdist_is_the_same_usage_error(pytester, ollama_model):
+    # Found by an outside probe: the workers collect, and their usage error reached the
+    # controller as "no tests collected", exit 5 with no message.
+    good = json.dumps({"id": "ok", "messages": [{"role": "user", "content": "hi"}]})
+    user_project(pytester, prompts=[good, good])
+    result = pytester.runpytest_subprocess("--model", "ollama:echo", "-n", "2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()[-2000:]
+    result.stderr.fnmatch_lines([f"*{HARNESS}.jsonl:2:*duplicate*"])
+
+
 def test_undecodable_prompt_file_names_the_file(pytester, ollama_model):
     project = user_project(pytester)
     (project / "prompts" / f"{HARNESS}.jsonl").write_bytes(b'{"id": "\xff\xfe"}\n')

@@ -29,7 +29,9 @@ import pytest
 from loragate import __version__
 from loragate.artifacts import tree_digest
 from loragate.gating.items import (
+    canary_records,
     candidate_of,
+    harness_records,
     make_canary_items,
     make_harness_items,
 )
@@ -258,6 +260,20 @@ class VerdictPlugin:
         self.ahead: Any = None  # loragate.gating.ahead.AheadState when answers go ahead
 
     # -- collection ---------------------------------------------------------------------------
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """Under xdist the workers collect, and a usage error there (a bad prompt or canary
+        file) reached the controller as 'no tests collected', exit 5 with no message; the
+        controller reads the same files first, so the error is the session's (exit 4)."""
+        state = self.state
+        if not (state.active and self.config.getoption("model")
+                and self.config.pluginmanager.has_plugin("dsession")):
+            return
+        for name in state.harnesses:
+            harness_records(state, name)
+        if spec_for(state, "baseline"):
+            for kind in CANARY_KINDS:
+                canary_records(state, kind)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(self, session: pytest.Session,
