@@ -257,7 +257,10 @@ class BackendSettings(_Strict):
         None, ge=1, description="answers generated together: sequences in one llama.cpp batch "
         "or requests in flight to a server; none: the backend kind's default (listed by "
         "pytest --help under --concurrency); 1: each answer when its item runs")
-    timeout_s: float = Field(120.0, gt=0, description="per-request timeout")
+    timeout_s: float = Field(
+        120.0, gt=0, le=86400, description="seconds a server may stay silent: for the "
+        "connection, for each read, and between two pieces of an answer (keep-alive lines do "
+        "not count); past it the request is retried, then the sample is an error")
     retries: int = Field(2, ge=0, description="retries of a timed-out or busy request")
     max_tokens: int = Field(768, ge=1, description="answer length cap of gate generation")
     cache_path: Path = Field(Path(".loragate/responses.sqlite"),
@@ -337,8 +340,8 @@ class GatesSettings(_Strict):
         default_factory=dict, description="template variables read from files (UTF-8), "
         "relative to the config: {\"schema\": \"schema.sql\"}")
     validator_timeout_s: float = Field(
-        60.0, gt=0, description="seconds a validator may take on one answer; past it the "
-        "sample is an error (the gate cannot decide), never a pass or a fail")
+        60.0, gt=0, le=86400, description="seconds a validator may take on one answer (at most "
+        "a day); past it the sample is an error (the gate cannot decide), never a pass or a fail")
 
     @model_validator(mode="after")
     def _check_against_the_registry(self) -> GatesSettings:

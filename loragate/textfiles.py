@@ -57,12 +57,41 @@ def read_text(path: str | Path) -> str:
     return decode_utf8(read_bytes(path), str(path))
 
 
+class _NotStrictJson(ValueError):
+    """JSON that Python's decoder accepts but that loses or invents data."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            # json.loads keeps the last value: a config block given twice would vanish silently.
+            raise _NotStrictJson(f"duplicate key {key!r} in one object (JSON keeps only the "
+                                 "last one; merge the two)")
+        seen[key] = value
+    return seen
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotStrictJson(f"{name} is not a JSON value (write a number, or null)")
+
+
+def loads_strict(text: str) -> Any:
+    """``json.loads`` without its two leniencies: a key given twice in one object (all but the
+    last silently dropped) and NaN/Infinity (not JSON). Raises ``ValueError``:
+    ``json.JSONDecodeError`` for bad syntax, else a message naming the key or constant."""
+    return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+
+
 def parse_json(text: str, name: str) -> Any:
-    """``text`` as JSON; :class:`InputFileError` names ``name`` with the line and column."""
+    """``text`` as strict JSON (:func:`loads_strict`); :class:`InputFileError` names ``name``
+    with the line and column, or the duplicate key and the lines it is on."""
     try:
-        return json.loads(text)
+        return loads_strict(text)
     except json.JSONDecodeError as exc:
         raise InputFileError(f"{name}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    except _NotStrictJson as exc:
+        raise InputFileError(f"{name}: invalid JSON: {exc}") from None
     except RecursionError:
         raise InputFileError(f"{name}: invalid JSON: nested too deeply") from None
 
@@ -91,13 +120,17 @@ def jsonl_lines(path: str | Path, what: str = "file") -> Iterator[JsonlLine]:
     (named with its line and byte) raises :class:`InputFileError`.
     """
     text = decode_utf8(read_bytes(path, f"{what} not found"), str(path), line_first=True)
-    for number, line_text in enumerate(text.splitlines(), start=1):
+    # Lines end at LF (a CR before it is JSON whitespace), not where str.splitlines() would
+    # also cut: U+2028, U+2029, U+0085 and \x1c-\x1e are legal raw inside a JSON string.
+    for number, line_text in enumerate(text.split("\n"), start=1):
         if not line_text.strip():
             continue
         where = f"{path}:{number}"
         try:
-            yield JsonlLine(number, where, json.loads(line_text))
+            yield JsonlLine(number, where, loads_strict(line_text))
         except json.JSONDecodeError as exc:
             yield JsonlLine(number, where, error=f"invalid JSON: {exc.msg} (column {exc.colno})")
+        except _NotStrictJson as exc:
+            yield JsonlLine(number, where, error=f"invalid JSON: {exc}")
         except RecursionError:
             yield JsonlLine(number, where, error="invalid JSON: nested too deeply")

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 import httpx
 import ollama
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from loragate.backends import BackendError, BackendUnavailable, GenerationOptions, RetryPolicy
 from loragate.backends.ollama import OllamaBackend
@@ -161,6 +163,27 @@ def test_httpx_is_what_times_out() -> None:
     assert httpx.TimeoutException in OpenAIBackend.transient_errors
 
 
+def _events(*events: object, done: bool = True) -> bytes:
+    lines = [b"data: " + json.dumps(e, ensure_ascii=False).encode() + b"\n\n" for e in events]
+    return b"".join(lines) + (b"data: [DONE]\n\n" if done else b"")
+
+
+_STOP = {"choices": [{"delta": {}, "finish_reason": "stop"}]}
+# Streams that are well-formed HTTP but carry a fault (or a trap for the reader) in their events.
+_STREAMS = {
+    "no_choices": _events({"id": "x", "object": "chat.completion.chunk"}),
+    "empty_choices": _events({"choices": []}, {"choices": []}),
+    "delta_null": _events({"choices": [{"delta": None, "finish_reason": None}]},
+                          {"choices": [{"delta": {"content": "hi"}, "finish_reason": None}]},
+                          _STOP),
+    "u2028": _events({"choices": [{"delta": {"content": "one\u2028two\x85three"},
+                                   "finish_reason": None}]}, _STOP),
+    "choices_not_list": _events({"choices": {"delta": {"content": "x"}}}),
+    "empty_answer": _events({"choices": [{"delta": {"role": "assistant"},
+                                          "finish_reason": None}]}, _STOP),
+}
+
+
 class _FaultyServer:
     """A loopback server that misbehaves in one way per path: an HTML page with status 200,
     an event stream cut mid-answer, a /v1/models listing that is not JSON."""
@@ -178,6 +201,8 @@ class _FaultyServer:
             def do_GET(self):  # noqa: N802
                 if fault_kind == "models":
                     self._send(200, "text/html", b"<html>login</html>")
+                elif fault_kind == "models_dict":
+                    self._send(200, "application/json", b'{"data": {"id": "m"}}')
                 else:
                     self._send(200, "application/json", b'{"data": [{"id": "m"}]}')
 
@@ -186,9 +211,33 @@ class _FaultyServer:
                 if fault_kind == "html":
                     self._send(200, "text/html", b"<html><body>Please sign in</body></html>")
                     return
+                if fault_kind in _STREAMS:
+                    self._send(200, "text/event-stream", _STREAMS[fault_kind])
+                    return
+                if fault_kind in ("keepalive", "endless"):
+                    self._send_forever(fault_kind)
+                    return
                 chunk = {"choices": [{"delta": {"content": "partial "}, "finish_reason": None}]}
                 self._send(200, "text/event-stream",
                            b"data: " + json.dumps(chunk).encode() + b"\n\n")
+
+            def _send_forever(self, kind: str) -> None:
+                # Until the client hangs up: a comment line, or one more token, each 50 ms.
+                import time
+
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.end_headers()
+                token = {"choices": [{"delta": {"content": "la "}, "finish_reason": None}]}
+                line = (b": ping\n\n" if kind == "keepalive"
+                        else b"data: " + json.dumps(token).encode() + b"\n\n")
+                try:
+                    for _ in range(2000):
+                        self.wfile.write(line)
+                        self.wfile.flush()
+                        time.sleep(0.05)
+                except OSError:
+                    pass
 
             def _send(self, status: int, kind: str, body: bytes) -> None:
                 self.send_response(status)
@@ -234,3 +283,93 @@ def test_a_model_listing_that_is_not_json_names_the_server():
             OpenAIBackend(server.url, "m").digest  # noqa: B018
     finally:
         server.close()
+
+
+def _backend(server: _FaultyServer, **kwargs):  # noqa: ANN202
+    from loragate.backends.faults import RetryPolicy
+    from loragate.backends.openai import OpenAIBackend
+
+    return OpenAIBackend(server.url, "m", retry=RetryPolicy(retries=0, backoff_s=0), **kwargs)
+
+
+@pytest.mark.parametrize(("fault", "message"), [
+    ("no_choices", "without any choice"),
+    ("empty_choices", "without any choice"),
+    ("choices_not_list", "'choices' is not a list"),
+    ("keepalive", "no answer token for more than 1 s"),
+])
+def test_a_stream_that_carries_no_answer_is_an_error_not_an_empty_answer(fault, message):
+    server = _FaultyServer(fault)
+    try:
+        response = _backend(server, timeout_s=1.0).generate("Say hi")
+        assert response.finish_reason == "error" and response.text == ""
+        assert message in response.error and server.url in response.error
+    finally:
+        server.close()
+
+
+def test_an_empty_answer_that_comes_as_a_choice_is_the_models_answer():
+    server = _FaultyServer("empty_answer")
+    try:
+        response = _backend(server).generate("Say hi")
+        assert response.ok and response.text == ""
+    finally:
+        server.close()
+
+
+def test_a_server_that_ignores_max_tokens_is_cut_at_max_tokens():
+    server = _FaultyServer("endless")
+    try:
+        from loragate.backends.base import GenerationOptions
+
+        response = _backend(server, timeout_s=5.0).generate(
+            "Say hi", GenerationOptions(max_tokens=7))
+        assert response.ok and response.finish_reason == "length" and response.truncated
+        assert response.text == "la " * 7
+    finally:
+        server.close()
+
+
+def test_a_null_delta_is_skipped_and_the_rest_of_the_answer_kept():
+    server = _FaultyServer("delta_null")
+    try:
+        response = _backend(server).generate("Say hi")
+        assert response.ok and response.text == "hi"
+    finally:
+        server.close()
+
+
+def test_line_separators_inside_an_event_do_not_split_it():
+    # U+2028 and U+0085 are legal raw in JSON strings; SSE lines end at CR or LF only.
+    server = _FaultyServer("u2028")
+    try:
+        response = _backend(server).generate("Say hi")
+        assert response.ok and response.text == "one\u2028two\x85three"
+    finally:
+        server.close()
+
+
+def test_a_model_listing_whose_data_is_not_a_list_names_the_server():
+    from loragate.backends.faults import BackendError
+
+    server = _FaultyServer("models_dict")
+    try:
+        with pytest.raises(BackendError, match="'data' is not a list of model objects"):
+            _backend(server).digest  # noqa: B018
+    finally:
+        server.close()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(st.characters(blacklist_characters="\r\n"), max_size=30), max_size=6),
+       st.sampled_from(["\n", "\r\n", "\r"]), st.integers(1, 7))
+def test_sse_lines_splits_at_cr_and_lf_only_whatever_the_read_sizes(lines, newline, size):
+    import httpx
+
+    from loragate.backends.openai import sse_lines
+
+    body = "".join(line + newline for line in lines).encode()
+    chunks = [body[i:i + size] for i in range(0, len(body), size)]
+    response = httpx.Response(200, content=iter(chunks))
+    got = [line for line in sse_lines(response) if line]
+    assert got == [line for line in lines if line]

@@ -153,6 +153,24 @@ def test_unknown_harness_in_gates(tmp_path):
         load_config(write(tmp_path, payload))
 
 
+def test_a_block_given_twice_is_refused_not_silently_dropped(tmp_path):
+    # json.loads keeps the last "harnesses": the first block's ship gate would vanish.
+    text = json.dumps(plan_config(tmp_path), indent=2)[:-2] + (
+        ',\n  "gates": {\n    "harnesses": {"refusal": {"gate": "ship", "threshold": 0.9}},'
+        '\n    "harnesses": {"pdca_schema": {"gate": "quality", "threshold": 0.5}}\n  }\n}')
+    with pytest.raises(ConfigError, match="balanced_training.json: invalid JSON: duplicate key "
+                                          "'harnesses'"):
+        load_config(write(tmp_path, text))
+
+
+@pytest.mark.parametrize("value", ["Infinity", "NaN", "1e12", "0"])
+def test_a_timeout_that_no_clock_can_wait_is_refused(tmp_path, value):
+    text = json.dumps(plan_config(tmp_path))[:-1] + (
+        ', "gates": {"validator_timeout_s": ' + value + '}, "backend": {"timeout_s": 5}}')
+    with pytest.raises(ConfigError, match="validator_timeout_s|Infinity|NaN"):
+        load_config(write(tmp_path, text))
+
+
 def test_threshold_out_of_range(tmp_path):
     payload = plan_config(tmp_path)
     payload["gates"] = {"harnesses": {"refusal": {"gate": "ship", "threshold": 98}}}

@@ -228,3 +228,27 @@ def test_the_starter_validator_reads_each_json_object_on_its_own(tmp_path, monke
     assert starter.json_keys(two_blocks, {"expected_keys": ["name", "email"]}).passed
     assert not starter.json_keys('{"name": "Ada"}', {"expected_keys": ["email"]}).passed
     assert not starter.json_keys("{not json}", {"expected_keys": []}).passed
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--seed=-1"], "--seed: must be between 0 and 4294967294"),
+    (["--seed=4294967295"], "--seed: must be between 0"),
+    (["--seed=4294967294", "--repeats=2"], "--seed plus --repeats goes past"),
+    (["--temperature=-1"], "--temperature: must be between 0 and 100"),
+    (["--temperature=nan"], "--temperature: must be between 0 and 100"),
+])
+def test_a_seed_or_temperature_no_backend_can_apply_is_a_usage_error(pytester, ollama_model,
+                                                                     options, message):
+    # llama.cpp reads seed -1 as "random": recorded as reproducible, each run would differ.
+    user_project(pytester, validator="return True")
+    result = pytester.runpytest("--model=ollama:echo", *options)
+    assert result.ret == ExitCode.USAGE
+    assert message in result.stderr.str()
+
+
+def test_generation_options_refuse_a_seed_out_of_the_unsigned_range():
+    from loragate.backends.base import GenerationOptions
+
+    for seed in (-1, 2**32 - 1, 2**40):
+        with pytest.raises(ValueError, match="seed"):
+            GenerationOptions(seed=seed)

@@ -51,3 +51,45 @@ def test_a_missing_file_a_folder_and_a_latin1_byte_are_named(tmp_path: Path) -> 
     with pytest.raises(InputFileError,
                        match=r"latin1\.jsonl:2: not UTF-8 text: byte 0xe9 at offset 19"):
         list(jsonl_lines(latin1))
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=60,
+          deadline=None)
+@given(values=st.lists(JSON_VALUES, min_size=1, max_size=6),
+       separator=st.sampled_from(["\u2028", "\u2029", "\x85", "\x1c", "\x1e", "\x0b", "\x0c"]))
+def test_unicode_line_separators_inside_a_record_do_not_split_it(tmp_path: Path, values,
+                                                                separator: str) -> None:
+    # json.dumps(ensure_ascii=False) writes these raw; only LF ends a JSONL line.
+    records = [{"text": f"a{separator}b", "value": value} for value in values]
+    path = tmp_path / "data.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
+                    encoding="utf-8", newline="")
+    read = list(jsonl_lines(path))
+    assert [line.value for line in read] == records
+    assert [line.number for line in read] == list(range(1, len(records) + 1))
+
+
+def test_crlf_line_ends_are_read_as_lf(tmp_path: Path) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(b'{"a": 1}\r\n\r\n{"a": 2}\r\n')
+    assert [(line.number, line.value) for line in jsonl_lines(path)] == [(1, {"a": 1}),
+                                                                         (3, {"a": 2})]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('{"id": "a", "id": "b"}', "duplicate key 'id'"),
+    ('{"x": {"k": 1, "k": 2}}', "duplicate key 'k'"),
+    ('{"t": NaN}', "NaN is not a JSON value"),
+    ('{"t": -Infinity}', "-Infinity is not a JSON value"),
+])
+def test_json_that_would_lose_or_invent_data_is_refused(tmp_path: Path, text: str,
+                                                        message: str) -> None:
+    from loragate.textfiles import parse_json
+
+    path = tmp_path / "data.jsonl"
+    path.write_text('{"ok": 1}\n' + text + "\n", encoding="utf-8")
+    first, second = jsonl_lines(path)
+    assert first.value == {"ok": 1}
+    assert second.value is None and message in second.error and second.where.endswith(":2")
+    with pytest.raises(InputFileError, match=f"^cfg.json: invalid JSON: .*{message}"):
+        parse_json(text, "cfg.json")

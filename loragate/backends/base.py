@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "error"]
 _ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
+# llama.cpp's seed is unsigned 32-bit and 0xFFFFFFFF means "pick one at random".
+MAX_SEED = 0xFFFFFFFF - 1
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,7 @@ class GenerationOptions:
             "top_p": 0 < self.top_p <= 1,
             "top_k": self.top_k >= 0,
             "max_tokens": self.max_tokens >= 1,
+            "seed": 0 <= self.seed <= MAX_SEED,
         }
         for name, ok in checks.items():
             if not ok:

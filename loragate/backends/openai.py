@@ -16,9 +16,12 @@ keeps its digest, so clear the response cache (or use ``--no-cache``) in that ca
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import os
+import re
+import time
 from collections.abc import Iterator
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -44,6 +47,7 @@ from loragate.backends.faults import (
 START_HINT = ("start one with `loragate serve MODEL.gguf` "
               "(or `python -m llama_cpp.server --model MODEL.gguf --port PORT`)")
 _RETRY_STATUS = (429, 500, 502, 503, 504)
+_SSE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 def api_root(url: str) -> str:
@@ -110,6 +114,10 @@ class OpenAIBackend(BaseBackend):
                                f"JSON: {response.text[:100]!r} (is this an OpenAI-compatible "
                                "server?)") from None
         models = listing.get("data", []) if isinstance(listing, dict) else []
+        if not isinstance(models, list) or not all(isinstance(e, dict) for e in models):
+            raise BackendError(f"{self.root}/v1/models: 'data' is not a list of model objects: "
+                               f"{response.text[:100]!r} (is this an OpenAI-compatible "
+                               "server?)")
         for entry in models:
             if entry.get("id") == self.model:
                 return entry
@@ -117,7 +125,7 @@ class OpenAIBackend(BaseBackend):
             # llama.cpp's server answers any model name with the one model it serves.
             return models[0]
         raise BackendError(f"model {self.model!r} is not served at {self.root} "
-                           f"(it serves {sorted(e.get('id') for e in models)})")
+                           f"(it serves {sorted(str(e.get('id')) for e in models)})")
 
     def _describe_extra(self) -> dict[str, Any]:
         return {"url": self.root, "model": self.model, "timeout_s": self.timeout_s}
@@ -150,7 +158,7 @@ class OpenAIBackend(BaseBackend):
         try:
             with self._client.stream("POST", path, json=body) as response:
                 self._check_status(response)
-                yield from self._read_events(response)
+                yield from self._read_events(response, options.max_tokens)
         except httpx.ConnectError as exc:
             raise BackendUnavailable(self.host, START_HINT, exc) from exc
 
@@ -171,47 +179,85 @@ class OpenAIBackend(BaseBackend):
             raise BackendError(f"{message} (is this an OpenAI-compatible server?)")
         raise SampleError(message)
 
-    def _read_events(self, response: httpx.Response) -> Iterator[StreamItem]:
+    def _read_events(self, response: httpx.Response, max_tokens: int
+                     ) -> Iterator[StreamItem]:
         finish = "stop"
         chunks = 0
         usage: dict[str, Any] = {}
         timings: dict[str, Any] = {}  # llama.cpp's server: its own prompt and decode times
         finished = False  # "[DONE]" or a finish reason: the server says the answer is whole
-        for line in response.iter_lines():
+        saw_choice = False
+        # timeout_s bounds each read, but a server that sends keep-alive comments (or empty
+        # events) forever never lets a read time out: the same limit also bounds the time
+        # between two pieces of the answer.
+        last_progress = time.monotonic()
+        for line in sse_lines(response):
+            if time.monotonic() - last_progress > self.timeout_s:
+                raise TransientError(f"{self.root}: no answer token for more than "
+                                     f"{self.timeout_s:g} s (the server sent only keep-alive "
+                                     "lines or empty events)")
             if not line.startswith("data:"):
                 continue
             data = line[len("data:"):].strip()
             if data == "[DONE]":
                 finished = True
                 break
-            try:
-                event = json.loads(data)
-            except json.JSONDecodeError:
-                raise TransientError(f"{self.root}: an event that is not JSON: "
-                                     f"{data[:100]!r}") from None
+            event = self._parse_event(data)
             if event.get("error"):
                 raise SampleError(f"{self.root}: {event['error']}")
-            usage = event.get("usage") or usage
-            timings = event.get("timings") or timings
-            for choice in event.get("choices") or []:
-                delta = choice.get("delta", {}).get("content") if "delta" in choice else None
-                text = delta if delta is not None else choice.get("text")
+            usage = _mapping(event.get("usage")) or usage
+            timings = _mapping(event.get("timings")) or timings
+            for choice in self._choices(event, data):
+                saw_choice = True
+                text = choice_text(choice)
+                if text is None:
+                    raise SampleError(f"{self.root}: a choice whose text is not a string: "
+                                      f"{data[:100]!r}")
                 if text:
                     chunks += 1
+                    last_progress = time.monotonic()
                     yield text
                 if choice.get("finish_reason"):
                     finish = choice["finish_reason"]
                     finished = True
+            if chunks >= max_tokens and not finished:
+                # One streamed chunk is at least one token, so the server is not keeping to
+                # max_tokens; stop reading rather than let a runaway answer stall the gate.
+                finish, finished = "length", True
+                break
         if not finished:
             # The connection closed mid-answer: what arrived is not the model's whole answer.
             raise TransientError(f"{self.root}: the stream ended after {chunks} chunk(s) "
                                  "without a finish reason or [DONE]")
+        if not saw_choice:
+            # An empty answer still comes as a choice; a stream with none carries no answer.
+            raise SampleError(f"{self.root}: the stream ended without any choice (no answer "
+                              "from the model; is this an OpenAI-compatible server?)")
         yield StreamEnd(
             finish_reason="length" if finish == "length" else "stop",
-            prompt_tokens=usage.get("prompt_tokens"),
-            completion_tokens=usage.get("completion_tokens", chunks),
+            prompt_tokens=_count(usage.get("prompt_tokens")),
+            completion_tokens=_count(usage.get("completion_tokens")) or chunks,
             server_s=server_seconds(timings),
         )
+
+    def _parse_event(self, data: str) -> dict[str, Any]:
+        try:
+            event = json.loads(data)
+        except json.JSONDecodeError:
+            raise TransientError(f"{self.root}: an event that is not JSON: "
+                                 f"{data[:100]!r}") from None
+        if not isinstance(event, dict):
+            raise SampleError(f"{self.root}: an event that is not a JSON object: {data[:100]!r}")
+        return event
+
+    def _choices(self, event: dict[str, Any], data: str) -> list[dict[str, Any]]:
+        choices = event.get("choices")
+        if choices is None:
+            return []
+        if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+            raise SampleError(f"{self.root}: an event whose 'choices' is not a list of objects: "
+                              f"{data[:100]!r}")
+        return choices
 
     def close(self) -> None:
         self._client.close()
@@ -225,3 +271,43 @@ def server_seconds(timings: dict[str, Any]) -> float | None:
     except (KeyError, TypeError, ValueError):
         return None
     return spent / 1000 if spent >= 0 else None
+
+
+def choice_text(choice: dict[str, Any]) -> str | None:
+    """A streamed choice's text: the chat ``delta.content`` or the completion ``text``; ""
+    where the event carries none (a role-only or finish-only delta, ``"delta": null``), None
+    where it carries something that is not text."""
+    delta = choice.get("delta")
+    if isinstance(delta, dict) and delta.get("content") is not None:
+        text = delta["content"]
+    else:
+        text = choice.get("text")
+    if text is None:
+        return ""
+    return text if isinstance(text, str) else None
+
+
+def sse_lines(response: httpx.Response) -> Iterator[str]:
+    """The lines of an event stream, split at CR, LF or CRLF only, as the SSE format says.
+
+    Not ``response.iter_lines()``: it splits at U+2028, U+2029 and U+0085 too, which a server
+    writing JSON without escaping them (llama.cpp's server, vLLM) puts raw inside an event."""
+    buffer = ""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    for raw in response.iter_bytes():
+        buffer += decoder.decode(raw)
+        # A CRLF cut between two reads yields one extra empty line: an event separator,
+        # which the reader skips anyway.
+        *complete, buffer = _SSE_BREAK.split(buffer)
+        yield from complete
+    buffer += decoder.decode(b"", final=True)
+    if buffer:
+        yield buffer
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None

@@ -28,6 +28,7 @@ import pytest
 
 from loragate import __version__
 from loragate.artifacts import tree_digest
+from loragate.backends.base import MAX_SEED
 from loragate.gating.items import (
     canary_records,
     candidate_of,
@@ -103,6 +104,30 @@ def positive_int(text: str) -> int:
     return value
 
 
+def seed_value(text: str) -> int:
+    """A seed every backend applies as given: llama.cpp takes an unsigned 32-bit seed and reads
+    -1 (0xFFFFFFFF) as "random", so a negative seed would be recorded as reproducible while
+    each run answered differently."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_SEED}, got {value} "
+                                         "(a random seed is not reproducible)")
+    return value
+
+
+def temperature_value(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value <= 100:  # NaN fails both comparisons
+        raise argparse.ArgumentTypeError(f"must be between 0 and 100, got {text}")
+    return value
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     from loragate.backends.spec import concurrency_defaults, spec_help
 
@@ -115,9 +140,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="baseline model for the canaries (same spec forms as --model)")
     group.addoption("--samples", type=positive_int, default=None, metavar="N",
                     help="prompts per harness (default: each harness's configured count)")
-    group.addoption("--temperature", type=float, default=0.7,
+    group.addoption("--temperature", type=temperature_value, default=0.7,
                     help="sampling temperature for gate generation (default: 0.7, the plan's)")
-    group.addoption("--seed", type=int, default=42, help="generation seed (default: 42)")
+    group.addoption("--seed", type=seed_value, default=42,
+                    help=f"generation seed, 0 to {MAX_SEED} (default: 42)")
     group.addoption("--concurrency", type=positive_int, default=None, metavar="N",
                     help="answers generated ahead together: N sequences in one llama.cpp "
                          "batch, or N requests in flight to a server (default: "
@@ -165,7 +191,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(VerdictPlugin(config, state), PLUGIN_NAME)
     if state.active:
         check_path_options(config)
+        check_seed_range(config)
         prepare(state)
+
+
+def check_seed_range(config: pytest.Config) -> None:
+    last = config.getoption("seed") + config.getoption("repeats") - 1
+    if last > MAX_SEED:
+        raise pytest.UsageError(f"--seed plus --repeats goes past the largest seed {MAX_SEED} "
+                                f"(the last repeat would use {last})")
 
 
 # The options whose value may be a path. pytest picks its rootdir and ini file from the
