@@ -252,3 +252,26 @@ def test_generation_options_refuse_a_seed_out_of_the_unsigned_range():
     for seed in (-1, 2**32 - 1, 2**40):
         with pytest.raises(ValueError, match="seed"):
             GenerationOptions(seed=seed)
+
+
+def test_a_validator_that_edits_its_record_changes_neither_the_ids_nor_the_next_prompt(
+        pytester, ollama_model):
+    project = user_project(pytester, n_prompts=2, validator=(
+        "record['messages'][-1]['content'] += ' [EDITED]'; record['id'] += '-EDITED'; "
+        "return True"))
+    result = pytester.runpytest("--model=ollama:echo", "--repeats=2", "--concurrency=1")
+    assert result.ret == ExitCode.CLEARED
+    samples = verdict_of(project)["samples"]
+    assert sorted(s["sample_id"] for s in samples) == ["p0", "p0", "p1", "p1"]
+    assert not any("EDITED" in json.dumps(s["messages"]) for s in samples)
+    asked = [str(prompt) for prompt in ollama_model.seen]
+    assert asked and not any("EDITED" in prompt for prompt in asked)
+
+
+def test_a_numpy_truth_value_is_a_bool_and_other_types_are_named_in_full():
+    import numpy as np
+
+    assert run_validator(lambda text, record: np.float64(0.9) > 0.5, "x", {}).passed is True
+    assert run_validator(lambda text, record: np.float64(0.1) > 0.5, "x", {}).passed is False
+    with pytest.raises(TypeError, match="returned numpy.float64; expected HarnessResult"):
+        run_validator(lambda text, record: np.float64(0.9), "x", {})

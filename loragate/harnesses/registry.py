@@ -20,6 +20,7 @@ that one object.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import inspect
 import sys
@@ -221,14 +222,28 @@ def _check_signature(reference: str, function: Callable[..., Any]) -> None:
 
 
 def run_validator(function: Validator, text: str, record: Mapping[str, Any]) -> HarnessResult:
-    """Call a validator and normalise its answer: a :class:`HarnessResult`, or a bool."""
-    result = function(text, record)
+    """Call a validator and normalise its answer: a :class:`HarnessResult`, or a bool.
+
+    The validator gets its own deep copy of the record: the record is shared by the repeats
+    of a prompt and pairs the verdict's samples, so a validator that edits it must not change
+    what the next repeat is asked or what the sample is called."""
+    result = function(text, copy.deepcopy(dict(record)))
     if isinstance(result, HarnessResult):
         return result
-    if isinstance(result, bool):
-        return HarnessResult(passed=result, reasons=[] if result else ["validator returned False"])
+    if isinstance(result, bool) or _is_numpy_bool(result):
+        passed = bool(result)
+        return HarnessResult(passed=passed, reasons=[] if passed else ["validator returned False"])
+    kind = type(result)
+    name = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__name__}"
     raise TypeError(f"validator {getattr(function, '__qualname__', function)!r} returned "
-                    f"{type(result).__name__}; expected HarnessResult or bool")
+                    f"{name}; expected HarnessResult or bool")
+
+
+def _is_numpy_bool(value: object) -> bool:
+    # numpy's comparison results (np.float64(0.9) > 0.5) are numpy.bool_, not bool; a truth
+    # value all the same, unlike a string or a number.
+    kind = type(value)
+    return kind.__module__ == "numpy" and kind.__name__ in ("bool_", "bool")
 
 
 class ValidatorTimeout(RuntimeError):
