@@ -58,6 +58,21 @@ def test_a_jsonl_record_with_messages_is_kept_and_one_without_is_rendered(
     assert [r["messages"][-1]["content"] for r in records] == ["as written", "Explain joins."]
 
 
+def test_a_jsonl_record_with_a_prompt_and_no_template_gets_the_default_one(
+        tmp_path: Path) -> None:
+    # As docs/harnesses.md says for any source: `{{ prompt }}` is the user message.
+    path = tmp_path / "plain.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [
+        {"id": "a", "prompt": "Name a colour.", "expected_keys": ["x"]},
+        {"id": "m", "messages": [{"role": "user", "content": "as written"}]}]) + "\n")
+    first, second = read_prompt_source(PromptSource(path))
+    assert first["messages"] == [{"role": "user", "content": "Name a colour."}]
+    assert first["expected_keys"] == ["x"] and second["messages"][0]["content"] == "as written"
+    path.write_text(json.dumps({"id": "b", "question": "no prompt field"}) + "\n")
+    with pytest.raises(PromptFileError, match=r"plain.jsonl:1: field 'messages' must be"):
+        read_prompt_source(PromptSource(path))
+
+
 @pytest.mark.parametrize(("rows", "source", "message"), [
     ([["qid", "q"], ["x", "y"]], {"columns": {"prompt": "question"}},
      r"q.csv:2: no column 'question' \(mapped to 'prompt'\); the columns are \['q', 'qid'\]"),

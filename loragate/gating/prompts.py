@@ -27,10 +27,12 @@ class PromptFileError(ValueError):
 
 
 def read_prompt_records(path: Path, *, what: str = "prompt file",
-                        check: Callable[[dict[str, Any], str], None] | None = None
+                        check: Callable[[dict[str, Any], str], None] | None = None,
+                        prepare: Callable[[dict[str, Any], str], None] | None = None
                         ) -> list[dict[str, Any]]:
     """Every record of ``path``, checked; blank lines are skipped. ``check(record, where)``
-    adds the checks of one kind of record (the canaries'), ``where`` being ``path:line``."""
+    adds the checks of one kind of record (the canaries'), ``where`` being ``path:line``;
+    ``prepare(record, where)`` completes a record before any check (its messages)."""
     try:
         lines = list(jsonl_lines(path, what))
     except InputFileError as exc:
@@ -40,6 +42,8 @@ def read_prompt_records(path: Path, *, what: str = "prompt file",
         for line in lines:
             if line.error is not None:
                 raise PromptFileError(f"{line.where}: {line.error}")
+            if prepare is not None and isinstance(line.value, dict):
+                prepare(line.value, line.where)
             check_record(line.value, line.where)
             if check is not None:
                 check(line.value, line.where)
@@ -157,7 +161,9 @@ def read_prompt_source(source: PromptSource, *, what: str = "prompt file"
     path = Path(source.path)
     if path.suffix.lower() == ".jsonl" and not source.columns and source.template is None \
             and source.system is None:
-        return read_prompt_records(path, what=what)
+        # A JSONL file keeps its strict ids; a record with a `prompt` and no `messages` gets
+        # them from the default template, as a CSV row does.
+        return read_prompt_records(path, what=what, prepare=_default_messages(source))
     user, system = _compile(source)
 
     def checked() -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -172,6 +178,20 @@ def read_prompt_source(source: PromptSource, *, what: str = "prompt file"
             yield where, f"at {where}", record
 
     return _unique_ids(checked())
+
+
+def _default_messages(source: PromptSource) -> Callable[[dict[str, Any], str], None]:
+    compiled: list[tuple[Any, Any]] = []  # compiled on the first record that needs it
+
+    def prepare(record: dict[str, Any], where: str) -> None:
+        if "messages" in record or "prompt" not in record:
+            return
+        if not compiled:
+            compiled.append(_compile(source))
+        user, system = compiled[0]
+        record["messages"] = _render(record, source, user, system, where)
+
+    return prepare
 
 
 def _compile(source: PromptSource) -> tuple[Any, Any]:
