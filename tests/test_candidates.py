@@ -161,6 +161,21 @@ def test_one_candidate_keeps_the_model_role_and_several_get_their_own():
     assert candidates_of(["gguf:/m/a=b.gguf"])[0].spec == "gguf:/m/a=b.gguf"
 
 
+def test_a_name_the_user_gave_twice_is_refused_and_never_renumbered():
+    with pytest.raises(ValueError, match=r"the name\(s\) \['a'\] are given to more than one"):
+        candidates_of(["a=ollama:x", "a=ollama:y"])
+    # A derived name gives way to a given one, wherever it comes in the list.
+    mixed = candidates_of(["ollama:a", "a=ollama:b"])
+    assert [(c.name, c.spec) for c in mixed] == [("a-2", "ollama:a"), ("a", "ollama:b")]
+
+
+def test_a_name_given_twice_is_a_usage_error_before_any_answer(pytester, two_models):
+    user_project(pytester)
+    result = pytester.runpytest("--model=a=ollama:good", "--model=a=ollama:bad")
+    assert result.ret == ExitCode.USAGE
+    assert "given to more than one model" in result.stderr.str()
+
+
 @pytest.mark.parametrize(("statuses", "expected"), [
     ((0, 1), 0), ((1, 1), 1), ((0, 6), 6), ((1, 6), 6), ((0, 0), 0)])
 def test_the_session_status_rule(statuses, expected):

@@ -192,6 +192,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if state.active:
         check_path_options(config)
         check_seed_range(config)
+        try:
+            state.candidates  # noqa: B018 - parsed now, so a bad --model list is a usage error
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
         prepare(state)
 
 

@@ -69,20 +69,27 @@ def candidate_name(spec: str) -> str:
 
 def candidates_of(texts: list[str] | str | None) -> list[Candidate]:
     """The candidates of the ``--model`` values: named ``NAME=SPEC`` or after their spec,
-    with a number added where two names would be the same."""
+    with a number added where two names derived from specs would be the same. A name the user
+    gave identifies one candidate: given twice, it is a ``ValueError``."""
     if not texts:
         return []
     texts = [texts] if isinstance(texts, str) else list(texts)
-    named: list[tuple[str, str]] = []
+    named: list[tuple[str, str, bool]] = []
     for text in texts:
         match = _NAMED_SPEC.match(text)
-        named.append((match[1], match[2]) if match else (candidate_name(text), text))
+        named.append((match[1], match[2], True) if match else (candidate_name(text), text, False))
+    given = [name for name, _, explicit in named if explicit]
+    twice = sorted({name for name in given if given.count(name) > 1})
+    if twice:
+        raise ValueError(f"--model: the name(s) {twice} are given to more than one model; "
+                         "each NAME= must name one candidate")
     if len(named) == 1:
         return [Candidate(named[0][0], named[0][1])]
     out: list[Candidate] = []
-    for name, spec in named:
+    taken = set(given)
+    for name, spec, explicit in named:
         unique, n = name, 2
-        while any(c.name == unique for c in out):
+        while not explicit and (unique in taken or any(c.name == unique for c in out)):
             unique, n = f"{name}-{n}", n + 1
         out.append(Candidate(unique, spec, f"{MODEL_ROLE}[{unique}]"))
     return out
