@@ -245,6 +245,8 @@ class OllamaDouble:
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 if self.path == "/api/tags":
                     self._json(200, double.tags())
+                elif self.path == "/api/version":
+                    self._json(200, {"version": "0.0.0-double"})
                 elif self.path in ("/", ""):
                     data = b"Ollama is running"
                     self.send_response(200)

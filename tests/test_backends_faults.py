@@ -4,6 +4,7 @@ scripted backend, a server that never answers, and a port where nothing listens.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -92,6 +93,29 @@ def test_ollama_model_missing_on_server_says_how_to_create_it() -> None:
         backend = OllamaBackend("other", host=host)
         with pytest.raises(BackendError, match="ollama create other"):
             backend.generate("x")
+
+
+def test_an_ollama_host_that_is_another_kind_of_server_is_named_as_such() -> None:
+    # An OpenAI-compatible server 404s /api/chat too: "create the model" would mislead.
+    from loragate.backends.openai_double import OpenAIDouble
+
+    with OpenAIDouble() as url:
+        backend = OllamaBackend("llama3", host=url.removesuffix("/v1"))
+        with pytest.raises(BackendError, match="is not an Ollama server .*openai:URL#MODEL"):
+            backend.generate("x")
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("127.0.0.1:notaport", "OLLAMA_HOST '127.0.0.1:notaport' is not a host"),
+    ("127.0.0.1:99999", "OLLAMA_HOST '127.0.0.1:99999' is not a host"),
+    ("http://[::1", "OLLAMA_HOST 'http://[::1' is not a host"),
+])
+def test_an_ollama_host_that_cannot_be_parsed_is_a_spec_error(monkeypatch, value, message):
+    from loragate.backends import SpecError, open_backend
+
+    monkeypatch.setenv("OLLAMA_HOST", value)
+    with pytest.raises(SpecError, match=re.escape(message)):
+        open_backend("ollama:llama3")
 
 
 def test_ollama_backend_reads_host_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:

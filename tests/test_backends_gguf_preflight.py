@@ -55,6 +55,18 @@ def test_missing_model_file(tmp_path: Path) -> None:
         parse_spec(f"gguf:{tmp_path / 'absent.gguf'}")
 
 
+def test_a_symlink_loop_or_a_dangling_link_is_named_not_just_missing(tmp_path: Path) -> None:
+    loop = tmp_path / "model.gguf"
+    loop.symlink_to("model.gguf")
+    with pytest.raises(ModelFileNotFound, match=r"model\.gguf is a symbolic link that loops"):
+        parse_spec(f"gguf:{loop}")
+    dangling = tmp_path / "gone.gguf"
+    dangling.symlink_to(tmp_path / "deleted.gguf")
+    with pytest.raises(ModelFileNotFound, match=r"gone\.gguf is a symbolic link to .*"
+                                                 r"deleted\.gguf, which does not exist"):
+        parse_spec(f"gguf:{dangling}")
+
+
 def test_truncated_data_section_says_how_many_bytes_are_missing(good_model: Path,
                                                                 tmp_path: Path) -> None:
     cut = _copy_cut(good_model, tmp_path / "cut.gguf", good_model.stat().st_size - 100)

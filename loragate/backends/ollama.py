@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -36,6 +37,34 @@ START_HINT = "start it with `ollama serve` (or set OLLAMA_HOST to where it liste
 def ollama_host(host: str | None = None) -> str:
     """The host the client will talk to, as the user would write it."""
     return host or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST
+
+
+def base_url(host: str) -> str:
+    """``scheme://host:port`` of an Ollama host written as Ollama reads it (``host``,
+    ``host:port`` or a URL; port 11434 unless given)."""
+    split = urlsplit(host if "://" in host else f"http://{host}")
+    port = split.port or 11434
+    hostname = split.hostname or "127.0.0.1"
+    if ":" in hostname:
+        hostname = f"[{hostname}]"
+    return f"{split.scheme}://{hostname}:{port}"
+
+
+def check_ollama_host(host: str | None = None) -> str | None:
+    """Why the Ollama host (``host``, else ``OLLAMA_HOST``) cannot be used, or None. Checked
+    before the client is made: the client raises a bare ValueError for a port that is not a
+    number, naming neither the variable nor its value."""
+    value = ollama_host(host)
+    where = "OLLAMA_HOST" if host is None and os.environ.get("OLLAMA_HOST") else "the host"
+    text = value if "://" in value else f"http://{value}"
+    try:
+        split = urlsplit(text)
+        split.port  # noqa: B018 - raises for a port that is not a number or out of range
+    except ValueError as exc:
+        return f"{where} {value!r} is not a host[:port] or URL: {exc}"
+    if not split.hostname and not value.startswith(":"):
+        return f"{where} {value!r} names no host"
+    return None
 
 
 class OllamaBackend(BaseBackend):
@@ -108,10 +137,28 @@ class OllamaBackend(BaseBackend):
             if exc.status_code in (429, 500, 502, 503, 504):
                 return TransientError(f"Ollama at {self.host}: HTTP {exc.status_code}: {exc.error}")
             if exc.status_code == 404:
+                if not self._speaks_ollama():
+                    return BackendError(
+                        f"{self.host} is not an Ollama server (it has no /api/version; "
+                        f"HTTP 404: {exc.error}); point OLLAMA_HOST at Ollama, or gate an "
+                        "OpenAI-compatible server as openai:URL#MODEL")
                 return BackendError(f"Ollama at {self.host}: {exc.error}; create the model with "
                                     f"`ollama create {self.name} -f Modelfile`")
             return SampleError(f"Ollama at {self.host}: HTTP {exc.status_code}: {exc.error}")
         return exc
+
+    def _speaks_ollama(self) -> bool:
+        """Whether the server answers Ollama's ``/api/version`` (a 404 from another server
+        must not be read as "the model is missing")."""
+        try:
+            response = httpx.get(f"{base_url(self.host)}/api/version",
+                                 timeout=min(10.0, self.timeout_s))
+        except httpx.HTTPError:  # cannot tell: keep Ollama's own message
+            return True
+        try:
+            return response.status_code == 200 and "version" in response.json()
+        except ValueError:
+            return False
 
     def _stream(self, prompt: str | tuple[Message, ...], options: GenerationOptions
                 ) -> Iterator[StreamItem]:

@@ -18,6 +18,8 @@ adds a kind with an entry point in the ``loragate.backends`` group naming its
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -96,10 +98,25 @@ def _split_adapter(text: str, body: str, check_files: bool) -> tuple[Path, Path 
     adapter_path = Path(adapter).expanduser() if adapter is not None else None
     if check_files:
         if not base_path.exists():
-            raise ModelFileNotFound(f"model spec {text!r}: model not found: {base_path}")
+            raise ModelFileNotFound(f"model spec {text!r}: model {_missing(base_path)}")
         if adapter_path is not None and not adapter_path.exists():
-            raise ModelFileNotFound(f"model spec {text!r}: adapter not found: {adapter_path}")
+            raise ModelFileNotFound(f"model spec {text!r}: adapter {_missing(adapter_path)}")
     return base_path, adapter_path
+
+
+def _missing(path: Path) -> str:
+    """Why ``path`` does not exist; Path.exists() is False for a symbolic link that loops or
+    points nowhere, which "not found" would hide."""
+    if path.is_symlink():
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:
+            return f"{path} is a symbolic link that loops back on itself"
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return f"{path} is a symbolic link that loops back on itself"
+        return f"{path} is a symbolic link to {os.readlink(path)}, which does not exist"
+    return f"not found: {path}"
 
 
 def _check_gguf_file(text: str, path: Path, what: str) -> None:
@@ -272,8 +289,11 @@ def _open_hf(spec: ModelSpec, settings: Any, retry: RetryPolicy) -> Backend:
 
 
 def _open_ollama(spec: ModelSpec, settings: Any, retry: RetryPolicy) -> Backend:
-    from loragate.backends.ollama import OllamaBackend
+    from loragate.backends.ollama import OllamaBackend, check_ollama_host
 
+    host_problem = check_ollama_host()
+    if host_problem:
+        raise SpecError(f"model spec {spec.text!r}: {host_problem}")
     return OllamaBackend(spec.name, timeout_s=settings.timeout_s, retry=retry,
                          concurrency=_requests_in_flight(settings, "ollama"), spec=spec.text)
 
