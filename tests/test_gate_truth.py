@@ -275,3 +275,12 @@ def test_a_numpy_truth_value_is_a_bool_and_other_types_are_named_in_full():
     assert run_validator(lambda text, record: np.float64(0.1) > 0.5, "x", {}).passed is False
     with pytest.raises(TypeError, match="returned numpy.float64; expected HarnessResult"):
         run_validator(lambda text, record: np.float64(0.9), "x", {})
+
+
+def test_the_plugin_loads_without_an_assert_rewrite_warning(pytester):
+    # Every project's every run printed "Module already imported so cannot be rewritten".
+    user_project(pytester)
+    result = pytester.runpytest_subprocess("-W", "error::pytest.PytestAssertRewriteWarning",
+                                           "-p", "no:cacheprovider")
+    assert "PytestAssertRewriteWarning" not in result.stdout.str() + result.stderr.str()
+    assert result.ret == ExitCode.NOTHING_TO_GATE

@@ -4,8 +4,7 @@ canary files, as parameters of a test file's function (``prompt_record``, ``cana
 (``<harness>[<id>]``, ``canary[<id>]``). Both read the same records with the same ids and
 repeats and score through :mod:`loragate.gating.scoring`.
 
-A pytest plugin module (registered by :mod:`loragate.gating.plugin`) for its
-``pytest_generate_tests`` hook.
+:func:`parametrize_records` is the plugin's ``pytest_generate_tests`` hook.
 """
 
 from __future__ import annotations
@@ -74,10 +73,10 @@ def canary_records(state: GateSession, kind: str = "canary") -> list[dict[str, A
         raise pytest.UsageError(f"canaries: {exc}") from None
 
 
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """One item per record. A bad prompt or canary file is a usage error of the session (exit
-    4), raised after collection: raised here, pytest would report a collection error of the
-    test module instead (exit 2)."""
+def parametrize_records(metafunc: pytest.Metafunc) -> None:
+    """The plugin's ``pytest_generate_tests``: one item per record. A bad prompt or canary
+    file is a usage error of the session (exit 4), raised after collection: raised here,
+    pytest would report a collection error of the test module instead (exit 2)."""
     state = session_of(metafunc.config)
     done: set[str] = set()
     try:

@@ -35,6 +35,7 @@ from loragate.gating.items import (
     harness_records,
     make_canary_items,
     make_harness_items,
+    parametrize_records,
 )
 from loragate.gating.outcomes import (
     CANARY_KINDS,
@@ -72,7 +73,9 @@ from loragate.gating.verdict import (
 if TYPE_CHECKING:
     from loragate.gating.document import VerdictDocument
 
-pytest_plugins = ("loragate.gating.fixtures", "loragate.gating.items")
+# Only the fixtures: a module listed here that this one already imports (items) made pytest
+# warn in every project that it could not rewrite its asserts.
+pytest_plugins = ("loragate.gating.fixtures",)
 
 PLUGIN_NAME = "loragate-verdict"
 # The markers, declared here and nowhere else.
@@ -173,6 +176,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "the ini option loragate_config, else built-in defaults)")
     parser.addini(INI_CONFIG, "the loragate config file of this project (relative to the ini "
                               "file)", default="")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    parametrize_records(metafunc)
 
 
 def pytest_configure(config: pytest.Config) -> None:
