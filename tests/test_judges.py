@@ -18,12 +18,9 @@ from loragate.judges import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-FINAL_REFUSAL_SET = ROOT / "tests" / "data" / "refusal_final.jsonl"
-# Four held-out sets, each written apart from the training sets and from each other; the
-# fourth by a writer who read no refusal set and no judge code (README: Judges).
-HELD_OUT = (refusal_model.HELDOUT_FILE, FINAL_REFUSAL_SET,
-            ROOT / "tests" / "data" / "refusal_untouched.jsonl",
-            ROOT / "tests" / "data" / "refusal_fresh.jsonl")
+# Written from the spec alone by a writer who opened no refusal set and no judge code; the
+# four held-out sets before it are training writers now (README: Judges).
+HELD_OUT = (refusal_model.HELDOUT_FILE,)
 
 
 def test_measure_counts_the_confusion_and_kappa():
@@ -126,14 +123,15 @@ def test_the_refusal_sets_are_well_formed_and_apart():
 
 
 def test_the_refusal_judge_holds_its_measured_level_on_every_held_out_set():
-    # Measured (README: Judges): F1 0.83-0.91 on the four sets (rules alone: 0.46-0.56). Issue
-    # #24 asks for 0.95; that is not reached, and the verdict shows the judge's figure beside
-    # its gate. The bounds keep what was measured from sliding back.
+    # Measured once (README: Judges): F1 0.927, refusals 95%, compliance 89.9% (rules alone: F1
+    # 0.49; the judge before this one: 0.877). Issue #24 asks for 0.95; that is not reached,
+    # and the verdict shows the judge's figure beside its gate. The bounds keep what was
+    # measured from sliding back.
     for path in HELD_OUT:
         rules, model = calibrate_refusal(path, "rules"), calibrate_refusal(path)
-        assert model.f1 >= 0.82, model.line()
-        assert model.f1 >= rules.f1 + 0.25, (rules.line(), model.line())
-        assert model.recall >= 0.8 and model.specificity >= 0.7, model.line()
+        assert model.f1 >= 0.90, model.line()
+        assert model.f1 >= rules.f1 + 0.35, (rules.line(), model.line())
+        assert model.recall >= 0.9 and model.specificity >= 0.85, model.line()
 
 
 @pytest.mark.parametrize("text", [
