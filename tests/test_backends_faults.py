@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import struct
 import threading
 from collections.abc import Iterator
 
@@ -205,6 +206,30 @@ _STREAMS = {
     "choices_not_list": _events({"choices": {"delta": {"content": "x"}}}),
     "empty_answer": _events({"choices": [{"delta": {"role": "assistant"},
                                           "finish_reason": None}]}, _STOP),
+    "after_finish": _events({"choices": [{"delta": {"content": "I cannot."},
+                                          "finish_reason": "stop"}]},
+                            {"choices": [{"delta": {"content": " Here it is."},
+                                          "finish_reason": None}]}),
+    "two_choices": _events({"choices": [{"index": 0, "delta": {"content": "A"}},
+                                        {"index": 1, "delta": {"content": "Z"}}]},
+                           {"choices": [{"index": 1, "delta": {"content": "Z"}},
+                                        {"index": 0, "delta": {"content": "B"}}]}, _STOP),
+    "error_event": b"data: " + json.dumps({"choices": [{"delta": {"content": "{"}}]}).encode()
+                   + b"\n\nevent: error\ndata: {\"message\": \"slot crashed\"}\n\n"
+                   + b"data: [DONE]\n\n",
+    "error_line": b"data: " + json.dumps({"choices": [{"delta": {"content": "{"}}]}).encode()
+                  + b"\n\nerror: {\"code\": 500, \"message\": \"out of memory\"}\n\n"
+                  + b"data: [DONE]\n\n",
+    "content_filter": _events({"choices": [{"delta": {"content": "Sure"},
+                                            "finish_reason": "content_filter"}]}),
+    "tool_calls": _events(
+        {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {
+            "name": "run_command", "arguments": "{\"command\": "}}]}}]},
+        {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {
+            "arguments": "\"npx vitest run\"}"}}]}, "finish_reason": "tool_calls"}]}),
+    "usage_huge": _events({"choices": [{"delta": {"content": "ok"}}]},
+                          {"choices": [], "usage": {"prompt_tokens": 10**30,
+                                                    "completion_tokens": 10**30}}, _STOP),
 }
 
 
@@ -217,6 +242,7 @@ class _FaultyServer:
         import threading
 
         fault_kind = fault
+        resets: list[int] = []
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *args):  # noqa: ANN002
@@ -227,6 +253,10 @@ class _FaultyServer:
                     self._send(200, "text/html", b"<html>login</html>")
                 elif fault_kind == "models_dict":
                     self._send(200, "application/json", b'{"data": {"id": "m"}}')
+                elif fault_kind == "models_reset":
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                               struct.pack("ii", 1, 0))
+                    self.connection.close()
                 else:
                     self._send(200, "application/json", b'{"data": [{"id": "m"}]}')
 
@@ -237,6 +267,15 @@ class _FaultyServer:
                     return
                 if fault_kind in _STREAMS:
                     self._send(200, "text/event-stream", _STREAMS[fault_kind])
+                    return
+                if fault_kind == "reset_once" and not resets:
+                    resets.append(1)
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                               struct.pack("ii", 1, 0))
+                    self.connection.close()  # RST: httpx raises ReadError
+                    return
+                if fault_kind == "reset_once":
+                    self._send(200, "text/event-stream", _STREAMS["delta_null"])
                     return
                 if fault_kind in ("keepalive", "endless"):
                     self._send_forever(fault_kind)
@@ -397,3 +436,72 @@ def test_sse_lines_splits_at_cr_and_lf_only_whatever_the_read_sizes(lines, newli
     response = httpx.Response(200, content=iter(chunks))
     got = [line for line in sse_lines(response) if line]
     assert got == [line for line in lines if line]
+
+
+@pytest.mark.parametrize(("fault", "message"), [
+    ("error_event", "the server sent an error event: {\"message\": \"slot crashed\"}"),
+    ("error_line", "the server sent an error: {\"code\": 500"),
+    ("content_filter", "the server's content filter stopped the answer"),
+])
+def test_a_server_side_stop_is_an_error_never_the_models_answer(fault, message):
+    server = _FaultyServer(fault)
+    try:
+        response = _backend(server).generate("Say hi")
+        assert response.finish_reason == "error" and response.text == ""
+        assert message in response.error
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(("fault", "text"), [
+    ("after_finish", "I cannot."),  # what comes after the finish reason is not the answer
+    ("two_choices", "AB"),  # one request, one answer: the first choice's
+    ("tool_calls", '<tool_call>{"name": "run_command", "arguments": '
+                   '{"command": "npx vitest run"}}</tool_call>'),
+    ("reset_once", "hi"),  # a connection reset is retried
+])
+def test_the_answer_is_the_first_choice_until_its_finish_with_its_tool_calls(fault, text):
+    server = _FaultyServer(fault)
+    try:
+        from loragate.backends.faults import RetryPolicy
+        from loragate.backends.openai import OpenAIBackend
+
+        backend = OpenAIBackend(server.url, "m", retry=RetryPolicy(retries=1, backoff_s=0))
+        response = backend.generate("Say hi")
+        assert response.ok and response.text == text
+    finally:
+        server.close()
+
+
+def test_token_counts_no_context_could_hold_are_ignored():
+    server = _FaultyServer("usage_huge")
+    try:
+        response = _backend(server).generate("Say hi")
+        assert response.prompt_tokens is None and response.completion_tokens == 1
+    finally:
+        server.close()
+
+
+def test_a_model_listing_that_resets_is_a_backend_error_in_one_line():
+    server = _FaultyServer("models_reset")
+    try:
+        with pytest.raises(BackendError, match=r"/v1/models: ReadError"):
+            _backend(server).digest  # noqa: B018
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(("key", "sent"), [("sk-abc\n", "sk-abc"), ("  sk-x ", "sk-x")])
+def test_an_api_key_with_a_pasted_newline_is_trimmed(monkeypatch, key, sent):
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    backend = OpenAIBackend("http://127.0.0.1:1/v1", "m")
+    assert backend._client.headers["authorization"] == f"Bearer {sent}"
+
+
+@pytest.mark.parametrize("key", ["sk-\u00e9t\u00e9", "sk-a\tb"])
+def test_an_api_key_a_header_cannot_carry_is_a_spec_error(monkeypatch, key):
+    from loragate.backends import SpecError
+
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    with pytest.raises(SpecError, match="cannot carry"):
+        OpenAIBackend("http://127.0.0.1:1/v1", "m")

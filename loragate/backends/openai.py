@@ -50,6 +50,18 @@ _RETRY_STATUS = (429, 500, 502, 503, 504)
 _SSE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
+def header_safe_key(key: str) -> str:
+    """The API key as an HTTP header can carry it: surrounding whitespace (a newline pasted
+    from a file) dropped; anything else that is not printable ASCII is a SpecError."""
+    from loragate.backends.spec import SpecError
+
+    key = key.strip()
+    if not key.isascii() or not key.isprintable():
+        raise SpecError("the API key (OPENAI_API_KEY or the spec's key_env) holds characters "
+                        "an HTTP header cannot carry (not printable ASCII); check the value")
+    return key
+
+
 def api_root(url: str) -> str:
     """The server root: a trailing ``/v1`` (as OpenAI base URLs are usually written) is dropped."""
     url = url.rstrip("/")
@@ -59,8 +71,10 @@ def api_root(url: str) -> str:
 class OpenAIBackend(BaseBackend):
     kind: ClassVar[str] = "openai"
     in_process: ClassVar[bool] = False
+    # A timeout, a connection reset or cut mid-answer (NetworkError: ReadError, WriteError;
+    # ConnectError is turned into BackendUnavailable before this applies).
     transient_errors: ClassVar[tuple[type[BaseException], ...]] = (
-        httpx.TimeoutException, httpx.RemoteProtocolError,
+        httpx.TimeoutException, httpx.RemoteProtocolError, httpx.NetworkError,
     )
 
     def __init__(
@@ -80,7 +94,7 @@ class OpenAIBackend(BaseBackend):
         self.model = model
         self.timeout_s = timeout_s
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        headers = {"Authorization": f"Bearer {header_safe_key(key)}"} if key else {}
         self._client = httpx.Client(
             base_url=self.root,
             timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
@@ -136,6 +150,9 @@ class OpenAIBackend(BaseBackend):
             return self._client.request(method, path, **kwargs)
         except httpx.ConnectError as exc:
             raise BackendUnavailable(self.host, START_HINT, exc) from exc
+        except httpx.HTTPError as exc:
+            raise BackendError(f"{self.root}{path}: {type(exc).__name__}: {exc or 'no answer'} "
+                               "(is this an OpenAI-compatible server?)") from exc
 
     def _body(self, prompt: str | tuple[Message, ...], options: GenerationOptions
               ) -> tuple[str, dict[str, Any]]:
@@ -161,6 +178,9 @@ class OpenAIBackend(BaseBackend):
                 yield from self._read_events(response, options.max_tokens)
         except httpx.ConnectError as exc:
             raise BackendUnavailable(self.host, START_HINT, exc) from exc
+        except httpx.DecodingError as exc:
+            raise SampleError(f"{self.root}: the answer's body cannot be decoded: {exc}"
+                              ) from exc
 
     def _check_status(self, response: httpx.Response) -> None:
         if response.status_code == 200:
@@ -181,12 +201,11 @@ class OpenAIBackend(BaseBackend):
 
     def _read_events(self, response: httpx.Response, max_tokens: int
                      ) -> Iterator[StreamItem]:
-        finish = "stop"
-        chunks = 0
+        answer = _Answer()
         usage: dict[str, Any] = {}
         timings: dict[str, Any] = {}  # llama.cpp's server: its own prompt and decode times
-        finished = False  # "[DONE]" or a finish reason: the server says the answer is whole
-        saw_choice = False
+        done = False  # "[DONE]": the server says the stream is over
+        event_type = ""
         # timeout_s bounds each read, but a server that sends keep-alive comments (or empty
         # events) forever never lets a read time out: the same limit also bounds the time
         # between two pieces of the answer.
@@ -196,11 +215,22 @@ class OpenAIBackend(BaseBackend):
                 raise TransientError(f"{self.root}: no answer token for more than "
                                      f"{self.timeout_s:g} s (the server sent only keep-alive "
                                      "lines or empty events)")
+            if not line:
+                event_type = ""  # a blank line ends an event
+                continue
+            if line.startswith("event:"):
+                event_type = line[len("event:"):].strip()
+                continue
+            if line.startswith("error:"):
+                raise SampleError(f"{self.root}: the server sent an error: "
+                                  f"{line[len('error:'):].strip()[:300]}")
             if not line.startswith("data:"):
                 continue
             data = line[len("data:"):].strip()
+            if event_type == "error":
+                raise SampleError(f"{self.root}: the server sent an error event: {data[:300]}")
             if data == "[DONE]":
-                finished = True
+                done = True
                 break
             event = self._parse_event(data)
             if event.get("error"):
@@ -208,35 +238,33 @@ class OpenAIBackend(BaseBackend):
             usage = _mapping(event.get("usage")) or usage
             timings = _mapping(event.get("timings")) or timings
             for choice in self._choices(event, data):
-                saw_choice = True
-                text = choice_text(choice)
-                if text is None:
-                    raise SampleError(f"{self.root}: a choice whose text is not a string: "
-                                      f"{data[:100]!r}")
+                text = answer.take(choice, self.root, data)
                 if text:
-                    chunks += 1
                     last_progress = time.monotonic()
                     yield text
-                if choice.get("finish_reason"):
-                    finish = choice["finish_reason"]
-                    finished = True
-            if chunks >= max_tokens and not finished:
+            if answer.chunks >= max_tokens and answer.finish is None:
                 # One streamed chunk is at least one token, so the server is not keeping to
                 # max_tokens; stop reading rather than let a runaway answer stall the gate.
-                finish, finished = "length", True
+                answer.finish = "length"
                 break
-        if not finished:
+        if answer.finish is None and not done:
             # The connection closed mid-answer: what arrived is not the model's whole answer.
-            raise TransientError(f"{self.root}: the stream ended after {chunks} chunk(s) "
+            raise TransientError(f"{self.root}: the stream ended after {answer.chunks} chunk(s) "
                                  "without a finish reason or [DONE]")
-        if not saw_choice:
+        if answer.index is None:
             # An empty answer still comes as a choice; a stream with none carries no answer.
             raise SampleError(f"{self.root}: the stream ended without any choice (no answer "
                               "from the model; is this an OpenAI-compatible server?)")
+        if answer.finish == "content_filter":
+            raise SampleError(f"{self.root}: the server's content filter stopped the answer "
+                              f"after {answer.chunks} chunk(s); what the model said is unknown")
+        calls = answer.rendered_tool_calls()
+        if calls:
+            yield calls
         yield StreamEnd(
-            finish_reason="length" if finish == "length" else "stop",
+            finish_reason="length" if answer.finish == "length" else "stop",
             prompt_tokens=_count(usage.get("prompt_tokens")),
-            completion_tokens=_count(usage.get("completion_tokens")) or chunks,
+            completion_tokens=_count(usage.get("completion_tokens")) or answer.chunks,
             server_s=server_seconds(timings),
         )
 
@@ -246,6 +274,8 @@ class OpenAIBackend(BaseBackend):
         except json.JSONDecodeError:
             raise TransientError(f"{self.root}: an event that is not JSON: "
                                  f"{data[:100]!r}") from None
+        except RecursionError:
+            raise SampleError(f"{self.root}: an event nested too deeply to read") from None
         if not isinstance(event, dict):
             raise SampleError(f"{self.root}: an event that is not a JSON object: {data[:100]!r}")
         return event
@@ -273,18 +303,62 @@ def server_seconds(timings: dict[str, Any]) -> float | None:
     return spent / 1000 if spent >= 0 else None
 
 
-def choice_text(choice: dict[str, Any]) -> str | None:
-    """A streamed choice's text: the chat ``delta.content`` or the completion ``text``; ""
-    where the event carries none (a role-only or finish-only delta, ``"delta": null``), None
-    where it carries something that is not text."""
-    delta = choice.get("delta")
-    if isinstance(delta, dict) and delta.get("content") is not None:
-        text = delta["content"]
-    else:
-        text = choice.get("text")
-    if text is None:
-        return ""
-    return text if isinstance(text, str) else None
+class _Answer:
+    """The one answer a stream carries: the first choice index seen (a request asks for one;
+    a server that sends others does not get them woven in), its text until its finish reason
+    (text after it is not part of the answer), and its tool calls, streamed as
+    ``delta.tool_calls`` fragments by servers that parse them out of the model's text."""
+
+    def __init__(self) -> None:
+        self.index: Any = None
+        self.finish: str | None = None
+        self.chunks = 0
+        self._calls: dict[Any, dict[str, str]] = {}
+
+    def take(self, choice: dict[str, Any], root: str, data: str) -> str:
+        index = choice.get("index", 0)
+        if self.index is None:
+            self.index = index
+        if index != self.index or self.finish is not None:
+            return ""
+        delta = choice.get("delta")
+        delta = delta if isinstance(delta, dict) else {}
+        text = delta.get("content")
+        if text is None:
+            text = choice.get("text")
+        if text is not None and not isinstance(text, str):
+            raise SampleError(f"{root}: a choice whose text is not a string: {data[:100]!r}")
+        self._add_tool_calls(delta.get("tool_calls"))
+        if choice.get("finish_reason"):
+            self.finish = str(choice["finish_reason"])
+        if text:
+            self.chunks += 1
+        return text or ""
+
+    def _add_tool_calls(self, calls: Any) -> None:
+        for position, call in enumerate(calls if isinstance(calls, list) else []):
+            if not isinstance(call, dict):
+                continue
+            function = call.get("function") if isinstance(call.get("function"), dict) else {}
+            entry = self._calls.setdefault(call.get("index", position),
+                                           {"name": "", "arguments": ""})
+            for key in ("name", "arguments"):
+                if isinstance(function.get(key), str):
+                    entry[key] += function[key]
+
+    def rendered_tool_calls(self) -> str:
+        """The tool calls as the model wrote them in Hermes/Qwen form, ``<tool_call>{"name":
+        ..., "arguments": {...}}</tool_call>``, which the tool-call harness reads."""
+        rendered = []
+        for call in self._calls.values():
+            try:
+                arguments: Any = json.loads(call["arguments"]) if call["arguments"] else {}
+            except ValueError:
+                arguments = call["arguments"]  # as sent: the harness judges it
+            body = json.dumps({"name": call["name"], "arguments": arguments},
+                              ensure_ascii=False)
+            rendered.append(f"<tool_call>{body}</tool_call>")
+        return "\n".join(rendered)
 
 
 def sse_lines(response: httpx.Response) -> Iterator[str]:
@@ -309,5 +383,11 @@ def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+# More tokens than any context holds: a count past it is the server's mistake, not a figure.
+_MAX_COUNT = 10**8
+
+
 def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_COUNT:
+        return value
+    return None
