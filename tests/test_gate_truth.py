@@ -284,3 +284,42 @@ def test_the_plugin_loads_without_an_assert_rewrite_warning(pytester):
                                            "-p", "no:cacheprovider")
     assert "PytestAssertRewriteWarning" not in result.stdout.str() + result.stderr.str()
     assert result.ret == ExitCode.NOTHING_TO_GATE
+
+
+def test_an_answer_that_failed_ahead_is_not_asked_for_again_one_at_a_time(
+        pytester, ollama_model):
+    # The retry policy already ran; a second round per item doubled a failing server's time.
+    from loragate.backends.faults import TransientError
+
+    ollama_model.fail_times = 10**6
+    ollama_model.error = TransientError
+    user_project(pytester, n_prompts=4)
+    result = pytester.runpytest("--model=ollama:echo", "--concurrency=4")
+    assert result.ret == ExitCode.GATE_ERROR
+    assert ollama_model.calls == 4  # retries 0 in the project's config: one attempt each
+
+
+def test_a_validator_that_raises_is_an_error_in_one_line_naming_where(pytester, ollama_model):
+    project = user_project(pytester, n_prompts=3, validator="return {}['missing']")
+    result = pytester.runpytest("--model=ollama:echo")
+    assert result.ret == ExitCode.GATE_ERROR
+    output = result.stdout.str()
+    assert "Traceback" not in output and output.count("\n") < 80
+    reasons = {s["reason"] for s in verdict_of(project)["samples"]}
+    assert len(reasons) == 1
+    assert reasons.pop().startswith("could not be judged: the validator raised KeyError: "
+                                    "'missing' (at ")
+
+
+def test_a_server_error_that_escapes_generation_is_one_line_per_sample(pytester):
+    # A 404 on the chat route while /v1/models answers: a BackendError, not a model answer.
+    from loragate.backends.openai_double import OpenAIDouble
+
+    project = user_project(pytester, n_prompts=3)
+    with OpenAIDouble(fail_marker="say", fail_status=404) as url:
+        result = pytester.runpytest(f"--model=openai:{url}#double", "--concurrency=1")
+    assert result.ret == ExitCode.GATE_ERROR
+    assert "Traceback" not in result.stdout.str()
+    samples = verdict_of(project)["samples"]
+    assert len(samples) == 3 and all(s["error"] and "generation error" in s["reason"]
+                                     and "HTTP 404" in s["reason"] for s in samples)

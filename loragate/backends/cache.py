@@ -374,18 +374,21 @@ class CachedBackend:
         if missing:
             fresh = self.inner.generate_batch([items[i] for i in missing], options, concurrency)
             for index, response in zip(missing, fresh, strict=True):
-                self.store_generated(keys[index], response)
+                if response.ok:  # an error goes to the caller, not to a later generate()
+                    self.store_generated(keys[index], response)
                 results[index] = response
         return [r for r in results if r is not None]
 
     def store_generated(self, key: str, response: Response) -> None:
         """An answer generated ahead of the item that will ask for it: stored in the cache
-        (when it is enabled and writable) and held for that item, which gets it as generated
-        in this run."""
-        self.cache.put(key, response)
+        (when it is enabled and writable; never an error) and held for that item, which gets
+        it as generated in this run. An error is held too: it already went through the retry
+        policy, and asking again one at a time would double the time a failing server takes
+        (six attempts per sample instead of three)."""
         if response.ok:
-            with self._fresh_lock:
-                self._fresh[key] = response
+            self.cache.put(key, response)
+        with self._fresh_lock:
+            self._fresh[key] = response
 
     def stream(self, prompt: Prompt, options: GenerationOptions | None = None
                ) -> Iterator[StreamItem]:

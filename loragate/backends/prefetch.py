@@ -159,10 +159,10 @@ def _answers(inner: Any, requests: list[Request], concurrency: int,
 
 def _count(stats: PrefetchStats, backend: Any, key: str, response: Response,
            generated: set[str]) -> PrefetchStats:
-    if not response.ok:
-        return replace(stats, errors=stats.errors + 1)
     # Held by the backend for the item that asks (a disabled or full cache stores nothing).
     backend.store_generated(key, response)
+    if not response.ok:
+        return replace(stats, errors=stats.errors + 1)
     generated.add(key)
     return replace(stats, generated=stats.generated + 1,
                    completion_tokens=stats.completion_tokens + (response.completion_tokens or 0))

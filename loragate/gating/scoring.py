@@ -17,10 +17,11 @@ from loragate.config import LoragateConfig
 from loragate.gating.recorders import CanaryRecorder, MetricsRecorder, SampleRecorder, cap_answer
 from loragate.gating.session import GateCannotRun, session_of
 from loragate.harnesses.model_judge import JudgeAnswerError
-from loragate.harnesses.registry import ValidatorTimeout
+from loragate.harnesses.registry import ValidatorResultError, ValidatorTimeout
 
 # What keeps a sample from being judged, as opposed to judged and failed.
-UNJUDGEABLE = (GateCannotRun, JudgeAnswerError, ValidatorTimeout, BackendError)
+UNJUDGEABLE = (GateCannotRun, JudgeAnswerError, ValidatorTimeout, ValidatorResultError,
+               BackendError)
 
 
 def generation_options(config: pytest.Config, settings: LoragateConfig, repeat: int = 0):
@@ -100,7 +101,13 @@ def score_sample(harness: str, prompt_record: dict[str, Any], generate_answer: C
     gate = state.harnesses[harness]
     expected = prompt_record.get("expected") if gate.rule.metric == "f1" else None
     expected = expected if isinstance(expected, str) else None
-    response = generate_answer(prompt_record["messages"])
+    try:
+        response = generate_answer(prompt_record["messages"])
+    except BackendError as exc:
+        # The server, not the model: one line for the sample, the gate cannot decide.
+        gate_sample.record(False, f"generation error: {exc}", error=True,
+                           sample_id=prompt_record["id"], expected=expected)
+        return
     repeat = repeat_of(gate_sample.item)
     evidence = answer_evidence(response, with_system_prompt(
         prompt_record["messages"], state.settings.data_args.system_prompt),
@@ -121,12 +128,29 @@ def score_sample(harness: str, prompt_record: dict[str, Any], generate_answer: C
         gate_sample.record(False, f"could not be judged: {exc}", error=True,
                            sample_id=prompt_record["id"], expected=expected, evidence=evidence)
         return
+    except Exception as exc:  # noqa: BLE001 - a validator's bug is the sample's error
+        gate_sample.record(False, f"could not be judged: the validator raised "
+                           f"{type(exc).__name__}: {exc}{raised_at(exc)}", error=True,
+                           sample_id=prompt_record["id"], expected=expected, evidence=evidence)
+        return
     reason = result.summary()
     if response.truncated:
         reason += " (answer cut at max_tokens)"
     gate_sample.record(result.passed, reason, sample_id=prompt_record["id"],
                        expected=expected, predicted=result.predicted,
                        evidence={**evidence, "reasons": tuple(result.reasons)})
+
+
+def raised_at(exc: BaseException) -> str:
+    """`` (at FILE:LINE in FUNCTION)`` of the innermost frame that raised ``exc``: where to
+    look, in one line instead of a traceback per sample."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return ""
+    last = frames[-1]
+    return f" (at {last.filename}:{last.lineno} in {last.name})"
 
 
 def judge_pair(record: dict[str, Any], answer: Callable[..., Any],

@@ -235,8 +235,12 @@ def run_validator(function: Validator, text: str, record: Mapping[str, Any]) -> 
         return HarnessResult(passed=passed, reasons=[] if passed else ["validator returned False"])
     kind = type(result)
     name = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__name__}"
-    raise TypeError(f"validator {getattr(function, '__qualname__', function)!r} returned "
-                    f"{name}; expected HarnessResult or bool")
+    raise ValidatorResultError(f"validator {getattr(function, '__qualname__', function)!r} "
+                               f"returned {name}; expected HarnessResult or bool")
+
+
+class ValidatorResultError(TypeError):
+    """A validator returned something that is neither a HarnessResult nor a bool."""
 
 
 def _is_numpy_bool(value: object) -> bool:
