@@ -510,7 +510,9 @@ class LoragateConfig(_Strict):
 
 
 def project_root_for(config_path: Path) -> Path:
-    parent = config_path.resolve().parent
+    # The folder the config is named from, not where a symbolic link points: a project that
+    # links loragate.json to a shared file keeps its own prompts and validators.
+    parent = Path(os.path.abspath(config_path)).parent
     return parent.parent if parent.name == "config" else parent
 
 
@@ -533,7 +535,7 @@ def load_config(path: str | Path = DEFAULT_CONFIG, *, check_paths: bool = True,
         raise ConfigError(_format_validation_error(path, exc)) from None
     root = project_root_for(path)
     config = resolve_paths(config, root)
-    config.source_path = path.resolve()
+    config.source_path = Path(os.path.abspath(path))
     config.root = root
     if not gating_only:
         _check_training_fields(config, path)

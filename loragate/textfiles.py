@@ -45,6 +45,9 @@ def read_bytes(path: str | Path, missing: str = "no such file") -> bytes:
         raise InputFileError(f"{path}: {missing}")
     if path.is_dir():
         raise InputFileError(f"{path}: is a folder, not a file")
+    if not path.is_file():
+        # A FIFO would block the read until something writes to it; a device never ends.
+        raise InputFileError(f"{path}: is not a regular file (a pipe, socket or device)")
     try:
         return path.read_bytes()
     except OSError as exc:

@@ -215,3 +215,28 @@ def test_every_config_field_is_documented_and_docs_config_md_is_in_step():
     docs = Path(__file__).resolve().parents[1] / "docs" / "config.md"
     assert docs.read_text(encoding="utf-8") == config_reference(), (
         "docs/config.md is out of step: python -m loragate.config > docs/config.md")
+
+
+def test_a_config_linked_from_elsewhere_resolves_paths_from_where_it_is_named(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    project = tmp_path / "project"
+    payload = plan_config(project)
+    (shared / "real.json").write_text(json.dumps(payload))
+    (project / "config").mkdir()
+    link = project / "config" / "balanced_training.json"
+    link.symlink_to(shared / "real.json")
+    config = load_config(link)
+    assert config.root == project
+    assert config.eval_file == project / "data" / "eval.jsonl"
+
+
+def test_a_fifo_in_place_of_an_input_file_is_refused_not_read(tmp_path):
+    import os
+
+    from loragate.textfiles import InputFileError, read_text
+
+    fifo = tmp_path / "prompts.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(InputFileError, match="is not a regular file"):
+        read_text(fifo)

@@ -323,3 +323,41 @@ def test_a_server_error_that_escapes_generation_is_one_line_per_sample(pytester)
     samples = verdict_of(project)["samples"]
     assert len(samples) == 3 and all(s["error"] and "generation error" in s["reason"]
                                      and "HTTP 404" in s["reason"] for s in samples)
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo"])
+def test_a_verdict_path_that_is_a_folder_or_a_pipe_is_a_usage_error_before_any_answer(
+        pytester, ollama_model, kind):
+    import os
+
+    user_project(pytester)
+    target = pytester.path / "out"
+    target.mkdir() if kind == "folder" else os.mkfifo(target)
+    result = pytester.runpytest("--model=ollama:echo", "--verdict-json=out")
+    assert result.ret == ExitCode.USAGE
+    assert "cannot write the verdict to out" in result.stderr.str()
+    assert ollama_model.calls == 0
+
+
+def test_a_verdict_path_that_is_a_symlink_writes_its_target_and_keeps_the_link(
+        pytester, ollama_model):
+    project = user_project(pytester)
+    (project / "kept").mkdir()
+    link = project / "v.json"
+    link.symlink_to(project / "kept" / "verdict.json")
+    result = pytester.runpytest("--model=ollama:echo", "--verdict-json=v.json")
+    assert result.ret == ExitCode.CLEARED
+    assert link.is_symlink()
+    assert json.loads((project / "kept" / "verdict.json").read_text())["verdict"] == "cleared"
+
+
+def test_a_run_that_ends_without_a_verdict_leaves_no_earlier_one_behind(pytester, ollama_model):
+    project = user_project(pytester)
+    assert pytester.runpytest("--model=ollama:echo").ret == ExitCode.CLEARED
+    assert verdict_of(project)["verdict"] == "cleared"
+    prompts = project / "prompts" / f"{HARNESS}.jsonl"
+    prompts.write_text(prompts.read_text() + "{broken\n")
+    result = pytester.runpytest("--model=ollama:echo")
+    assert result.ret == ExitCode.USAGE
+    assert verdict_of(project) is None
+    assert not (project / "reports" / "report.html").exists()

@@ -204,6 +204,36 @@ def pytest_configure(config: pytest.Config) -> None:
         except ValueError as exc:
             raise pytest.UsageError(str(exc)) from None
         prepare(state)
+        if not hasattr(config, "workerinput"):  # the controller alone owns the outputs
+            clear_previous_outputs(config, state)
+
+
+def clear_previous_outputs(config: pytest.Config, state: GateSession) -> None:
+    """Check where the verdict and report will go, and remove the previous run's files there:
+    a run that ends without a verdict (a usage error, Ctrl-C) must not leave the last run's
+    verdict to be read as its own. A folder, a device or a pipe at either path is a usage
+    error now, before any answer is generated (writing would replace a device node)."""
+    for path in verdict_paths(config, state):
+        problem = unwritable_reason(path)
+        if problem:
+            raise pytest.UsageError(f"cannot write the verdict to {path}: {problem}")
+        target = path.resolve()
+        if target.is_file():
+            try:
+                target.unlink()
+            except OSError as exc:
+                raise pytest.UsageError(f"cannot replace {path}: {exc.strerror or exc}"
+                                        ) from None
+
+
+def unwritable_reason(path: Path) -> str | None:
+    """Why a whole file cannot be written at ``path`` (following a symbolic link), or None."""
+    target = path.resolve()
+    if target.is_dir():
+        return "it is a folder"
+    if target.exists() and not target.is_file():
+        return "it is not a regular file (a device, pipe or socket)"
+    return None
 
 
 def check_seed_range(config: pytest.Config) -> None:
@@ -832,9 +862,14 @@ def write_whole(path: Path, text: str) -> None:
     truncated verdict behind."""
     from loragate.artifacts import write_text_durably
 
+    problem = unwritable_reason(path)
+    if problem:
+        raise VerdictNotWritten(f"cannot write {path}: {problem}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_durably(path, text)
+        # Through a symbolic link to its target: the rename would replace the link itself.
+        target = path.resolve()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_text_durably(target, text)
     except OSError as exc:
         raise VerdictNotWritten(f"cannot write {path}: {exc.strerror or exc}") from None
 
