@@ -361,3 +361,16 @@ def test_a_run_that_ends_without_a_verdict_leaves_no_earlier_one_behind(pytester
     assert result.ret == ExitCode.USAGE
     assert verdict_of(project) is None
     assert not (project / "reports" / "report.html").exists()
+
+
+def test_a_configured_harness_with_an_empty_prompt_file_is_a_usage_error(pytester, ollama_model):
+    project = user_project(pytester)
+    config = json.loads((project / "loragate.json").read_text())
+    config["gates"]["harnesses"]["strict"] = {
+        **config["gates"]["harnesses"][HARNESS], "prompts": "prompts/empty.jsonl"}
+    (project / "loragate.json").write_text(json.dumps(config))
+    (project / "prompts" / "empty.jsonl").write_text("\n\n")
+    result = pytester.runpytest("--model=ollama:echo")
+    assert result.ret == ExitCode.USAGE
+    assert "harness 'strict': " in result.stderr.str()
+    assert "empty.jsonl: no prompt records" in result.stderr.str()

@@ -36,6 +36,12 @@ def harness_records(state: GateSession, harness: str) -> list[dict[str, Any]]:
         records = read_prompt_source(gate.source)
     except PromptFileError as exc:
         raise pytest.UsageError(f"harness {harness!r}: {exc}") from None
+    if not records:
+        # A configured gate with nothing to judge is the data's fault, not the model's: left
+        # to the verdict it would read "ship gate not evaluated", blocked.
+        raise pytest.UsageError(f"harness {harness!r}: {gate.source.path}: no prompt records "
+                                "(the file holds none); add prompts or remove the harness "
+                                "from gates.harnesses")
     limit = state.config.getoption("samples") or gate.samples
     return records[:limit]
 
