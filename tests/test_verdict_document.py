@@ -107,3 +107,15 @@ def test_a_broken_file_names_the_file_and_line(tmp_path: Path) -> None:
         VerdictDocument.read(path)
     with pytest.raises(VerdictFileError, match="no such file"):
         VerdictDocument.read(tmp_path / "absent.json")
+
+
+@pytest.mark.parametrize("field", ["samples", "harnesses", "verdict"])
+def test_a_verdict_file_without_a_field_every_verdict_has_is_refused(tmp_path: Path,
+                                                                      field: str) -> None:
+    # A re-verdict of it would judge the model on nothing: "not evaluated", blocked.
+    data = json.loads(VerdictDocument.from_dict(_minimal()).to_json())
+    del data[field]
+    path = tmp_path / "v.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(VerdictFileError, match=f"v.json: field '{field}' is missing"):
+        VerdictDocument.read(path)

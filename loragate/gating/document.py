@@ -173,7 +173,18 @@ class VerdictDocument(Judgement):
             data = parse_json(read_text(path), str(path))
         except InputFileError as exc:
             raise VerdictFileError(str(exc)) from None
+        # Fields every written verdict holds: without them a re-verdict would judge a model on
+        # nothing ("not evaluated (no samples)", blocked) instead of refusing the file.
+        missing = [key for key in REQUIRED_FIELDS
+                   if isinstance(data, dict) and data.get("schema") == SCHEMA and key not in data]
+        if missing:
+            raise VerdictFileError(f"{path}: field '{missing[0]}' is missing (every verdict "
+                                   "loragate writes holds it; the file was edited or cut)")
         return cls.from_dict(data, str(path))
+
+
+# In every verdict file since the first (exit_status came later: older ones are still read).
+REQUIRED_FIELDS = ("verdict", "harnesses", "samples")
 
 
 def recorded_canary_settings(document: VerdictDocument, require_all: bool | None,
