@@ -341,6 +341,11 @@ def project_config(given: Path) -> Path | None:
     return own if own.is_file() else None
 
 
+def uses_builtin_refusal(config: Any) -> bool:
+    spec = config.gates.harnesses.get("refusal")
+    return spec is not None and config.gates.spec("refusal").builtin
+
+
 def run(args: argparse.Namespace) -> int:
     from loragate.config import load_config
     from loragate.exit_codes import ExitCode
@@ -349,14 +354,23 @@ def run(args: argparse.Namespace) -> int:
     results: list[Calibration] = []
     config_path = project_config(Path(args.config))
     try:
-        results.append(calibrate_refusal(judge="rules"))
-        results.append(calibrate_refusal())
-        if not args.builtin_only and config_path is not None:
-            results += project_calibrations(load_config(config_path, check_paths=False,
-                                                        gating_only=True))
+        config = None if args.builtin_only or config_path is None else load_config(
+            config_path, check_paths=False, gating_only=True)
+        if config is None or uses_builtin_refusal(config):
+            # The refusal judge is measured where it gates, not in every project.
+            print("loragate judges: measuring the built-in refusal judge (the first run embeds "
+                  "its training set: a few minutes on two cores)", file=sys.stderr)
+            results.append(calibrate_refusal(judge="rules"))
+            results.append(calibrate_refusal())
+        if config is not None:
+            results += project_calibrations(config)
     except (CalibrationError, JudgeUnavailable) as exc:
         print(f"loragate judges: {exc}", file=sys.stderr)
         return ExitCode.GATE_ERROR
+    if not results:
+        print(f"loragate judges: no judge of {config_path} has a calibration set; declare one "
+              "with gates.harnesses.<name>.calibration or canaries.calibration "
+              "(docs/judges.md)")
     for result in results:
         print(result.line())
         if args.misses:

@@ -173,3 +173,16 @@ def test_loragate_judges_in_a_project_of_its_own(tmp_path, monkeypatch, capsys):
     assert main(["judges"]) == 0
     out = capsys.readouterr().out
     assert "sql" in out and "accuracy 100.0%" in out
+    assert "refusal" not in out  # the project gates no refusal: its judge is not measured
+
+
+def test_loragate_judges_says_so_when_a_project_has_no_calibration_set(tmp_path, monkeypatch,
+                                                                        capsys):
+    from loragate.cli import main
+
+    (tmp_path / "checks.py").write_text("def ok(text, record):\n    return True\n")
+    (tmp_path / "loragate.json").write_text(json.dumps({"gates": {"harnesses": {"sql": {
+        "gate": "ship", "threshold": 0.9, "validator": "checks:ok"}}}}))
+    monkeypatch.chdir(tmp_path)
+    assert main(["judges"]) == 0
+    assert "no judge of loragate.json has a calibration set" in capsys.readouterr().out
