@@ -112,7 +112,15 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        hint = ""
+        if getattr(args, "pytest_args", None) is not None:
+            # `loragate gate` hands pytest what follows `--`; the plugin's options go there.
+            tail = argv[argv.index(unknown[0]):]
+            hint = (f"; pytest and gate options go after --: loragate {args.command} "
+                    f"... -- {' '.join(tail)}")
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
     if getattr(args, "_not_built", None):
         print(f"loragate: {args._not_built}", file=sys.stderr)
         return ExitCode.USAGE

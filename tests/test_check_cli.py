@@ -141,3 +141,13 @@ def test_check_through_the_installed_command_has_no_traceback(tmp_path):
     assert done.returncode == 4
     assert "Traceback" not in done.stderr
     assert "latin1.md: not UTF-8 text" in done.stderr
+
+
+def test_a_plugin_option_given_to_loragate_gate_before_the_separator_says_where_it_goes(capsys):
+    from loragate.cli import main
+    from loragate.exit_codes import ExitCode
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["gate", "--model", "openai:http://127.0.0.1:1/v1#m", "--samples", "3"])
+    assert stopped.value.code == ExitCode.USAGE
+    assert "go after --: loragate gate ... -- --samples 3" in capsys.readouterr().err
