@@ -311,15 +311,17 @@ def test_a_validator_that_raises_is_an_error_in_one_line_naming_where(pytester, 
                                     "'missing' (at ")
 
 
-def test_a_server_error_that_escapes_generation_is_one_line_per_sample(pytester):
+@pytest.mark.parametrize("concurrency", [1, 4])  # each item alone; answers generated ahead
+def test_a_server_error_that_escapes_generation_is_one_line_per_sample(pytester, concurrency):
     # A 404 on the chat route while /v1/models answers: a BackendError, not a model answer.
     from loragate.backends.openai_double import OpenAIDouble
 
     project = user_project(pytester, n_prompts=3)
     with OpenAIDouble(fail_marker="say", fail_status=404) as url:
-        result = pytester.runpytest(f"--model=openai:{url}#double", "--concurrency=1")
+        result = pytester.runpytest(f"--model=openai:{url}#double",
+                                    f"--concurrency={concurrency}")
     assert result.ret == ExitCode.GATE_ERROR
-    assert "Traceback" not in result.stdout.str()
+    assert "Traceback" not in result.stdout.str() and "ERROR at setup" not in result.stdout.str()
     samples = verdict_of(project)["samples"]
     assert len(samples) == 3 and all(s["error"] and "generation error" in s["reason"]
                                      and "HTTP 404" in s["reason"] for s in samples)

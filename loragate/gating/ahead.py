@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from loragate.backends.faults import BackendError
 from loragate.gating.items import PluginItem, candidate_of
 from loragate.gating.recorders import MetricsRecorder
 from loragate.gating.scoring import generation_options, repeat_of, with_system_prompt
@@ -42,6 +43,9 @@ class AheadState:
     completion_tokens: int = 0
     wall_s: float = 0.0
     bar: Any = None
+    # Why generating ahead stopped (a server error out of the batch): the items then
+    # generate one at a time and each records its own error, in one line.
+    stopped: str | None = None
 
     def close(self) -> None:
         if self.bar is not None:
@@ -125,7 +129,7 @@ def generate_window(item: pytest.Item, ahead: AheadState) -> None:
     window, see :func:`upcoming_items`) not yet done."""
     from loragate.backends.prefetch import prefetch
 
-    if item.nodeid in ahead.done or item.nodeid not in ahead.index:
+    if item.nodeid in ahead.done or item.nodeid not in ahead.index or ahead.stopped:
         return
     window = [i for i in upcoming_items(item, ahead, 2 * ahead.concurrency)
               if i.nodeid not in ahead.done and i.nodeid in ahead.index]
@@ -148,7 +152,13 @@ def generate_window(item: pytest.Item, ahead: AheadState) -> None:
             backend = state.backends.get(role)
             if backend is None or not hasattr(backend, "cache"):
                 continue  # no such role, or --no-cache: the items generate themselves
-            stats = prefetch(backend, requests, concurrency=ahead.concurrency, progress=False)
+            try:
+                stats = prefetch(backend, requests, concurrency=ahead.concurrency,
+                                 progress=False)
+            except BackendError as exc:
+                ahead.stopped = str(exc)
+                metrics.add("ahead", "stopped", f"{role}: {exc}")
+                return
             ahead.generated += stats.generated
             ahead.completion_tokens += stats.completion_tokens
             ahead.wall_s += stats.wall_s
