@@ -21,6 +21,11 @@ from typing import TypeVar
 R = TypeVar("R")
 
 
+class SpecError(ValueError):
+    """A model spec (or what it names: a file, a host, a key) that cannot be used as given;
+    the message quotes it. A usage error, raised before any answer is generated."""
+
+
 class BackendError(RuntimeError):
     """A backend cannot be used as configured; the message says why and what to do."""
 

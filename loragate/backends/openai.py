@@ -41,6 +41,7 @@ from loragate.backends.faults import (
     BackendUnavailable,
     RetryPolicy,
     SampleError,
+    SpecError,
     TransientError,
 )
 
@@ -53,8 +54,6 @@ _SSE_BREAK = re.compile(r"\r\n|\r|\n")
 def header_safe_key(key: str) -> str:
     """The API key as an HTTP header can carry it: surrounding whitespace (a newline pasted
     from a file) dropped; anything else that is not printable ASCII is a SpecError."""
-    from loragate.backends.spec import SpecError
-
     key = key.strip()
     if not key.isascii() or not key.isprintable():
         raise SpecError("the API key (OPENAI_API_KEY or the spec's key_env) holds characters "

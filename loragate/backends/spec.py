@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from loragate.backends.faults import RetryPolicy
+from loragate.backends.faults import RetryPolicy, SpecError
 from loragate.backends.gguf_file import GgufFileError, check_gguf_file
 
 if TYPE_CHECKING:
@@ -37,10 +37,6 @@ if TYPE_CHECKING:
 
 ENTRY_POINT_GROUP = "loragate.backends"
 _OLLAMA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]*(:[A-Za-z0-9._\-]+)?$")
-
-
-class SpecError(ValueError):
-    """A model spec that is malformed; the message quotes it and shows the accepted forms."""
 
 
 class ModelFileNotFound(SpecError, FileNotFoundError):
