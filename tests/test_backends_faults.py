@@ -227,6 +227,8 @@ _STREAMS = {
             "name": "run_command", "arguments": "{\"command\": "}}]}}]},
         {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {
             "arguments": "\"npx vitest run\"}"}}]}, "finish_reason": "tool_calls"}]}),
+    "multiline": b'data: {"choices": [{"delta":\ndata:  {"content": "hi"}}]}\n\n'
+                 + _events(_STOP),
     "usage_huge": _events({"choices": [{"delta": {"content": "ok"}}]},
                           {"choices": [], "usage": {"prompt_tokens": 10**30,
                                                     "completion_tokens": 10**30}}, _STOP),
@@ -459,6 +461,7 @@ def test_a_server_side_stop_is_an_error_never_the_models_answer(fault, message):
     ("tool_calls", '<tool_call>{"name": "run_command", "arguments": '
                    '{"command": "npx vitest run"}}</tool_call>'),
     ("reset_once", "hi"),  # a connection reset is retried
+    ("multiline", "hi"),  # one event's data over two data lines, joined as SSE says
 ])
 def test_the_answer_is_the_first_choice_until_its_finish_with_its_tool_calls(fault, text):
     server = _FaultyServer(fault)

@@ -205,6 +205,7 @@ class OpenAIBackend(BaseBackend):
         timings: dict[str, Any] = {}  # llama.cpp's server: its own prompt and decode times
         done = False  # "[DONE]": the server says the stream is over
         event_type = ""
+        pending: list[str] = []  # data lines of an event not complete yet
         # timeout_s bounds each read, but a server that sends keep-alive comments (or empty
         # events) forever never lets a read time out: the same limit also bounds the time
         # between two pieces of the answer.
@@ -216,6 +217,8 @@ class OpenAIBackend(BaseBackend):
                                      "lines or empty events)")
             if not line:
                 event_type = ""  # a blank line ends an event
+                if pending:  # its data lines never made one JSON value
+                    self._parse_event("\n".join(pending))
                 continue
             if line.startswith("event:"):
                 event_type = line[len("event:"):].strip()
@@ -228,10 +231,15 @@ class OpenAIBackend(BaseBackend):
             data = line[len("data:"):].strip()
             if event_type == "error":
                 raise SampleError(f"{self.root}: the server sent an error event: {data[:300]}")
-            if data == "[DONE]":
+            if data == "[DONE]" and not pending:
                 done = True
                 break
-            event = self._parse_event(data)
+            # An event's data may span several data lines (joined by newlines, as SSE says);
+            # servers write one line per event, so a line that is JSON alone is one event.
+            pending.append(data)
+            event = self._complete_event(pending)
+            if event is None:
+                continue
             if event.get("error"):
                 raise SampleError(f"{self.root}: {event['error']}")
             usage = _mapping(event.get("usage")) or usage
@@ -246,6 +254,8 @@ class OpenAIBackend(BaseBackend):
                 # max_tokens; stop reading rather than let a runaway answer stall the gate.
                 answer.finish = "length"
                 break
+        if pending:
+            self._parse_event("\n".join(pending))  # raises: the last event never completed
         if answer.finish is None and not done:
             # The connection closed mid-answer: what arrived is not the model's whole answer.
             raise TransientError(f"{self.root}: the stream ended after {answer.chunks} chunk(s) "
@@ -266,6 +276,19 @@ class OpenAIBackend(BaseBackend):
             completion_tokens=_count(usage.get("completion_tokens")) or answer.chunks,
             server_s=server_seconds(timings),
         )
+
+    def _complete_event(self, pending: list[str]) -> dict[str, Any] | None:
+        """The event the pending data lines make, once they make one JSON value (then
+        ``pending`` is cleared); None while they do not yet."""
+        try:
+            json.loads("\n".join(pending))
+        except json.JSONDecodeError:
+            return None
+        except RecursionError:
+            pass  # _parse_event names it
+        event = self._parse_event("\n".join(pending))
+        pending.clear()
+        return event
 
     def _parse_event(self, data: str) -> dict[str, Any]:
         try:
