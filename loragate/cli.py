@@ -40,6 +40,9 @@ STAGES: dict[str, tuple[str, str]] = {
 }
 # The subcommands that read a loragate config; the others take no --config (it would be
 # accepted and ignored).
+# The commands that read a starter project's loragate.json when the default profile is absent
+# (pipeline.gate_config_path, judges.project_config).
+PROJECT_CONFIG_FALLBACK = frozenset({"gate", "judges"})
 TAKES_CONFIG = frozenset({"train", "package", "gate", "pipeline", "report", "judges", "rag",
                           "serve"})
 
@@ -93,9 +96,11 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     for name, (_, help_text) in STAGES.items():
         stage_parser = sub.add_parser(name, help=help_text, description=help_text)
         if name in TAKES_CONFIG:
+            default = (f"{DEFAULT_CONFIG} where it exists, else the project's loragate.json "
+                       "in this folder" if name in PROJECT_CONFIG_FALLBACK else DEFAULT_CONFIG)
             stage_parser.add_argument(
                 "--config", default=str(DEFAULT_CONFIG), metavar="PATH",
-                help=f"run profile (default: {DEFAULT_CONFIG})",
+                help=f"run profile (default: {default})",
             )
         # Only the chosen stage's module is imported: the others may need heavy libraries.
         if name == wanted:

@@ -279,7 +279,7 @@ class _FaultyServer:
                 if fault_kind == "reset_once":
                     self._send(200, "text/event-stream", _STREAMS["delta_null"])
                     return
-                if fault_kind in ("keepalive", "endless"):
+                if fault_kind in ("keepalive", "endless", "thinking"):
                     self._send_forever(fault_kind)
                     return
                 chunk = {"choices": [{"delta": {"content": "partial "}, "finish_reason": None}]}
@@ -294,13 +294,19 @@ class _FaultyServer:
                 self.send_header("content-type", "text/event-stream")
                 self.end_headers()
                 token = {"choices": [{"delta": {"content": "la "}, "finish_reason": None}]}
+                thought = {"choices": [{"delta": {"reasoning_content": "hmm "}}]}
                 line = (b": ping\n\n" if kind == "keepalive"
-                        else b"data: " + json.dumps(token).encode() + b"\n\n")
+                        else b"data: " + json.dumps(thought if kind == "thinking" else token
+                                                    ).encode() + b"\n\n")
                 try:
-                    for _ in range(2000):
+                    # A reasoning model thinks 30 x 0.05 s, longer than the 1 s timeout.
+                    for _ in range(30 if kind == "thinking" else 2000):
                         self.wfile.write(line)
                         self.wfile.flush()
                         time.sleep(0.05)
+                    if kind == "thinking":
+                        self.wfile.write(_events({"choices": [{"delta": {"content": "ok"}}]},
+                                                 _STOP))
                 except OSError:
                     pass
 
@@ -361,7 +367,7 @@ def _backend(server: _FaultyServer, **kwargs):  # noqa: ANN202
     ("no_choices", "without any choice"),
     ("empty_choices", "without any choice"),
     ("choices_not_list", "'choices' is not a list"),
-    ("keepalive", "no answer token for more than 1 s"),
+    ("keepalive", "nothing of the answer for more than 1 s"),
 ])
 def test_a_stream_that_carries_no_answer_is_an_error_not_an_empty_answer(fault, message):
     server = _FaultyServer(fault)
@@ -426,7 +432,8 @@ def test_a_model_listing_whose_data_is_not_a_list_names_the_server():
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.text(st.characters(blacklist_characters="\r\n"), max_size=30), max_size=6),
+@given(st.lists(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"),
+                         max_size=30), max_size=6),
        st.sampled_from(["\n", "\r\n", "\r"]), st.integers(1, 7))
 def test_sse_lines_splits_at_cr_and_lf_only_whatever_the_read_sizes(lines, newline, size):
     import httpx
@@ -508,3 +515,13 @@ def test_an_api_key_a_header_cannot_carry_is_a_spec_error(monkeypatch, key):
     monkeypatch.setenv("OPENAI_API_KEY", key)
     with pytest.raises(SpecError, match="cannot carry"):
         OpenAIBackend("http://127.0.0.1:1/v1", "m")
+
+
+def test_a_reasoning_model_thinking_longer_than_the_timeout_is_not_cut():
+    # Thinking (reasoning_content) keeps the stream alive; only silence or keep-alives do not.
+    server = _FaultyServer("thinking")
+    try:
+        response = _backend(server, timeout_s=1.0).generate("Say hi")
+        assert response.ok and response.text == "ok"
+    finally:
+        server.close()

@@ -305,6 +305,8 @@ def test_a_validator_that_raises_is_an_error_in_one_line_naming_where(pytester, 
     assert result.ret == ExitCode.GATE_ERROR
     output = result.stdout.str()
     assert "Traceback" not in output and output.count("\n") < 80
+    assert "During handling" not in output
+    assert "could not be judged: could not be judged" not in output
     reasons = {s["reason"] for s in verdict_of(project)["samples"]}
     assert len(reasons) == 1
     assert reasons.pop().startswith("could not be judged: the validator raised KeyError: "
@@ -363,6 +365,21 @@ def test_a_run_that_ends_without_a_verdict_leaves_no_earlier_one_behind(pytester
     assert result.ret == ExitCode.USAGE
     assert verdict_of(project) is None
     assert not (project / "reports" / "report.html").exists()
+    prompts.write_text(prompts.read_text().replace("{broken\n", ""))
+    assert pytester.runpytest("--model=ollama:echo").ret == ExitCode.CLEARED
+    # A spec refused before collection: the earlier verdict goes too.
+    assert pytester.runpytest("--model=nosuch:spec").ret == ExitCode.USAGE
+    assert verdict_of(project) is None
+
+
+def test_a_one_model_run_leaves_no_files_of_an_earlier_candidates_run(pytester, ollama_model):
+    project = user_project(pytester)
+    reports = project / "reports"
+    assert pytester.runpytest("--model=a=ollama:echo", "--model=b=ollama:echo").ret == 0
+    assert (reports / "verdict-a.json").is_file()
+    assert (reports / "verdict-candidates.json").is_file()
+    assert pytester.runpytest("--model=ollama:echo").ret == ExitCode.CLEARED
+    assert sorted(p.name for p in reports.iterdir()) == ["report.html", "verdict.json"]
 
 
 def test_a_configured_harness_with_an_empty_prompt_file_is_a_usage_error(pytester, ollama_model):

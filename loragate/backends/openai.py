@@ -212,9 +212,9 @@ class OpenAIBackend(BaseBackend):
         last_progress = time.monotonic()
         for line in sse_lines(response):
             if time.monotonic() - last_progress > self.timeout_s:
-                raise TransientError(f"{self.root}: no answer token for more than "
-                                     f"{self.timeout_s:g} s (the server sent only keep-alive "
-                                     "lines or empty events)")
+                raise TransientError(f"{self.root}: nothing of the answer for more than "
+                                     f"{self.timeout_s:g} s (no content, reasoning or tool "
+                                     "call; only keep-alive lines or empty events)")
             if not line:
                 event_type = ""  # a blank line ends an event
                 if pending:  # its data lines never made one JSON value
@@ -246,8 +246,9 @@ class OpenAIBackend(BaseBackend):
             timings = _mapping(event.get("timings")) or timings
             for choice in self._choices(event, data):
                 text = answer.take(choice, self.root, data)
-                if text:
+                if text or answer.moved:
                     last_progress = time.monotonic()
+                if text:
                     yield text
             if answer.chunks >= max_tokens and answer.finish is None:
                 # One streamed chunk is at least one token, so the server is not keeping to
@@ -335,6 +336,10 @@ class _Answer:
         self.index: Any = None
         self.finish: str | None = None
         self.chunks = 0
+        # Whether the last choice taken carried anything of the answer's making beside its
+        # text: a reasoning model's thinking (reasoning_content) or tool-call fragments keep
+        # the stream alive as much as content does.
+        self.moved = False
         self._calls: dict[Any, dict[str, str]] = {}
 
     def take(self, choice: dict[str, Any], root: str, data: str) -> str:
@@ -345,6 +350,8 @@ class _Answer:
             return ""
         delta = choice.get("delta")
         delta = delta if isinstance(delta, dict) else {}
+        self.moved = any(delta.get(key) for key in ("reasoning_content", "reasoning",
+                                                     "tool_calls"))
         text = delta.get("content")
         if text is None:
             text = choice.get("text")

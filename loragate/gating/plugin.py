@@ -203,9 +203,11 @@ def pytest_configure(config: pytest.Config) -> None:
             state.candidates  # noqa: B018 - parsed now, so a bad --model list is a usage error
         except ValueError as exc:
             raise pytest.UsageError(str(exc)) from None
-        prepare(state)
         if not hasattr(config, "workerinput"):  # the controller alone owns the outputs
+            # Before the spec and validator checks, so a usage error there leaves no old
+            # verdict behind either (an option pytest itself rejects stops before any plugin).
             clear_previous_outputs(config, state)
+        prepare(state)
 
 
 def clear_previous_outputs(config: pytest.Config, state: GateSession) -> None:
@@ -213,10 +215,12 @@ def clear_previous_outputs(config: pytest.Config, state: GateSession) -> None:
     a run that ends without a verdict (a usage error, Ctrl-C) must not leave the last run's
     verdict to be read as its own. A folder, a device or a pipe at either path is a usage
     error now, before any answer is generated (writing would replace a device node)."""
-    for path in verdict_paths(config, state):
+    json_path, html_path = verdict_paths(config, state)
+    for path in (json_path, html_path):
         problem = unwritable_reason(path)
         if problem:
             raise pytest.UsageError(f"cannot write the verdict to {path}: {problem}")
+    for path in (json_path, html_path, *earlier_candidate_outputs(json_path, html_path)):
         target = path.resolve()
         if target.is_file():
             try:
@@ -224,6 +228,26 @@ def clear_previous_outputs(config: pytest.Config, state: GateSession) -> None:
             except OSError as exc:
                 raise pytest.UsageError(f"cannot replace {path}: {exc.strerror or exc}"
                                         ) from None
+
+
+def earlier_candidate_outputs(json_path: Path, html_path: Path) -> list[Path]:
+    """The files an earlier run with several candidates left beside these paths: its table
+    and page, and each candidate's verdict and report named in the table."""
+    import json
+
+    from loragate.gating.candidates import candidate_paths, table_html_path, table_path
+
+    table = table_path(json_path)
+    found = [table, table_html_path(html_path)]
+    try:
+        rows = json.loads(table.read_text(encoding="utf-8")).get("candidates", [])
+        names = [row["name"] for row in rows if isinstance(row.get("name"), str)]
+    except (OSError, ValueError, AttributeError, TypeError, KeyError):
+        return found  # no table, or not one we can read: nothing more is ours to remove
+    for name in names:
+        if "/" not in name and name not in ("", ".", ".."):
+            found += candidate_paths(json_path, html_path, name)
+    return found
 
 
 def unwritable_reason(path: Path) -> str | None:

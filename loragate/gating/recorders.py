@@ -55,7 +55,9 @@ class SampleRecorder:
         )
         self.item.user_properties.append((SAMPLE_KEY, asdict(outcome)))
         if error:
-            pytest.fail(f"[{harness}] could not be judged: {reason}", pytrace=False)
+            said = reason if reason.startswith("could not be judged") else (
+                f"could not be judged: {reason}")
+            pytest.fail(f"[{harness}] {said}", pytrace=False)
         if not passed:
             pytest.fail(f"[{harness}] {reason or 'sample failed'}", pytrace=False)
 

@@ -101,12 +101,15 @@ def score_sample(harness: str, prompt_record: dict[str, Any], generate_answer: C
     gate = state.harnesses[harness]
     expected = prompt_record.get("expected") if gate.rule.metric == "f1" else None
     expected = expected if isinstance(expected, str) else None
+    not_generated: str | None = None
     try:
         response = generate_answer(prompt_record["messages"])
     except BackendError as exc:
         # The server, not the model: one line for the sample, the gate cannot decide.
-        gate_sample.record(False, f"generation error: {exc}", error=True,
-                           sample_id=prompt_record["id"], expected=expected)
+        not_generated = f"generation error: {brief(exc)}"
+    if not_generated is not None:
+        gate_sample.record(False, not_generated, error=True, sample_id=prompt_record["id"],
+                           expected=expected)
         return
     repeat = repeat_of(gate_sample.item)
     evidence = answer_evidence(response, with_system_prompt(
@@ -118,6 +121,7 @@ def score_sample(harness: str, prompt_record: dict[str, Any], generate_answer: C
         gate_sample.record(False, f"generation error: {response.error}", error=True,
                            sample_id=prompt_record["id"], expected=expected, evidence=evidence)
         return
+    failure: str | None = None
     try:
         result = gate.validate(response.text, prompt_record)
     except UNJUDGEABLE as exc:
@@ -125,13 +129,15 @@ def score_sample(harness: str, prompt_record: dict[str, Any], generate_answer: C
         # per sample), so the gate is undecided rather than failed.
         if isinstance(exc, GateCannotRun):
             gate_sample.gate_error(str(exc))
-        gate_sample.record(False, f"could not be judged: {exc}", error=True,
-                           sample_id=prompt_record["id"], expected=expected, evidence=evidence)
-        return
+        failure = f"could not be judged: {brief(exc)}"
     except Exception as exc:  # noqa: BLE001 - a validator's bug is the sample's error
-        gate_sample.record(False, f"could not be judged: the validator raised "
-                           f"{type(exc).__name__}: {exc}{raised_at(exc)}", error=True,
-                           sample_id=prompt_record["id"], expected=expected, evidence=evidence)
+        failure = (f"could not be judged: the validator raised {type(exc).__name__}: "
+                   f"{brief(exc)}{raised_at(exc)}")
+    if failure is not None:
+        # Recorded outside the handler: a failure raised inside it prints the exception
+        # chain ("During handling of the above exception ...") for every sample.
+        gate_sample.record(False, failure, error=True, sample_id=prompt_record["id"],
+                           expected=expected, evidence=evidence)
         return
     reason = result.summary()
     if response.truncated:
@@ -139,6 +145,16 @@ def score_sample(harness: str, prompt_record: dict[str, Any], generate_answer: C
     gate_sample.record(result.passed, reason, sample_id=prompt_record["id"],
                        expected=expected, predicted=result.predicted,
                        evidence={**evidence, "reasons": tuple(result.reasons)})
+
+
+BRIEF_CHARS = 400
+
+
+def brief(exc: BaseException) -> str:
+    """An exception's message in at most BRIEF_CHARS characters (a validator may raise with
+    the whole answer in its message), the cut marked."""
+    text = str(exc)
+    return text if len(text) <= BRIEF_CHARS else f"{text[:BRIEF_CHARS]}… [cut]"
 
 
 def raised_at(exc: BaseException) -> str:
