@@ -372,14 +372,14 @@ def test_a_run_that_ends_without_a_verdict_leaves_no_earlier_one_behind(pytester
     assert verdict_of(project) is None
 
 
-def test_a_one_model_run_leaves_no_files_of_an_earlier_candidates_run(pytester, ollama_model):
+def test_a_one_model_run_keeps_an_earlier_candidates_runs_files(pytester, ollama_model):
+    # Not this run's paths, never read as its verdict; `report --history` may want them.
     project = user_project(pytester)
     reports = project / "reports"
     assert pytester.runpytest("--model=a=ollama:echo", "--model=b=ollama:echo").ret == 0
-    assert (reports / "verdict-a.json").is_file()
-    assert (reports / "verdict-candidates.json").is_file()
     assert pytester.runpytest("--model=ollama:echo").ret == ExitCode.CLEARED
-    assert sorted(p.name for p in reports.iterdir()) == ["report.html", "verdict.json"]
+    assert {"verdict-a.json", "verdict-candidates.json", "verdict.json"} <= {
+        p.name for p in reports.iterdir()}
 
 
 def test_a_configured_harness_with_an_empty_prompt_file_is_a_usage_error(pytester, ollama_model):

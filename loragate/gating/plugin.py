@@ -220,7 +220,9 @@ def clear_previous_outputs(config: pytest.Config, state: GateSession) -> None:
         problem = unwritable_reason(path)
         if problem:
             raise pytest.UsageError(f"cannot write the verdict to {path}: {problem}")
-    for path in (json_path, html_path, *earlier_candidate_outputs(json_path, html_path)):
+    # Only the files this run writes: an earlier candidates run's verdict-NAME.json are never
+    # read as this run's, and `loragate report --history` may still want them.
+    for path in (json_path, html_path):
         target = path.resolve()
         if target.is_file():
             try:
@@ -228,26 +230,6 @@ def clear_previous_outputs(config: pytest.Config, state: GateSession) -> None:
             except OSError as exc:
                 raise pytest.UsageError(f"cannot replace {path}: {exc.strerror or exc}"
                                         ) from None
-
-
-def earlier_candidate_outputs(json_path: Path, html_path: Path) -> list[Path]:
-    """The files an earlier run with several candidates left beside these paths: its table
-    and page, and each candidate's verdict and report named in the table."""
-    import json
-
-    from loragate.gating.candidates import candidate_paths, table_html_path, table_path
-
-    table = table_path(json_path)
-    found = [table, table_html_path(html_path)]
-    try:
-        rows = json.loads(table.read_text(encoding="utf-8")).get("candidates", [])
-        names = [row["name"] for row in rows if isinstance(row.get("name"), str)]
-    except (OSError, ValueError, AttributeError, TypeError, KeyError):
-        return found  # no table, or not one we can read: nothing more is ours to remove
-    for name in names:
-        if "/" not in name and name not in ("", ".", ".."):
-            found += candidate_paths(json_path, html_path, name)
-    return found
 
 
 def unwritable_reason(path: Path) -> str | None:
