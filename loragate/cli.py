@@ -38,11 +38,11 @@ STAGES: dict[str, tuple[str, str]] = {
               "serve a GGUF on an OpenAI-compatible endpoint (without one: say whether an "
               "Ollama server answers)"),
 }
-# The subcommands that read a loragate config; the others take no --config (it would be
-# accepted and ignored).
 # The commands that read a starter project's loragate.json when the default profile is absent
 # (pipeline.gate_config_path, judges.project_config).
 PROJECT_CONFIG_FALLBACK = frozenset({"gate", "judges"})
+# The subcommands that read a loragate config; the others take no --config (it would be
+# accepted and ignored).
 TAKES_CONFIG = frozenset({"train", "package", "gate", "pipeline", "report", "judges", "rag",
                           "serve"})
 

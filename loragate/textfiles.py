@@ -88,7 +88,7 @@ def loads_strict(text: str) -> Any:
 
 def parse_json(text: str, name: str) -> Any:
     """``text`` as strict JSON (:func:`loads_strict`); :class:`InputFileError` names ``name``
-    with the line and column, or the duplicate key and the lines it is on."""
+    with the line and column of a syntax error, or the duplicate key or constant."""
     try:
         return loads_strict(text)
     except json.JSONDecodeError as exc:

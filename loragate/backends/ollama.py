@@ -39,10 +39,15 @@ def ollama_host(host: str | None = None) -> str:
     return host or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST
 
 
+def _split_host(host: str) -> Any:
+    """``host`` as Ollama reads it (``host``, ``host:port`` or a URL), split; ``.port`` raises
+    ValueError for a port that is not a number or out of range."""
+    return urlsplit(host if "://" in host else f"http://{host}")
+
+
 def base_url(host: str) -> str:
-    """``scheme://host:port`` of an Ollama host written as Ollama reads it (``host``,
-    ``host:port`` or a URL; port 11434 unless given)."""
-    split = urlsplit(host if "://" in host else f"http://{host}")
+    """``scheme://host:port`` of an Ollama host (port 11434 unless given)."""
+    split = _split_host(host)
     port = split.port or 11434
     hostname = split.hostname or "127.0.0.1"
     if ":" in hostname:
@@ -56,9 +61,8 @@ def check_ollama_host(host: str | None = None) -> str | None:
     number, naming neither the variable nor its value."""
     value = ollama_host(host)
     where = "OLLAMA_HOST" if host is None and os.environ.get("OLLAMA_HOST") else "the host"
-    text = value if "://" in value else f"http://{value}"
     try:
-        split = urlsplit(text)
+        split = _split_host(value)
         split.port  # noqa: B018 - raises for a port that is not a number or out of range
     except ValueError as exc:
         return f"{where} {value!r} is not a host[:port] or URL: {exc}"

@@ -218,7 +218,7 @@ class OpenAIBackend(BaseBackend):
             if not line:
                 event_type = ""  # a blank line ends an event
                 if pending:  # its data lines never made one JSON value
-                    self._parse_event("\n".join(pending))
+                    raise self._never_completed(pending)
                 continue
             if line.startswith("event:"):
                 event_type = line[len("event:"):].strip()
@@ -255,8 +255,8 @@ class OpenAIBackend(BaseBackend):
                 # max_tokens; stop reading rather than let a runaway answer stall the gate.
                 answer.finish = "length"
                 break
-        if pending:
-            self._parse_event("\n".join(pending))  # raises: the last event never completed
+        if pending:  # the last event never completed
+            raise self._never_completed(pending)
         if answer.finish is None and not done:
             # The connection closed mid-answer: what arrived is not the model's whole answer.
             raise TransientError(f"{self.root}: the stream ended after {answer.chunks} chunk(s) "
@@ -281,27 +281,23 @@ class OpenAIBackend(BaseBackend):
     def _complete_event(self, pending: list[str]) -> dict[str, Any] | None:
         """The event the pending data lines make, once they make one JSON value (then
         ``pending`` is cleared); None while they do not yet."""
-        try:
-            json.loads("\n".join(pending))
-        except json.JSONDecodeError:
-            return None
-        except RecursionError:
-            pass  # _parse_event names it
-        event = self._parse_event("\n".join(pending))
-        pending.clear()
-        return event
-
-    def _parse_event(self, data: str) -> dict[str, Any]:
+        data = "\n".join(pending)
         try:
             event = json.loads(data)
         except json.JSONDecodeError:
-            raise TransientError(f"{self.root}: an event that is not JSON: "
-                                 f"{data[:100]!r}") from None
+            return None
         except RecursionError:
             raise SampleError(f"{self.root}: an event nested too deeply to read") from None
+        pending.clear()
         if not isinstance(event, dict):
             raise SampleError(f"{self.root}: an event that is not a JSON object: {data[:100]!r}")
         return event
+
+    def _never_completed(self, pending: list[str]) -> TransientError:
+        """The error for data lines that ended (a blank line, the stream's end) without
+        making one JSON value."""
+        data = "\n".join(pending)
+        return TransientError(f"{self.root}: an event that is not JSON: {data[:100]!r}")
 
     def _choices(self, event: dict[str, Any], data: str) -> list[dict[str, Any]]:
         choices = event.get("choices")

@@ -207,14 +207,6 @@ class RefusalClassifier:
         probability = self.probabilities([text])[0]
         return ("refuse" if probability >= self.threshold else "comply"), probability
 
-    @classmethod
-    def fit(cls, examples: list[Labelled], embedder: Any) -> RefusalClassifier:
-        classifier = cls(embedder, None)
-        features = classifier.features([e.answer for e in examples])
-        labels = [1 if e.label == "refuse" else 0 for e in examples]
-        classifier._model = fitted_model(features, labels)
-        return classifier
-
 
 def sentences_of(text: str) -> list[str]:
     """The answer's prose cut into sentences (at most MAX_SENTENCES); the whole prose when it
@@ -234,10 +226,6 @@ def classifier_model(c: float = C) -> Any:
     machine = SVC(C=c, kernel="rbf", class_weight="balanced")
     return make_pipeline(StandardScaler(), CalibratedClassifierCV(
         machine, method="sigmoid", cv=5, ensemble=False))
-
-
-def fitted_model(features: Any, labels: Any) -> Any:
-    return classifier_model().fit(features, labels)
 
 
 def _load_embedder() -> Any:
@@ -290,7 +278,7 @@ def default_classifier() -> RefusalClassifier:
             pass  # a cache that cannot be written costs the embedding next time, nothing more
         finally:
             partial.unlink(missing_ok=True)
-    classifier._model = fitted_model(features, labels)
+    classifier._model = classifier_model().fit(features, labels)
     return classifier
 
 
