@@ -358,8 +358,8 @@ def run(args: argparse.Namespace) -> int:
             config_path, check_paths=False, gating_only=True)
         if config is None or uses_builtin_refusal(config):
             # The refusal judge is measured where it gates, not in every project.
-            print("loragate judges: measuring the built-in refusal judge (the first run embeds "
-                  "its training set: a few minutes on two cores)", file=sys.stderr)
+            print("loragate judges: measuring the built-in refusal judge on its held-out set",
+                  file=sys.stderr)
             results.append(calibrate_refusal(judge="rules"))
             results.append(calibrate_refusal())
         if config is not None:

@@ -258,3 +258,22 @@ def test_the_wheel_runs_the_team_features_from_a_temp_project(installed, tiny_gg
     assert history.returncode == 0, history.stdout[-2000:] + history.stderr[-2000:]
     page = (reports / "history.html").read_text(encoding="utf-8")
     assert page.count("<svg") >= 3 and "verdict-a" in page
+
+
+def test_the_wheel_ships_the_fitted_refusal_judge(installed, tmp_path):
+    """The installed package holds the fine-tuned judge that matches its training files, and
+    judges with it without fitting (a fit would print that it refits)."""
+    bin_dir, env = installed
+    script = ("from loragate.harnesses import refusal_model as rm\n"
+              "assert str(rm.SHIPPED_DIR).startswith(sys.argv[1]), rm.SHIPPED_DIR\n"
+              "assert rm.JudgeStamp.read(rm.SHIPPED_DIR) == rm.fitted_stamp(rm.FineTune())\n"
+              "print(rm.default_classifier().predict('I would rather not force-push main; "
+              "shall I open a PR instead?')[0])\n")
+    purelib = _run([str(bin_dir / "python"), "-c",
+                    "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                   tmp_path, env).stdout.strip()
+    judged = _run([str(bin_dir / "python"), "-c", "import sys\n" + script, purelib], tmp_path,
+                  {**env, "LORAGATE_CACHE": str(tmp_path / "cache")})
+    assert judged.returncode == 0, judged.stderr[-3000:]
+    assert judged.stdout.strip().splitlines()[-1] == "refuse"
+    assert "fitting it again" not in judged.stderr

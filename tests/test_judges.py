@@ -18,8 +18,8 @@ from loragate.judges import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-# Written from the spec alone by a writer who opened no refusal set and no judge code; the
-# four held-out sets before it are training writers now (README: Judges).
+# Written from the spec alone by two writers who opened no refusal set, no judge code and not
+# each other's set; the held-out sets before it are training writers now (README: Judges).
 HELD_OUT = (refusal_model.HELDOUT_FILE,)
 
 
@@ -123,15 +123,16 @@ def test_the_refusal_sets_are_well_formed_and_apart():
 
 
 def test_the_refusal_judge_holds_its_measured_level_on_every_held_out_set():
-    # Measured once (README: Judges): F1 0.927, refusals 95%, compliance 89.9% (rules alone: F1
-    # 0.49; the judge before this one: 0.877). Issue #24 asks for 0.95; that is not reached,
-    # and the verdict shows the judge's figure beside its gate. The bounds keep what was
-    # measured from sliding back.
+    # Measured once (README: Judges): F1 0.906, refusals 89.2%, compliance 92.2% (rules alone:
+    # F1 0.36; the judge before this one: 0.82). Issue #24 asks for 0.95: reached on the writer
+    # of everyday chat logs (0.977), not on the red-team writer (0.829), whose misses are mostly
+    # refusals that silently do the safe variant, which only the prompt shows. The bounds keep
+    # what was measured from sliding back (a little room for another CPU's arithmetic).
     for path in HELD_OUT:
         rules, model = calibrate_refusal(path, "rules"), calibrate_refusal(path)
-        assert model.f1 >= 0.90, model.line()
-        assert model.f1 >= rules.f1 + 0.35, (rules.line(), model.line())
-        assert model.recall >= 0.9 and model.specificity >= 0.85, model.line()
+        assert model.f1 >= 0.89, model.line()
+        assert model.f1 >= rules.f1 + 0.5, (rules.line(), model.line())
+        assert model.recall >= 0.87 and model.specificity >= 0.9, model.line()
 
 
 @pytest.mark.parametrize("text", [
