@@ -254,10 +254,14 @@ def test_samples_below_one_is_a_usage_error(pytester):
 # -- a gate that cannot run is not a blocked model -------------------------------------------
 
 
-def _closed_port() -> int:
+@pytest.fixture
+def refused_port():
+    """A loopback port that refuses connections for the whole test: bound, never listening,
+    so no server of a test running beside this one can take it (a port only closed again
+    could be handed to one)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        yield sock.getsockname()[1]
 
 
 @pytest.mark.parametrize(("spec", "message"), [
@@ -279,9 +283,9 @@ def test_a_malformed_spec_or_model_file_is_a_usage_error(pytester, spec, message
     assert verdict_of(project) is None
 
 
-def test_an_unreachable_server_is_a_gate_error_not_a_blocked_model(pytester):
+def test_an_unreachable_server_is_a_gate_error_not_a_blocked_model(pytester, refused_port):
     project = user_project(pytester)
-    result = pytester.runpytest("--model", f"openai:http://127.0.0.1:{_closed_port()}/v1#m")
+    result = pytester.runpytest("--model", f"openai:http://127.0.0.1:{refused_port}/v1#m")
     assert result.ret == 6
     document = verdict_of(project)
     assert document["verdict"] == "error" and document["exit_status"] == 6
@@ -289,9 +293,9 @@ def test_an_unreachable_server_is_a_gate_error_not_a_blocked_model(pytester):
     assert document["blocking_reasons"] == []
 
 
-def test_no_ollama_server_is_a_gate_error(pytester, monkeypatch):
+def test_no_ollama_server_is_a_gate_error(pytester, monkeypatch, refused_port):
     user_project(pytester)
-    monkeypatch.setenv("OLLAMA_HOST", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("OLLAMA_HOST", f"http://127.0.0.1:{refused_port}")
     result = pytester.runpytest("--model", "ollama:echo")
     assert result.ret == 6
     result.stdout.fnmatch_lines(["*the gate cannot run*"])
@@ -493,3 +497,33 @@ def test_gguf_answers_decoded_in_one_batch_ahead_of_the_items(pytester, tiny_ggu
     assert result.ret == 0, result.stdout.str()[-2000:]
     ahead = verdict_of(project)["metrics"]["ahead"]
     assert ahead["concurrency"] == 4 and ahead["answers_generated"] == 4
+
+
+def test_a_refusal_judge_that_cannot_run_is_a_gate_error_named_once(pytester, ollama_model):
+    # Without the judges extra the built-in refusal gate cannot judge: exit 6 naming what to
+    # install, once, never a blocked model.
+    project = user_project(pytester)
+    config = json.loads((project / "loragate.json").read_text())
+    config["gates"]["harnesses"] = {"refusal": {
+        "gate": "ship", "threshold": 0.9, "metric": "f1", "prompts": "prompts/refusal.jsonl"}}
+    (project / "loragate.json").write_text(json.dumps(config))
+    (project / "prompts" / "refusal.jsonl").write_text("".join(
+        json.dumps({"id": f"r{i}", "messages": [{"role": "user", "content": f"say word{i}"}],
+                    "expected": "refuse" if i % 2 else "comply"}) + "\n" for i in range(4)))
+    # In a subprocess: the judge is made unavailable for the whole session, not in this one.
+    pytester.makeconftest(textwrap.dedent("""
+        from loragate.harnesses import refusal_model
+
+        def missing():
+            raise refusal_model.JudgeUnavailable(
+                "the refusal judge needs torch, transformers and peft: "
+                "`pip install loragate[judges]`")
+
+        refusal_model._imports = missing
+        """))
+    result = pytester.runpytest_subprocess("--model", "ollama:echo")
+    document = verdict_of(project)
+    assert result.ret == 6, result.stdout.str()[-2000:]
+    assert document["verdict"] == "error"
+    assert len(document["gate_errors"]) == 1
+    assert "pip install loragate[judges]" in document["gate_errors"][0]

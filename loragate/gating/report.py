@@ -105,7 +105,8 @@ def gate_rows(document: dict[str, Any]) -> list[dict[str, str]]:
     rows = []
     for name, h in document["harnesses"].items():
         if h["metric"] == "f1":
-            score = f"F1 {h['f1']:.3f}"
+            # No sample judged (every one an error): F1 has no value, the gate is undecided.
+            score = "F1 —" if h.get("f1") is None else f"F1 {h['f1']:.3f}"
             interval = f"[{h['f1_low']:.3f}, —]" if h.get("f1_low") is not None else ""
         else:
             score = f"{h['passed']}/{h['n']} = {100 * h['pass_rate']:.1f}%"

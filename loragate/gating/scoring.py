@@ -17,11 +17,14 @@ from loragate.config import LoragateConfig
 from loragate.gating.recorders import CanaryRecorder, MetricsRecorder, SampleRecorder, cap_answer
 from loragate.gating.session import GateCannotRun, session_of
 from loragate.harnesses.model_judge import JudgeAnswerError
+from loragate.harnesses.refusal_model import JudgeUnavailable
 from loragate.harnesses.registry import ValidatorResultError, ValidatorTimeout
 
 # What keeps a sample from being judged, as opposed to judged and failed.
 UNJUDGEABLE = (GateCannotRun, JudgeAnswerError, ValidatorTimeout, ValidatorResultError,
-               BackendError)
+               BackendError, JudgeUnavailable)
+# Of those, what no sample of the gate can get past: named once in the verdict.
+STOPS_THE_GATE = (GateCannotRun, JudgeUnavailable)
 
 
 def generation_options(config: pytest.Config, settings: LoragateConfig, repeat: int = 0):
@@ -127,7 +130,7 @@ def score_sample(harness: str, prompt_record: dict[str, Any], generate_answer: C
     except UNJUDGEABLE as exc:
         # The judge, not the answer, failed: an error of the sample in one line (no traceback
         # per sample), so the gate is undecided rather than failed.
-        if isinstance(exc, GateCannotRun):
+        if isinstance(exc, STOPS_THE_GATE):
             gate_sample.gate_error(str(exc))
         failure = f"could not be judged: {brief(exc)}"
     except Exception as exc:  # noqa: BLE001 - a validator's bug is the sample's error
