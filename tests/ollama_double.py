@@ -72,11 +72,13 @@ class ScriptedBackend(BaseBackend):
             for word in words:
                 yield word + " "
             cut = len(text.split()) > options.max_tokens
-            yield StreamEnd("length" if cut else "stop", prompt_tokens=len(text.split()),
-                            completion_tokens=len(words))
         finally:
+            # Before the end is sent: a client that reads it may ask again at once, and a busy
+            # machine could resume this generator only after that next call counted itself.
             with self._lock:
                 self.active -= 1
+        yield StreamEnd("length" if cut else "stop", prompt_tokens=len(text.split()),
+                        completion_tokens=len(words))
 
 
 def _now() -> str:

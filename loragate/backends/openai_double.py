@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -104,10 +104,12 @@ class OpenAIDouble:
             self.active -= 1
         self._slots.release()
 
-    def events(self, body: dict[str, Any], chat: bool, started: float | None = None
-               ) -> Iterator[dict[str, Any]]:
+    def events(self, body: dict[str, Any], chat: bool, started: float | None = None,
+               done: Callable[[], None] | None = None) -> Iterator[dict[str, Any]]:
         """The JSON events streamed for one request (after the slot's delay); ``started``:
-        when its slot began work on it (for ``timings``)."""
+        when its slot began work on it (for ``timings``); ``done``: called when the last
+        token is out, before the finish is sent, as a server frees its slot (a client that
+        reads the finish may ask again at once)."""
         text = _prompt_text(body, chat)
         stop = body.get("stop") or []
         stop = [stop] if isinstance(stop, str) else list(stop)
@@ -119,6 +121,8 @@ class OpenAIDouble:
             choice = ({"index": 0, "delta": {"content": piece}, "finish_reason": None} if chat
                       else {"index": 0, "text": piece, "finish_reason": None})
             yield {**base, "choices": [choice]}
+        if done is not None:
+            done()
         last = ({"index": 0, "delta": {}, "finish_reason": finish} if chat
                 else {"index": 0, "text": "", "finish_reason": finish})
         yield {**base, "choices": [last]}
@@ -165,6 +169,14 @@ class OpenAIDouble:
                 chat = self.path == "/v1/chat/completions"
                 double._enter_slot()
                 started = time.perf_counter()
+                held = True
+
+                def leave() -> None:  # once: at the last token, or on any way out
+                    nonlocal held
+                    if held:
+                        held = False
+                        double._leave_slot()
+
                 try:
                     if double.delay_s:
                         time.sleep(double.delay_s)
@@ -172,9 +184,9 @@ class OpenAIDouble:
                     if marker and marker in _prompt_text(body, chat):
                         self._json(double.fail_status, {"error": "injected failure"})
                         return
-                    self._stream(double.events(body, chat, started))
+                    self._stream(double.events(body, chat, started, leave))
                 finally:
-                    double._leave_slot()
+                    leave()
 
             def _stream(self, events: Iterator[dict[str, Any]]) -> None:
                 self.send_response(200)
