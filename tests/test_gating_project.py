@@ -254,6 +254,14 @@ def test_samples_below_one_is_a_usage_error(pytester):
 # -- a gate that cannot run is not a blocked model -------------------------------------------
 
 
+def _closed_port() -> int:
+    """A loopback port free a moment ago (for a test that needs one to stay free, or to bind
+    a server to); use ``refused_port`` for one that must refuse for the whole test."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.fixture
 def refused_port():
     """A loopback port that refuses connections for the whole test: bound, never listening,
