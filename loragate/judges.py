@@ -253,7 +253,9 @@ def _judge_code_digest() -> str:
     from loragate.artifacts import files_digest
 
     here = Path(__file__).resolve().parent
-    return files_digest(sorted([here / "canaries.py", *(here / "harnesses").glob("*.py")]))
+    # The refusal judge's fitted weights judge as much as its code does.
+    return files_digest(sorted([here / "canaries.py", *(here / "harnesses").glob("*.py"),
+                                *(here / "harnesses" / "data" / "refusal_judge").glob("*")]))
 
 
 def cached_calibration(key_parts: Sequence[str], measure_it: Callable[[], Calibration]) \

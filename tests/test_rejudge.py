@@ -91,3 +91,30 @@ def test_report_misuse_is_a_usage_error(tmp_path, capsys, extra, message):
         main(["report", str(source), *extra])
     assert exited.value.code == ExitCode.USAGE
     assert message in capsys.readouterr().err
+
+
+def test_a_rejudged_verdict_carries_todays_judges_figures(monkeypatch):
+    # The recorded figures measured the judges the answers were judged with then; the new
+    # verdict states how far today's judges can be trusted.
+    document = recorded()
+    stale = {"refusal": document.judges["refusal"].model_copy(update={"n": 1})} \
+        if "refusal" in document.judges else {}
+    document = document.model_copy(update={"judges": stale}).revalidated()
+    settings = load_config(CONFIG, check_paths=False, gating_only=True)
+    updated, _ = rejudge(document, settings)
+    from loragate.judges import calibrate_refusal
+
+    assert updated.judges["refusal"].n == calibrate_refusal().n
+    assert updated.judges["refusal"].f1 == pytest.approx(calibrate_refusal().f1)
+
+
+def test_a_rejudged_verdicts_page_goes_beside_the_new_verdict(tmp_path):
+    recorded_dir = tmp_path / "recorded"
+    recorded_dir.mkdir()
+    source = recorded_dir / "v.json"
+    source.write_bytes(RECORDED.read_bytes())
+    out = tmp_path / "new" / "rejudged.json"
+    out.parent.mkdir()
+    main(["report", str(source), "--rejudge", "--config", str(CONFIG), "--output", str(out)])
+    assert (out.parent / "rejudged.html").is_file()
+    assert sorted(p.name for p in recorded_dir.iterdir()) == ["v.json"]

@@ -106,8 +106,24 @@ def rejudge(document: VerdictDocument, settings: Any
         aborted=document.verdict == "error" and not document.samples)
     updated = document.judged_with(
         judgement, samples=sorted(rejudged, key=lambda s: s.nodeid),
+        judges=_calibrations(settings, rejudged, canaries, validators),
         reverdicted_from=document.inputs_hash)
     return updated, report
+
+
+def _calibrations(settings: Any, samples: list[Any], canaries: list[CanaryOutcome],
+                  validators: dict[str, Any]) -> dict[str, Any]:
+    """Today's judges' figures: the recorded ones measured the judges the answers were judged
+    with before, and a reader must see how far the judges behind the new verdict can be
+    trusted."""
+    from loragate.judges import session_calibrations
+
+    gated = sorted({s.harness for s in samples})
+    model_judged = {name: v for name, v in validators.items()
+                    if name in settings.gates.harnesses
+                    and settings.gates.spec(name).judge is not None}
+    canaries_run = any(o.kind == "canary" for o in canaries)
+    return session_calibrations(settings, gated, canaries_run, model_judged)
 
 
 def _rejudge_canaries(section: CanarySummary | None, settings: Any,

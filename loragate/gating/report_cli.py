@@ -114,10 +114,13 @@ def run(args: argparse.Namespace) -> int:
                                  confidence=args.gate_confidence)
         except KeyError as exc:
             raise ReportInputError(f"loragate report: {exc.args[0]}") from None
-    if args.output and (thresholds or args.overall_target is not None or args.gate_confidence
-                        or args.rejudge):
+    changed = bool(thresholds or args.overall_target is not None or args.gate_confidence
+                   or args.rejudge)
+    if args.output and changed:
         write_report_file(args.output, document.to_json())
-    html_path = args.html or args.verdict.with_suffix(".html")
+    # A new verdict's page goes beside it, never beside (and over) the recorded one's.
+    beside = args.output if args.output and changed else args.verdict
+    html_path = args.html or beside.with_suffix(".html")
     write_report_file(html_path, render_html(document.to_dict()))
     print(render_text(document.to_dict()))
     print(f"\nHTML report: {html_path}")
