@@ -135,12 +135,14 @@ def _lines(path: Path) -> list[tuple[int, dict[str, Any]]]:
 
 def _score_all(judge: str, path: Path, positive: str,
                score: Callable[[dict[str, Any]], tuple[str, str]]) -> Calibration:
+    from loragate.harnesses.refusal_model import JudgeUnavailable
+
     truths, judged, numbers, styles, errors = [], [], [], [], []
     for number, record in _lines(path):
         try:
             truth, said = score(record)
-        except CalibrationError:
-            raise
+        except (CalibrationError, JudgeUnavailable):
+            raise  # the set or the judge as a whole, not one line: no figure to give
         except Exception as exc:  # noqa: BLE001 - a judge that fails on a line is reported
             errors.append(f"{path}:{number}: {type(exc).__name__}: {exc}")
             continue
@@ -271,6 +273,10 @@ def cached_calibration(key_parts: Sequence[str], measure_it: Callable[[], Calibr
     except (OSError, ValueError):
         pass
     result = measure_it()
+    if result.errors:
+        # Lines the judge failed on may pass another time (a judge model's server back up):
+        # a figure with gaps is reported, never reused.
+        return result
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_durably(path, result.model_dump_json())

@@ -507,9 +507,11 @@ def test_gguf_answers_decoded_in_one_batch_ahead_of_the_items(pytester, tiny_ggu
     assert ahead["concurrency"] == 4 and ahead["answers_generated"] == 4
 
 
-def test_a_refusal_judge_that_cannot_run_is_a_gate_error_named_once(pytester, ollama_model):
+def test_a_refusal_judge_that_cannot_run_is_a_gate_error_named_once(pytester, ollama_model,
+                                                                    monkeypatch, tmp_path):
     # Without the judges extra the built-in refusal gate cannot judge: exit 6 naming what to
     # install, once, never a blocked model.
+    monkeypatch.setenv("LORAGATE_CACHE", str(tmp_path / "cache"))  # no figure measured before
     project = user_project(pytester)
     config = json.loads((project / "loragate.json").read_text())
     config["gates"]["harnesses"] = {"refusal": {
@@ -535,3 +537,8 @@ def test_a_refusal_judge_that_cannot_run_is_a_gate_error_named_once(pytester, ol
     assert document["verdict"] == "error"
     assert len(document["gate_errors"]) == 1
     assert "pip install loragate[judges]" in document["gate_errors"][0]
+    assert "refusal" not in document["judges"]  # no figure, rather than one over 19 lines
+    # Nothing measured while the judge was missing is kept for the next session to read.
+    cached = tmp_path / "cache" / "judges"
+    assert not any("JudgeUnavailable" in p.read_text(encoding="utf-8")
+                   for p in cached.glob("calibration-*.json"))

@@ -187,3 +187,38 @@ def test_loragate_judges_says_so_when_a_project_has_no_calibration_set(tmp_path,
     monkeypatch.chdir(tmp_path)
     assert main(["judges"]) == 0
     assert "no judge of loragate.json has a calibration set" in capsys.readouterr().out
+
+
+def test_a_calibration_with_lines_the_judge_failed_on_is_not_reused(tmp_path, monkeypatch):
+    monkeypatch.setenv("LORAGATE_CACHE", str(tmp_path))
+    from loragate.judges import cached_calibration
+
+    path = tmp_path / "c.jsonl"
+    path.write_text("".join(json.dumps({"answer": a, "passed": True}) + "\n" for a in "ab"))
+    calls = []
+
+    def flaky(text, record):
+        calls.append(text)
+        if text == "b" and len(calls) <= 2:
+            raise ConnectionError("judge server down")
+        return True
+
+    first = cached_calibration(["k"], lambda: calibrate_harness("h", flaky, path))
+    again = cached_calibration(["k"], lambda: calibrate_harness("h", flaky, path))
+    assert first.n == 1 and first.errors  # one line not scored, said so
+    assert again.n == 2 and not again.errors  # measured again, not read back with the gap
+    third = cached_calibration(["k"], lambda: pytest.fail("a whole figure is reused"))
+    assert third.n == 2
+
+
+def test_a_judge_that_cannot_run_gives_no_figure(tmp_path, monkeypatch):
+    def missing():
+        raise refusal_model.JudgeUnavailable("needs `pip install loragate[judges]`")
+
+    refusal_model.default_classifier.cache_clear()
+    monkeypatch.setattr(refusal_model, "_imports", missing)
+    try:
+        with pytest.raises(refusal_model.JudgeUnavailable):
+            calibrate_refusal()
+    finally:
+        refusal_model.default_classifier.cache_clear()

@@ -788,6 +788,7 @@ def build_document(config: pytest.Config, state: GateSession,
 def judge_figures(state: GateSession, records: SessionRecords) -> dict[str, Any]:
     """The calibration figures of the judges behind this session's gates; a judge that cannot
     be measured is a gate error (its gate's trust is unknown), never a silent gap."""
+    from loragate.harnesses.refusal_model import JudgeUnavailable
     from loragate.judges import session_calibrations
 
     gated = sorted({s.harness for s in records.samples.values()})
@@ -796,6 +797,10 @@ def judge_figures(state: GateSession, records: SessionRecords) -> dict[str, Any]
         judges = {name: harness.validate for name, harness in state.harnesses.items()
                   if harness.spec.judge is not None}
         found = session_calibrations(state.settings, gated, canaries_run, judges)
+    except JudgeUnavailable as exc:  # its samples named it already: once is enough
+        if str(exc) not in records.fatal:
+            records.fatal.append(str(exc))
+        return {}
     except Exception as exc:  # noqa: BLE001 - reported in the verdict, not a crash
         records.fatal.append(f"a judge's calibration could not be measured: "
                              f"{type(exc).__name__}: {exc}")
