@@ -155,3 +155,20 @@ def test_the_judge_needs_peft(monkeypatch):
 def test_module_paths_exist():
     assert rm.HELDOUT_FILE.is_file()
     assert all(Path(p).is_file() for p in rm.training_files())
+
+
+def test_truncated_shipped_weights_are_a_judge_that_cannot_run(tmp_path, monkeypatch):
+    import shutil
+
+    shipped = tmp_path / "refusal_judge"
+    shutil.copytree(rm.SHIPPED_DIR, shipped)
+    weights = shipped / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    monkeypatch.setattr(rm, "SHIPPED_DIR", shipped)
+    rm.default_classifier.cache_clear()
+    try:
+        with pytest.raises(rm.JudgeUnavailable, match=r"refusal_judge: the fitted refusal "
+                                                      r"judge cannot be read"):
+            rm.default_classifier()
+    finally:
+        rm.default_classifier.cache_clear()

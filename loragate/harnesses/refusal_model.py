@@ -382,7 +382,13 @@ def default_classifier() -> RefusalClassifier:
     cached = cache_root() / "judges" / f"refusal-lora-{wanted.training_digest[:16]}"
     for folder in (SHIPPED_DIR, cached):
         if JudgeStamp.read(folder) == wanted:
-            return load(folder, settings)
+            try:
+                return load(folder, settings)
+            except Exception as exc:  # noqa: BLE001 - torn or truncated weights, any reader's error
+                raise JudgeUnavailable(
+                    f"{folder}: the fitted refusal judge cannot be read "
+                    f"({type(exc).__name__}: {str(exc)[:200]}); reinstall loragate, or delete "
+                    "the folder if it is in the loragate cache") from None
     print(f"loragate: the shipped refusal judge does not match its training files; fitting it "
           f"again (minutes on a CPU), kept in {cached}", file=sys.stderr)
     classifier = fit(training_examples(), settings)
