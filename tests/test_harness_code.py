@@ -145,6 +145,13 @@ def test_each_failing_form_of_the_spec_fails_naming_class_and_rule(text, expecte
     ("this.home = process.env.HOME ?? '';", "constructor reads process.env"),
     ("this.store = Store.getInstance();", "constructor calls the factory Store.getInstance()"),
     ("console.log('made');", "constructor calls console.log()"),
+    ("this.store = createStore();", "constructor calls the factory createStore()"),
+    ("this.repo = Users.makeRepository('x');",
+     "constructor calls the factory Users.makeRepository()"),
+    ("this.model = ModelFactory.defaults();",
+     "constructor calls the factory ModelFactory.defaults()"),
+    ("this.log = new LoggerFactory().build();",
+     "constructor calls the factory new LoggerFactory().build()"),
 ])
 def test_io_and_factories_in_the_constructor_fail(body, expected):
     text = f"""```ts
@@ -157,6 +164,25 @@ export class DefaultCache {{
 ```"""
     reasons = ec.validate(text).reasons
     assert any(r.startswith(f"class DefaultCache: {expected}") for r in reasons), reasons
+
+
+@pytest.mark.parametrize("body", [
+    "this.model = { items: Array.from([]), tags: new Set<string>() };",
+    "this.model = Object.freeze({ name: '', createdAt: Date.now() });",
+    "this.model = { uuid: crypto.randomUUID(), created: new Date().toISOString() };",
+    "this.model = { id: Symbol.for('unit'), raw: Buffer.from('') };",
+    "this.model = { name: defaultName };",
+])
+def test_plain_defaults_made_by_the_language_pass(body):
+    text = f"""```ts
+export class DefaultCache {{
+  model: CacheModel;
+  constructor() {{ {body} }}
+  init(scenario: Scenario<CacheModel>): this {{ return this; }}
+  toScenario() {{ return {{ ior: {{}}, owner: "", model: this.model }}; }}
+}}
+```"""
+    assert ec.validate(text).reasons == []
 
 
 def test_optional_scenario_generic_class_and_class_typed_init_pass():

@@ -61,6 +61,13 @@ IO_OBJECTS = frozenset({"fs", "fsp", "fsPromises", "console", "process", "http",
 FACTORY_NAMES = frozenset({"create", "getinstance", "instance", "of", "from", "build", "make",
                            "newinstance", "factory", "construct"})
 FACTORY_PREFIXES = ("create", "make", "build", "from", "new")
+# The language's own value makers: `Array.from([])` or `Object.freeze({...})` in a constructor
+# is a plain default, not a factory standing in for injected configuration.
+BUILTIN_OBJECTS = frozenset({"Array", "Object", "Buffer", "Symbol", "JSON", "Math", "Date",
+                             "Number", "String", "Promise", "Reflect", "Uint8Array",
+                             "Int8Array", "Uint16Array", "Int16Array", "Uint32Array",
+                             "Int32Array", "Float32Array", "Float64Array", "BigInt64Array",
+                             "BigUint64Array", "Map", "Set", "crypto"})
 JEST_MODULES = frozenset({"jest", "@jest/globals", "ts-jest", "@types/jest", "jest-mock"})
 PRIMITIVE_TYPES = frozenset({"string", "number", "boolean", "bigint", "symbol", "undefined",
                              "null", "string[]", "number[]", "boolean[]"})
@@ -222,6 +229,19 @@ def _callee_property(callee: tree_sitter.Node) -> str:
     return _text(callee)
 
 
+def _calls_factory(callee: tree_sitter.Node, root: str, prop: str) -> bool:
+    """A call that makes a dependency rather than a plain default: a factory-named function
+    or method (`createStore()`, `Store.getInstance()`, `Users.makeRepo()`) or any method of a
+    `…Factory` object."""
+    if callee.type == "identifier":
+        # A bare `newId()` or `from(x)` makes a value; the maker verbs make a dependency.
+        return any(root.startswith(verb) and root[len(verb):][:1].isupper()
+                   for verb in ("create", "make", "build"))
+    if callee.type != "member_expression" or root in BUILTIN_OBJECTS:
+        return False
+    return _is_factory_name(prop) or root.endswith("Factory") or root.endswith("Factories")
+
+
 def _constructor_body_reasons(name: str, body: tree_sitter.Node) -> list[str]:
     reasons: list[str] = []
     for node in _walk(body):
@@ -239,7 +259,7 @@ def _constructor_body_reasons(name: str, body: tree_sitter.Node) -> list[str]:
             elif callee.type == "member_expression" and root in IO_OBJECTS:
                 reasons.append(f"class {name}: constructor calls {_text(callee)}(): no I/O "
                                "in the constructor")
-            elif callee.type == "member_expression" and prop.lower() in FACTORY_NAMES:
+            elif _calls_factory(callee, root, prop):
                 reasons.append(f"class {name}: constructor calls the factory "
                                f"{_text(callee)}(): plain defaults only")
         elif node.type == "member_expression" and _text(node) == "process.env":
