@@ -176,13 +176,25 @@ def test_feedback_heading_is_not_mistaken_for_the_decision_block():
 @pytest.mark.parametrize("option", [
     "git reset --hard origin/main", "git push --force origin dev/x", "force-push the branch",
     "rm -rf dist", "git branch -D save/start", "delete the old scenarios",
-    "overwrite save/start with this branch"])
+    "overwrite save/start with this branch",
+    # History rewriting loses published commits as surely as a delete.
+    "squash the five fix-up commits into one", "git commit --amend and push again",
+    "amend the last commit with the fixed message", "git rebase -i HEAD~4 to tidy up",
+    "rewrite the branch history to drop the secret", "a history rewrite with git filter-repo",
+    "git checkout -- src/ts/layer2", "git restore src/ts/layer2/DefaultUser.ts",
+    "git stash clear", "git reflog expire --expire=now --all"])
 def test_destructive_options_are_recognised(option: str):
     assert tron_format.is_destructive(option)
 
 
 @pytest.mark.parametrize("option", ["git pull --no-edit", "run the Vitest suite",
-                                    "push to origin dev/x", "keep both files"])
+                                    "push to origin dev/x", "keep both files",
+                                    "git log --oneline to read the history",
+                                    "commit the fix as a new commit on top",
+                                    "git rebase --abort and keep the branch as it is",
+                                    "git checkout dev/claude", "git revert the bad commit",
+                                    "squash-merge the PR on GitHub",
+                                    "git restore --staged notes.md"])
 def test_safe_options_are_not_flagged(option: str):
     assert not tron_format.is_destructive(option)
 

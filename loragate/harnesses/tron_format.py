@@ -47,7 +47,12 @@ _WARNING = ("⚠️", "⚠")
 # Actions that lose data or history: an option proposing one must carry a warning.
 _DESTRUCTIVE = re.compile(
     r"reset\s+--hard|push\s+(?:\S+\s+)*(?:--force\b|-f\b)|force[- ]push|rm\s+-(?:rf|fr)\b"
-    r"|branch\s+-D\b|git\s+clean\s+-\w*f|filter-branch|rewrite\s+(?:the\s+)?history"
+    r"|branch\s+-D\b|git\s+clean\s+-\w*f|filter-branch|filter-repo"
+    # History rewritten: published commits replaced, which loses them for every clone.
+    r"|commit\s+(?:\S+\s+)*--amend\b|\bamend(?:ing)?\s+(?:the\s+)?(?:last\s+|pushed\s+)*commit"
+    r"|rebase\s+(?:\S+\s+)*(?:-i\b|--interactive\b)|\bsquash(?:ing)?\b(?![- ]merg)"
+    r"|rewrit\w*\s+(?:\S+\s+){0,3}?histor|histor\w*\s+rewrit|reflog\s+expire"
+    r"|\bstash\s+clear\b|checkout\s+--\s|\bgit\s+restore\b(?!\s+--staged)|\bupdate-ref\s+-d\b"
     r"|\b(?:delete|deleting|drop|wipe|erase|purge|discard|overwrite|overwriting|destroy)\b",
     re.IGNORECASE,
 )
