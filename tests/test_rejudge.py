@@ -118,3 +118,26 @@ def test_a_rejudged_verdicts_page_goes_beside_the_new_verdict(tmp_path):
     main(["report", str(source), "--rejudge", "--config", str(CONFIG), "--output", str(out)])
     assert (out.parent / "rejudged.html").is_file()
     assert sorted(p.name for p in recorded_dir.iterdir()) == ["v.json"]
+
+
+def test_a_judge_that_cannot_run_is_a_gate_error_not_a_traceback(tmp_path, monkeypatch, capsys):
+    from loragate.harnesses import refusal_model
+
+    def missing() -> None:
+        raise refusal_model.JudgeUnavailable("the refusal judge needs `pip install "
+                                             "loragate[judges]`")
+
+    monkeypatch.setattr(refusal_model, "_imports", missing)
+    refusal_model.default_classifier.cache_clear()
+    try:
+        source = tmp_path / "v.json"
+        source.write_bytes(RECORDED.read_bytes())
+        out = tmp_path / "rejudged.json"
+        with pytest.raises(SystemExit) as exited:
+            main(["report", str(source), "--rejudge", "--config", str(CONFIG),
+                  "--output", str(out)])
+    finally:
+        refusal_model.default_classifier.cache_clear()
+    assert exited.value.code == ExitCode.GATE_ERROR
+    assert "a judge cannot run" in capsys.readouterr().err
+    assert not out.exists() and source.read_bytes() == RECORDED.read_bytes()

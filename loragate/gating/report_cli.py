@@ -145,6 +145,7 @@ def write_inspect(document: VerdictDocument, folder: Path) -> None:
 def rejudge_verdict(document: VerdictDocument, args: argparse.Namespace) -> VerdictDocument:
     from loragate.config import ConfigError, load_config
     from loragate.gating.rejudge import rejudge
+    from loragate.harnesses.refusal_model import JudgeUnavailable
 
     try:
         settings = load_config(args.config, check_paths=False, gating_only=True)
@@ -152,6 +153,10 @@ def rejudge_verdict(document: VerdictDocument, args: argparse.Namespace) -> Verd
     except (ConfigError, KeyError, ValueError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
         raise ReportInputError(f"loragate report --rejudge: {message}") from None
+    except JudgeUnavailable as exc:
+        # A judge that cannot run here decides nothing: the gate-error status, as in a session.
+        print(f"loragate report --rejudge: a judge cannot run: {exc}", file=sys.stderr)
+        raise SystemExit(int(ExitCode.GATE_ERROR)) from None
     print(f"loragate report: {report.summary()}")
     for flip in report.flips:
         print(f"  {flip}")
