@@ -261,6 +261,11 @@ class BackendSettings(_Strict):
         120.0, gt=0, le=86400, description="seconds a server may stay silent: for the "
         "connection, for each read, and between two pieces of an answer (keep-alive lines do "
         "not count); past it the request is retried, then the sample is an error")
+    min_tokens_per_s: float = Field(
+        1.0, ge=0, description="the slowest pace a server may keep: one answer may take "
+        "timeout_s plus max_tokens / min_tokens_per_s seconds in all, past which the sample "
+        "is an error (a server trickling a token just inside timeout_s cannot hold the gate "
+        "for hours); 0: no limit on the whole answer")
     retries: int = Field(2, ge=0, description="retries of a timed-out or busy request")
     max_tokens: int = Field(768, ge=1, description="answer length cap of gate generation")
     cache_path: Path = Field(Path(".loragate/responses.sqlite"),

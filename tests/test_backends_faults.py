@@ -525,3 +525,54 @@ def test_a_reasoning_model_thinking_longer_than_the_timeout_is_not_cut():
         assert response.ok and response.text == "ok"
     finally:
         server.close()
+
+
+def test_a_server_trickling_tokens_is_cut_at_the_whole_answer_limit():
+    # Each token comes well inside timeout_s, so no read times out; the pace is what is slow.
+    server = _FaultyServer("endless")
+    try:
+        from loragate.backends.base import GenerationOptions
+
+        backend = _backend(server, timeout_s=0.2, min_tokens_per_s=100.0)
+        response = backend.generate("Say hi", GenerationOptions(max_tokens=50))
+        assert response.finish_reason == "error" and response.text == ""
+        assert "took more than 1 s" in response.error and "min_tokens_per_s" in response.error
+        assert response.total_s < 5.0  # 50 tokens at the server's pace would take 2.5 s
+    finally:
+        server.close()
+
+
+def test_without_a_pace_limit_a_slow_answer_is_kept_whole():
+    server = _FaultyServer("endless")
+    try:
+        from loragate.backends.base import GenerationOptions
+
+        response = _backend(server, timeout_s=5.0, min_tokens_per_s=0.0).generate(
+            "Say hi", GenerationOptions(max_tokens=12))
+        assert response.ok and response.text == "la " * 12
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(("timeout_s", "max_tokens", "pace", "limit"), [
+    (120.0, 768, 1.0, 888.0), (10.0, 100, 4.0, 35.0), (120.0, 768, 0.0, None)])
+def test_the_whole_answer_limit_is_the_first_piece_then_max_tokens_at_the_pace(
+        timeout_s, max_tokens, pace, limit):
+    from loragate.backends.base import answer_limit_s
+
+    assert answer_limit_s(timeout_s, max_tokens, pace) == limit
+
+
+def test_the_gate_settings_pace_reaches_a_server_backend():
+    from loragate.backends.spec import open_backend
+    from loragate.config import BackendSettings
+
+    server = _FaultyServer("ok")
+    try:
+        settings = BackendSettings(min_tokens_per_s=3.0, timeout_s=7.0)
+        with open_backend(f"openai:{server.url}#m", settings) as backend:
+            from loragate.backends.base import GenerationOptions
+
+            assert backend._answer_limit_s(GenerationOptions(max_tokens=30)) == 17.0
+    finally:
+        server.close()

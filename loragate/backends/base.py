@@ -208,6 +208,15 @@ Request = tuple[Prompt, GenerationOptions | None]
 """One generation request: the prompt and its options (None: the defaults)."""
 
 
+def answer_limit_s(timeout_s: float, max_tokens: int, min_tokens_per_s: float
+                   ) -> float | None:
+    """How long one answer from a server may take in all: its first piece may be as late as
+    ``timeout_s``, then ``max_tokens`` at the slowest pace allowed. None: no limit."""
+    if min_tokens_per_s <= 0:
+        return None
+    return timeout_s + max_tokens / min_tokens_per_s
+
+
 def in_daemon_thread(function: Callable[..., T], *args: Any, name: str) -> Future[T]:
     """``function(*args)`` in a daemon thread, as a future. Not a ThreadPoolExecutor: its
     workers are joined at interpreter exit, so Ctrl-C while requests hang at a server waited
@@ -283,6 +292,11 @@ class BaseBackend(abc.ABC):
 
     def _describe_extra(self) -> dict[str, Any]:
         return {}
+
+    def _answer_limit_s(self, options: GenerationOptions) -> float | None:
+        """The most one whole answer may take, or None (in-process decoding is bounded by the
+        model's own speed; a server's pace is not)."""
+        return None
 
     # -- the protocol ------------------------------------------------------------------------
     def stream(self, prompt: Prompt, options: GenerationOptions | None = None
@@ -426,13 +440,25 @@ class BaseBackend(abc.ABC):
         first: float | None = None
         parts: list[str] = []
         end: StreamEnd | None = None
-        for item in self._stream(prompt, options):
-            if isinstance(item, StreamEnd):
-                end = item
-                continue
-            if item and first is None:
-                first = time.perf_counter() - start
-            parts.append(item)
+        limit = self._answer_limit_s(options)
+        stream = self._stream(prompt, options)
+        try:
+            for item in stream:
+                if isinstance(item, StreamEnd):
+                    end = item
+                    continue
+                if item and first is None:
+                    first = time.perf_counter() - start
+                parts.append(item)
+                if limit is not None and time.perf_counter() - start > limit:
+                    raise SampleError(
+                        f"{self.spec}: the answer took more than {limit:.0f} s and was cut "
+                        f"after {len(parts)} pieces (timeout_s plus max_tokens at the "
+                        "slowest pace allowed, min_tokens_per_s)")
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()  # the server's connection is released now, not when collected
         total = time.perf_counter() - start
         if end is None:
             raise SampleError(f"{self.spec}: the stream ended without a finish reason")

@@ -20,6 +20,7 @@ from loragate.backends.base import (
     Message,
     StreamEnd,
     StreamItem,
+    answer_limit_s,
     sampling_parameters,
 )
 from loragate.backends.faults import (
@@ -82,6 +83,7 @@ class OllamaBackend(BaseBackend):
         *,
         host: str | None = None,
         timeout_s: float = 120.0,
+        min_tokens_per_s: float = 0.0,
         retry: RetryPolicy | None = None,
         concurrency: int = 4,
         spec: str | None = None,
@@ -95,6 +97,7 @@ class OllamaBackend(BaseBackend):
         self.name = name
         self.host = ollama_host(host)
         self.timeout_s = timeout_s
+        self.min_tokens_per_s = min_tokens_per_s
         self._client = ollama.Client(host=self.host, timeout=timeout_s)
         self._digest: str | None = None
 
@@ -163,6 +166,9 @@ class OllamaBackend(BaseBackend):
             return response.status_code == 200 and "version" in response.json()
         except ValueError:
             return False
+
+    def _answer_limit_s(self, options: GenerationOptions) -> float | None:
+        return answer_limit_s(self.timeout_s, options.max_tokens, self.min_tokens_per_s)
 
     def _stream(self, prompt: str | tuple[Message, ...], options: GenerationOptions
                 ) -> Iterator[StreamItem]:

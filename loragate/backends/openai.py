@@ -34,6 +34,7 @@ from loragate.backends.base import (
     Message,
     StreamEnd,
     StreamItem,
+    answer_limit_s,
     sampling_parameters,
 )
 from loragate.backends.faults import (
@@ -82,6 +83,7 @@ class OpenAIBackend(BaseBackend):
         model: str,
         *,
         timeout_s: float = 120.0,
+        min_tokens_per_s: float = 0.0,
         retry: RetryPolicy | None = None,
         concurrency: int = 4,
         api_key: str | None = None,
@@ -92,6 +94,7 @@ class OpenAIBackend(BaseBackend):
         self.host = urlsplit(self.root).netloc
         self.model = model
         self.timeout_s = timeout_s
+        self.min_tokens_per_s = min_tokens_per_s
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         headers = {"Authorization": f"Bearer {header_safe_key(key)}"} if key else {}
         self._client = httpx.Client(
@@ -167,6 +170,9 @@ class OpenAIBackend(BaseBackend):
         if isinstance(prompt, str):
             return "/v1/completions", {**body, "prompt": prompt}
         return "/v1/chat/completions", {**body, "messages": [m.to_dict() for m in prompt]}
+
+    def _answer_limit_s(self, options: GenerationOptions) -> float | None:
+        return answer_limit_s(self.timeout_s, options.max_tokens, self.min_tokens_per_s)
 
     def _stream(self, prompt: str | tuple[Message, ...], options: GenerationOptions
                 ) -> Iterator[StreamItem]:

@@ -291,6 +291,7 @@ def _open_ollama(spec: ModelSpec, settings: Any, retry: RetryPolicy) -> Backend:
     if host_problem:
         raise SpecError(f"model spec {spec.text!r}: {host_problem}")
     return OllamaBackend(spec.name, timeout_s=settings.timeout_s, retry=retry,
+                         min_tokens_per_s=settings.min_tokens_per_s,
                          concurrency=_requests_in_flight(settings, "ollama"), spec=spec.text)
 
 
@@ -306,6 +307,7 @@ def _open_openai(spec: ModelSpec, settings: Any, retry: RetryPolicy) -> Backend:
             raise SpecError(f"model spec {spec.text!r}: the environment variable "
                             f"{spec.key_env} (key_env) is not set")
     return OpenAIBackend(spec.url, spec.name, timeout_s=settings.timeout_s, retry=retry,
+                         min_tokens_per_s=settings.min_tokens_per_s,
                          concurrency=_requests_in_flight(settings, "openai"), spec=spec.text,
                          api_key=api_key)
 
