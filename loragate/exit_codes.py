@@ -60,7 +60,9 @@ COMMAND_STATUSES: dict[str, dict[ExitCode, str]] = {
         ExitCode.CLEARED: "rendered or compared; with --threshold or --rejudge: cleared",
         ExitCode.BLOCKED: "with --threshold or --rejudge: the new verdict is blocked",
         ExitCode.USAGE: "usage error: missing or unreadable verdict, bad option",
-        ExitCode.GATE_ERROR: "with --threshold or --rejudge: the new verdict is error",
+        ExitCode.GATE_ERROR: "with --threshold or --rejudge: the new verdict is error; with "
+        "--rejudge: a judge cannot run here (the judges extra missing, its weights unreadable), "
+        "and nothing is written",
     },
     "loragate check": {
         ExitCode.CLEARED: "every text passes the harness",
