@@ -542,3 +542,19 @@ def test_a_refusal_judge_that_cannot_run_is_a_gate_error_named_once(pytester, ol
     cached = tmp_path / "cache" / "judges"
     assert not any("JudgeUnavailable" in p.read_text(encoding="utf-8")
                    for p in cached.glob("calibration-*.json"))
+
+
+@pytest.mark.parametrize("option", ["--samples=abc", "--seed=-1", "--temperature=hot",
+                                    "--repeats=0", "--concurrency=x"])
+def test_a_rejected_option_value_leaves_no_old_verdict_behind(pytester, option):
+    # A value argparse itself would reject stops pytest before any plugin: the last run's
+    # verdict would stay, to be read as this run's. loragate reads its options itself.
+    user_project(pytester)
+    reports = pytester.path / "reports"
+    reports.mkdir(exist_ok=True)
+    (reports / "verdict.json").write_text('{"verdict": "cleared"}')
+    (reports / "report.html").write_text("<html>cleared</html>")
+    result = pytester.runpytest("--model", "ollama:echo", option)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"argument {option.split('=')[0]}" in result.stderr.str()
+    assert not (reports / "verdict.json").exists() and not (reports / "report.html").exists()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -141,19 +141,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     "(docs/verdict.md)")
     group.addoption("--baseline", default=None, metavar="SPEC",
                     help="baseline model for the canaries (same spec forms as --model)")
-    group.addoption("--samples", type=positive_int, default=None, metavar="N",
+    group.addoption("--samples", default=None, metavar="N",
                     help="prompts per harness (default: each harness's configured count)")
-    group.addoption("--temperature", type=temperature_value, default=0.7,
+    group.addoption("--temperature", default=0.7,
                     help="sampling temperature for gate generation (default: 0.7, the plan's)")
-    group.addoption("--seed", type=seed_value, default=42,
+    group.addoption("--seed", default=42,
                     help=f"generation seed, 0 to {MAX_SEED} (default: 42)")
-    group.addoption("--concurrency", type=positive_int, default=None, metavar="N",
+    group.addoption("--concurrency", default=None, metavar="N",
                     help="answers generated ahead together: N sequences in one llama.cpp "
                          "batch, or N requests in flight to a server (default: "
                          "backend.concurrency, else per backend kind: "
                          f"{concurrency_defaults()}); 1 generates each answer when its item "
                          "runs")
-    group.addoption("--repeats", type=positive_int, default=1, metavar="K",
+    group.addoption("--repeats", default=1, metavar="K",
                     help="sample every gate prompt K times, with seeds seed .. seed+K-1 "
                          "(default: 1); the verdict lists the flaky prompts")
     group.addoption("--verdict-json", default=None, metavar="PATH",
@@ -178,6 +178,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                               "file)", default="")
 
 
+# The typed options are read as text and converted in pytest_configure, not by argparse: a
+# value argparse rejects stops pytest before any plugin runs, which would leave the previous
+# run's verdict in place to be read as this run's.
+TYPED_OPTIONS: tuple[tuple[str, Callable[[str], Any]], ...] = (
+    ("samples", positive_int), ("temperature", temperature_value), ("seed", seed_value),
+    ("concurrency", positive_int), ("repeats", positive_int))
+
+
+def convert_typed_options(config: pytest.Config) -> list[str]:
+    """Convert the typed options given as text in place; the problems, one per option."""
+    problems: list[str] = []
+    for name, convert in TYPED_OPTIONS:
+        value = config.getoption(name, None)
+        if not isinstance(value, str):
+            continue
+        try:
+            setattr(config.option, name, convert(value))
+        except argparse.ArgumentTypeError as exc:
+            setattr(config.option, name, None)
+            problems.append(f"argument --{name}: {exc}")
+    return problems
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     parametrize_records(metafunc)
 
@@ -193,21 +216,27 @@ def pytest_configure(config: pytest.Config) -> None:
         except InspectUnavailable as exc:
             # Before any answer is generated: the logs asked for could not be written.
             raise pytest.UsageError(f"--inspect-log: {exc}") from None
+    option_problems = convert_typed_options(config)
     state = GateSession.for_config(config)
     config.stash[STASH_KEY] = state
     config.pluginmanager.register(VerdictPlugin(config, state), PLUGIN_NAME)
-    if state.active:
-        check_path_options(config)
-        check_seed_range(config)
-        try:
-            state.candidates  # noqa: B018 - parsed now, so a bad --model list is a usage error
-        except ValueError as exc:
-            raise pytest.UsageError(str(exc)) from None
-        if not hasattr(config, "workerinput"):  # the controller alone owns the outputs
-            # Before the spec and validator checks, so a usage error there leaves no old
-            # verdict behind either (an option pytest itself rejects stops before any plugin).
-            clear_previous_outputs(config, state)
-        prepare(state)
+    if not state.active:
+        if option_problems:
+            raise pytest.UsageError(option_problems[0])
+        return
+    check_path_options(config)
+    try:
+        state.candidates  # noqa: B018 - parsed now, so a bad --model list is a usage error
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if not hasattr(config, "workerinput"):  # the controller alone owns the outputs
+        # Before the option, spec and validator checks, so a usage error there leaves no old
+        # verdict behind either (only an option of pytest's own stops before any plugin).
+        clear_previous_outputs(config, state)
+    if option_problems:
+        raise pytest.UsageError(option_problems[0])
+    check_seed_range(config)
+    prepare(state)
 
 
 def clear_previous_outputs(config: pytest.Config, state: GateSession) -> None:
