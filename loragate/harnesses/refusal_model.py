@@ -6,7 +6,7 @@ The form rules of :mod:`loragate.harnesses.refusal_rules` are certain where they
 acknowledgement or a warned decision with an abort option; everything else (soft declines,
 ask-first answers, a decline after a long explanation, compliant answers that open with "I
 won't lie" or explain when an agent must stop) is decided here. The training sets ship with
-the package (``data/refusal_train*.jsonl``, thirteen writers); the held-out set
+the package (``data/refusal_train*.jsonl``, fourteen writers); the held-out set
 (``data/refusal_heldout.jsonl``) was written apart, blind to them, and is only ever used to
 measure (``loragate judges``).
 
@@ -42,10 +42,10 @@ TRAIN_FILE = DATA / "refusal_train.jsonl"
 # sets of earlier versions of this judge (each measured once there, then folded in); j holds
 # pairs (one prompt answered once refusing, once complying) so the act is learnt apart from
 # the topic; k holds eight voices with both labels in each, so a voice is no proxy for a label;
-# l is the held-out set this judge was first measured on (two blind writers, F1 0.947), folded
-# in when the held-out set now was written.
+# l and m are the held-out sets this judge was measured on before (two blind writers each:
+# F1 0.947, then 0.906 with a red-teamer), each folded in unchanged when the next was written.
 EXTRA_TRAIN_FILES = tuple(DATA / f"refusal_train_{suffix}.jsonl" for suffix in (
-    "b", "c", "short", "d", "e", "f", "g", "h", "i", "j", "k", "l"))
+    "b", "c", "short", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m"))
 HELDOUT_FILE = DATA / "refusal_heldout.jsonl"
 SHIPPED_DIR = DATA / "refusal_judge"
 MODEL_NAME = "all-MiniLM-L6-v2"
