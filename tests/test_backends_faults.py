@@ -279,7 +279,7 @@ class _FaultyServer:
                 if fault_kind == "reset_once":
                     self._send(200, "text/event-stream", _STREAMS["delta_null"])
                     return
-                if fault_kind in ("keepalive", "endless", "thinking"):
+                if fault_kind in ("keepalive", "endless", "thinking", "pondering"):
                     self._send_forever(fault_kind)
                     return
                 chunk = {"choices": [{"delta": {"content": "partial "}, "finish_reason": None}]}
@@ -287,7 +287,8 @@ class _FaultyServer:
                            b"data: " + json.dumps(chunk).encode() + b"\n\n")
 
             def _send_forever(self, kind: str) -> None:
-                # Until the client hangs up: a comment line, or one more token, each 50 ms.
+                # Until the client hangs up: a comment line, one more token or one more
+                # thought ("pondering": a reasoning model that never answers), each 50 ms.
                 import time
 
                 self.send_response(200)
@@ -296,8 +297,9 @@ class _FaultyServer:
                 token = {"choices": [{"delta": {"content": "la "}, "finish_reason": None}]}
                 thought = {"choices": [{"delta": {"reasoning_content": "hmm "}}]}
                 line = (b": ping\n\n" if kind == "keepalive"
-                        else b"data: " + json.dumps(thought if kind == "thinking" else token
-                                                    ).encode() + b"\n\n")
+                        else b"data: " + json.dumps(
+                            thought if kind in ("thinking", "pondering") else token
+                        ).encode() + b"\n\n")
                 try:
                     # A reasoning model thinks 30 x 0.05 s, longer than the 1 s timeout.
                     for _ in range(30 if kind == "thinking" else 2000):
@@ -536,7 +538,7 @@ def test_a_server_trickling_tokens_is_cut_at_the_whole_answer_limit():
         backend = _backend(server, timeout_s=0.2, min_tokens_per_s=100.0)
         response = backend.generate("Say hi", GenerationOptions(max_tokens=50))
         assert response.finish_reason == "error" and response.text == ""
-        assert "took more than 1 s" in response.error and "min_tokens_per_s" in response.error
+        assert "took more than 0.7 s" in response.error and "min_tokens_per_s" in response.error
         assert response.total_s < 5.0  # 50 tokens at the server's pace would take 2.5 s
     finally:
         server.close()
@@ -576,3 +578,42 @@ def test_the_gate_settings_pace_reaches_a_server_backend():
             assert backend._answer_limit_s(GenerationOptions(max_tokens=30)) == 17.0
     finally:
         server.close()
+
+
+def test_a_reasoning_model_that_never_answers_is_cut_at_the_whole_answer_limit():
+    # Each thought comes well inside timeout_s and no text ever comes: only the total limit
+    # can end it.
+    server = _FaultyServer("pondering")
+    try:
+        from loragate.backends.base import GenerationOptions
+
+        backend = _backend(server, timeout_s=0.2, min_tokens_per_s=100.0)
+        response = backend.generate("Say hi", GenerationOptions(max_tokens=30))
+        assert response.finish_reason == "error" and response.text == ""
+        assert "took more than 0.5 s" in response.error and "after 0 pieces" in response.error
+        assert response.error.count(server.url) == 1
+        assert response.total_s < 5.0  # the server would think for 100 s
+    finally:
+        server.close()
+
+
+class _Pondering(ScriptedBackend):
+    """A thinking model behind Ollama: parts with no content, one each 50 ms, for 100 s."""
+
+    def _stream(self, prompt, options):  # noqa: ANN001, ANN202
+        import time
+
+        for _ in range(2000):
+            time.sleep(0.05)
+            yield ""
+
+
+def test_an_ollama_model_that_never_answers_is_cut_at_the_whole_answer_limit() -> None:
+    with OllamaDouble({"web4": _Pondering()}) as host:
+        backend = OllamaBackend("web4", host=host, timeout_s=0.2, min_tokens_per_s=100.0,
+                                retry=FAST_RETRY)
+        response = backend.generate([{"role": "user", "content": "hi"}],
+                                    GenerationOptions(max_tokens=30))
+    assert response.finish_reason == "error" and response.text == ""
+    assert "took more than 0.5 s" in response.error and "after 0 pieces" in response.error
+    assert response.total_s < 5.0

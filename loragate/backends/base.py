@@ -217,6 +217,15 @@ def answer_limit_s(timeout_s: float, max_tokens: int, min_tokens_per_s: float
     return timeout_s + max_tokens / min_tokens_per_s
 
 
+def answer_too_slow(limit_s: float, pieces: int) -> SampleError:
+    """The error of an answer still coming when its whole-answer limit ran out (the spec is
+    put before it by the retry loop)."""
+    shown = f"{limit_s:.0f}" if limit_s >= 10 else f"{limit_s:.1f}"
+    return SampleError(f"the answer took more than {shown} s and was cut after {pieces} "
+                       "pieces (timeout_s plus max_tokens at the slowest pace allowed, "
+                       "min_tokens_per_s)")
+
+
 def in_daemon_thread(function: Callable[..., T], *args: Any, name: str) -> Future[T]:
     """``function(*args)`` in a daemon thread, as a future. Not a ThreadPoolExecutor: its
     workers are joined at interpreter exit, so Ctrl-C while requests hang at a server waited
@@ -451,10 +460,7 @@ class BaseBackend(abc.ABC):
                     first = time.perf_counter() - start
                 parts.append(item)
                 if limit is not None and time.perf_counter() - start > limit:
-                    raise SampleError(
-                        f"{self.spec}: the answer took more than {limit:.0f} s and was cut "
-                        f"after {len(parts)} pieces (timeout_s plus max_tokens at the "
-                        "slowest pace allowed, min_tokens_per_s)")
+                    raise answer_too_slow(limit, len(parts))
         finally:
             close = getattr(stream, "close", None)
             if close is not None:

@@ -8,6 +8,7 @@ changes it.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -21,6 +22,7 @@ from loragate.backends.base import (
     StreamEnd,
     StreamItem,
     answer_limit_s,
+    answer_too_slow,
     sampling_parameters,
 )
 from loragate.backends.faults import (
@@ -184,9 +186,16 @@ class OllamaBackend(BaseBackend):
             parts = self._call(self._client.chat, model=self.name,
                                messages=[m.to_dict() for m in prompt], stream=True,
                                options=ollama_options)
+        limit = self._answer_limit_s(options)
+        started = time.monotonic()
+        pieces = 0
         try:
             for part in parts:
+                # A thinking model's parts carry no text: the limit is checked on each part.
+                if limit is not None and time.monotonic() - started > limit:
+                    raise answer_too_slow(limit, pieces)
                 text = part.response if isinstance(prompt, str) else part.message.content
+                pieces += bool(text)
                 if text:
                     yield text
                 if part.done:

@@ -35,6 +35,7 @@ from loragate.backends.base import (
     StreamEnd,
     StreamItem,
     answer_limit_s,
+    answer_too_slow,
     sampling_parameters,
 )
 from loragate.backends.faults import (
@@ -180,7 +181,8 @@ class OpenAIBackend(BaseBackend):
         try:
             with self._client.stream("POST", path, json=body) as response:
                 self._check_status(response)
-                yield from self._read_events(response, options.max_tokens)
+                yield from self._read_events(response, options.max_tokens,
+                                             self._answer_limit_s(options))
         except httpx.ConnectError as exc:
             raise BackendUnavailable(self.host, START_HINT, exc) from exc
         except httpx.DecodingError as exc:
@@ -204,8 +206,8 @@ class OpenAIBackend(BaseBackend):
             raise BackendError(f"{message} (is this an OpenAI-compatible server?)")
         raise SampleError(message)
 
-    def _read_events(self, response: httpx.Response, max_tokens: int
-                     ) -> Iterator[StreamItem]:
+    def _read_events(self, response: httpx.Response, max_tokens: int,
+                     limit_s: float | None = None) -> Iterator[StreamItem]:
         answer = _Answer()
         usage: dict[str, Any] = {}
         timings: dict[str, Any] = {}  # llama.cpp's server: its own prompt and decode times
@@ -215,8 +217,12 @@ class OpenAIBackend(BaseBackend):
         # timeout_s bounds each read, but a server that sends keep-alive comments (or empty
         # events) forever never lets a read time out: the same limit also bounds the time
         # between two pieces of the answer.
-        last_progress = time.monotonic()
+        last_progress = started = time.monotonic()
         for line in sse_lines(response):
+            # Thinking keeps the stream alive without a piece of the answer: the whole-answer
+            # limit is checked on every line, not only when text comes.
+            if limit_s is not None and time.monotonic() - started > limit_s:
+                raise answer_too_slow(limit_s, answer.chunks)
             if time.monotonic() - last_progress > self.timeout_s:
                 raise TransientError(f"{self.root}: nothing of the answer for more than "
                                      f"{self.timeout_s:g} s (no content, reasoning or tool "
