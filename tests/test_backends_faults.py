@@ -529,17 +529,22 @@ def test_a_reasoning_model_thinking_longer_than_the_timeout_is_not_cut():
         server.close()
 
 
-def test_a_server_trickling_tokens_is_cut_at_the_whole_answer_limit():
-    # Each token comes well inside timeout_s, so no read times out; the pace is what is slow.
-    server = _FaultyServer("endless")
+@pytest.mark.parametrize(("fault", "max_tokens", "message"), [
+    # Each token comes well inside timeout_s, so no read times out; the pace is what is slow
+    # (50 tokens at the server's 20 a second would take 2.5 s).
+    ("endless", 50, "took more than 0.7 s and was cut after"),
+    # Thoughts keep the stream alive and no text ever comes (the server thinks for 100 s).
+    ("pondering", 30, "took more than 0.5 s and was cut after 0 pieces"),
+])
+def test_a_slow_or_endless_answer_is_cut_at_the_whole_answer_limit(fault, max_tokens, message):
+    server = _FaultyServer(fault)
     try:
-        from loragate.backends.base import GenerationOptions
-
         backend = _backend(server, timeout_s=0.2, min_tokens_per_s=100.0)
-        response = backend.generate("Say hi", GenerationOptions(max_tokens=50))
+        response = backend.generate("Say hi", GenerationOptions(max_tokens=max_tokens))
         assert response.finish_reason == "error" and response.text == ""
-        assert "took more than 0.7 s" in response.error and "min_tokens_per_s" in response.error
-        assert response.total_s < 5.0  # 50 tokens at the server's pace would take 2.5 s
+        assert message in response.error and "min_tokens_per_s" in response.error
+        assert response.error.count(server.url) == 1
+        assert response.total_s < 5.0
     finally:
         server.close()
 
@@ -547,8 +552,6 @@ def test_a_server_trickling_tokens_is_cut_at_the_whole_answer_limit():
 def test_without_a_pace_limit_a_slow_answer_is_kept_whole():
     server = _FaultyServer("endless")
     try:
-        from loragate.backends.base import GenerationOptions
-
         response = _backend(server, timeout_s=5.0, min_tokens_per_s=0.0).generate(
             "Say hi", GenerationOptions(max_tokens=12))
         assert response.ok and response.text == "la " * 12
@@ -573,26 +576,7 @@ def test_the_gate_settings_pace_reaches_a_server_backend():
     try:
         settings = BackendSettings(min_tokens_per_s=3.0, timeout_s=7.0)
         with open_backend(f"openai:{server.url}#m", settings) as backend:
-            from loragate.backends.base import GenerationOptions
-
             assert backend._answer_limit_s(GenerationOptions(max_tokens=30)) == 17.0
-    finally:
-        server.close()
-
-
-def test_a_reasoning_model_that_never_answers_is_cut_at_the_whole_answer_limit():
-    # Each thought comes well inside timeout_s and no text ever comes: only the total limit
-    # can end it.
-    server = _FaultyServer("pondering")
-    try:
-        from loragate.backends.base import GenerationOptions
-
-        backend = _backend(server, timeout_s=0.2, min_tokens_per_s=100.0)
-        response = backend.generate("Say hi", GenerationOptions(max_tokens=30))
-        assert response.finish_reason == "error" and response.text == ""
-        assert "took more than 0.5 s" in response.error and "after 0 pieces" in response.error
-        assert response.error.count(server.url) == 1
-        assert response.total_s < 5.0  # the server would think for 100 s
     finally:
         server.close()
 

@@ -217,13 +217,17 @@ def answer_limit_s(timeout_s: float, max_tokens: int, min_tokens_per_s: float
     return timeout_s + max_tokens / min_tokens_per_s
 
 
-def answer_too_slow(limit_s: float, pieces: int) -> SampleError:
-    """The error of an answer still coming when its whole-answer limit ran out (the spec is
-    put before it by the retry loop)."""
+def check_answer_limit(limit_s: float | None, started: float, pieces: int) -> None:
+    """Raise when an answer begun at ``started`` (``time.monotonic()``) is still coming past
+    its whole-answer limit. A server reader calls it on everything the server sends, not only
+    on text: a model that thinks without end sends no text. The retry loop puts the spec
+    before the message."""
+    if limit_s is None or time.monotonic() - started <= limit_s:
+        return
     shown = f"{limit_s:.0f}" if limit_s >= 10 else f"{limit_s:.1f}"
-    return SampleError(f"the answer took more than {shown} s and was cut after {pieces} "
-                       "pieces (timeout_s plus max_tokens at the slowest pace allowed, "
-                       "min_tokens_per_s)")
+    raise SampleError(f"the answer took more than {shown} s and was cut after {pieces} pieces "
+                      "(timeout_s plus max_tokens at the slowest pace allowed, "
+                      "min_tokens_per_s)")
 
 
 def in_daemon_thread(function: Callable[..., T], *args: Any, name: str) -> Future[T]:
@@ -301,11 +305,6 @@ class BaseBackend(abc.ABC):
 
     def _describe_extra(self) -> dict[str, Any]:
         return {}
-
-    def _answer_limit_s(self, options: GenerationOptions) -> float | None:
-        """The most one whole answer may take, or None (in-process decoding is bounded by the
-        model's own speed; a server's pace is not)."""
-        return None
 
     # -- the protocol ------------------------------------------------------------------------
     def stream(self, prompt: Prompt, options: GenerationOptions | None = None
@@ -449,22 +448,13 @@ class BaseBackend(abc.ABC):
         first: float | None = None
         parts: list[str] = []
         end: StreamEnd | None = None
-        limit = self._answer_limit_s(options)
-        stream = self._stream(prompt, options)
-        try:
-            for item in stream:
-                if isinstance(item, StreamEnd):
-                    end = item
-                    continue
-                if item and first is None:
-                    first = time.perf_counter() - start
-                parts.append(item)
-                if limit is not None and time.perf_counter() - start > limit:
-                    raise answer_too_slow(limit, len(parts))
-        finally:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()  # the server's connection is released now, not when collected
+        for item in self._stream(prompt, options):
+            if isinstance(item, StreamEnd):
+                end = item
+                continue
+            if item and first is None:
+                first = time.perf_counter() - start
+            parts.append(item)
         total = time.perf_counter() - start
         if end is None:
             raise SampleError(f"{self.spec}: the stream ended without a finish reason")

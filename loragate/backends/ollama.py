@@ -22,7 +22,7 @@ from loragate.backends.base import (
     StreamEnd,
     StreamItem,
     answer_limit_s,
-    answer_too_slow,
+    check_answer_limit,
     sampling_parameters,
 )
 from loragate.backends.faults import (
@@ -191,9 +191,7 @@ class OllamaBackend(BaseBackend):
         pieces = 0
         try:
             for part in parts:
-                # A thinking model's parts carry no text: the limit is checked on each part.
-                if limit is not None and time.monotonic() - started > limit:
-                    raise answer_too_slow(limit, pieces)
+                check_answer_limit(limit, started, pieces)
                 text = part.response if isinstance(prompt, str) else part.message.content
                 pieces += bool(text)
                 if text:

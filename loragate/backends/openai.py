@@ -35,7 +35,7 @@ from loragate.backends.base import (
     StreamEnd,
     StreamItem,
     answer_limit_s,
-    answer_too_slow,
+    check_answer_limit,
     sampling_parameters,
 )
 from loragate.backends.faults import (
@@ -221,8 +221,7 @@ class OpenAIBackend(BaseBackend):
         for line in sse_lines(response):
             # Thinking keeps the stream alive without a piece of the answer: the whole-answer
             # limit is checked on every line, not only when text comes.
-            if limit_s is not None and time.monotonic() - started > limit_s:
-                raise answer_too_slow(limit_s, answer.chunks)
+            check_answer_limit(limit_s, started, answer.chunks)
             if time.monotonic() - last_progress > self.timeout_s:
                 raise TransientError(f"{self.root}: nothing of the answer for more than "
                                      f"{self.timeout_s:g} s (no content, reasoning or tool "
