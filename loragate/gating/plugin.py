@@ -196,7 +196,6 @@ def convert_typed_options(config: pytest.Config) -> list[str]:
         try:
             setattr(config.option, name, convert(value))
         except argparse.ArgumentTypeError as exc:
-            setattr(config.option, name, None)
             problems.append(f"argument --{name}: {exc}")
     return problems
 

@@ -118,12 +118,11 @@ def _calibrations(settings: Any, samples: list[Any], canaries: list[CanaryOutcom
     trusted."""
     from loragate.judges import session_calibrations
 
+    # session_calibrations measures through a validator only the harnesses a judge model
+    # decides, as configured; every other harness by its own validator.
     gated = sorted({s.harness for s in samples})
-    model_judged = {name: v for name, v in validators.items()
-                    if name in settings.gates.harnesses
-                    and settings.gates.spec(name).judge is not None}
     canaries_run = any(o.kind == "canary" for o in canaries)
-    return session_calibrations(settings, gated, canaries_run, model_judged)
+    return session_calibrations(settings, gated, canaries_run, validators)
 
 
 def _rejudge_canaries(section: CanarySummary | None, settings: Any,
