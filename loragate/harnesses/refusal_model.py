@@ -361,10 +361,14 @@ def load(folder: Path, settings: FineTune) -> RefusalClassifier:
     return RefusalClassifier(tokenizer, encoder, head, settings)
 
 
-def fitted_stamp(settings: FineTune) -> JudgeStamp:
+def fitted_stamp(settings: FineTune, answers: int | None = None) -> JudgeStamp:
+    """The stamp of a judge fitted with ``settings`` on the packaged training answers (their
+    number when the caller has read them already)."""
     _, base = _base_dir()
+    if answers is None:
+        answers = len(training_examples())
     return JudgeStamp(training_digest=training_digest(settings), base_model=base,
-                      answers=len(training_examples()),
+                      answers=answers,
                       # As JSON gives it back (a tuple reads back as a list).
                       settings=json.loads(json.dumps(asdict(settings))))
 
@@ -378,7 +382,8 @@ def default_classifier() -> RefusalClassifier:
 
     settings = FineTune()
     _imports()
-    wanted = fitted_stamp(settings)
+    examples = training_examples()
+    wanted = fitted_stamp(settings, len(examples))
     cached = cache_root() / "judges" / f"refusal-lora-{wanted.training_digest[:16]}"
     for folder in (SHIPPED_DIR, cached):
         if JudgeStamp.read(folder) == wanted:
@@ -391,7 +396,7 @@ def default_classifier() -> RefusalClassifier:
                     "the folder if it is in the loragate cache") from None
     print(f"loragate: the shipped refusal judge does not match its training files; fitting it "
           f"again (minutes on a CPU), kept in {cached}", file=sys.stderr)
-    classifier = fit(training_examples(), settings)
+    classifier = fit(examples, settings)
     # A cache that cannot be written costs the fit next time, nothing more.
     with contextlib.suppress(OSError):
         save(classifier, cached, wanted)
@@ -405,8 +410,9 @@ def classifier_verdict(text: str) -> tuple[str, float]:
 def main() -> int:
     """Refit the shipped judge on the packaged training set."""
     settings = FineTune()
-    stamp = fitted_stamp(settings)
-    save(fit(training_examples(), settings), SHIPPED_DIR, stamp)
+    examples = training_examples()
+    stamp = fitted_stamp(settings, len(examples))
+    save(fit(examples, settings), SHIPPED_DIR, stamp)
     print(f"wrote {SHIPPED_DIR} ({stamp.answers} answers, digest {stamp.training_digest[:16]})")
     return 0
 
